@@ -1,0 +1,21 @@
+// Activity context helpers that also work when an activity function is called directly (tests).
+import { Context, type Info } from '@temporalio/activity';
+
+export function activityInfoOrUndefined(): Info | undefined {
+  try {
+    return Context.current().info;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Heartbeat with progress details when running as an activity. */
+export function heartbeat(details?: unknown): void {
+  try {
+    Context.current().heartbeat(details);
+  } catch {
+    // not inside an activity
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -1,0 +1,26 @@
+// What activities need from the outside world, injected so tests can supply their own.
+import os from 'node:os';
+import path from 'node:path';
+import type { Client } from '@temporalio/client';
+import { DockerEngines } from './docker';
+import { SshPool } from './ssh';
+
+export interface ActivityDeps {
+  /** Inventory YAML read by the plan activities. */
+  inventoryPath: string;
+  ssh: SshPool;
+  engines: DockerEngines;
+  /** For the lock activities (they talk to the lock workflow). */
+  temporal?: { client: Client; taskQueue: string };
+}
+
+export function createDeps(options: { inventoryPath: string; temporal?: ActivityDeps['temporal']; socketDir?: string }): ActivityDeps {
+  const ssh = new SshPool();
+  const socketDir = options.socketDir ?? path.join(os.tmpdir(), `runbook-engines-${process.pid}`);
+  return { inventoryPath: options.inventoryPath, ssh, engines: new DockerEngines(ssh, socketDir), ...(options.temporal ? { temporal: options.temporal } : {}) };
+}
+
+export async function closeDeps(deps: ActivityDeps): Promise<void> {
+  await deps.engines.closeAll();
+  await deps.ssh.closeAll();
+}

@@ -1,0 +1,90 @@
+// Health gates: a container's own health check, and HTTP probes as a user would send them.
+import http from 'node:http';
+import { ApplicationFailure } from '@temporalio/common';
+import type { HostSpec, SmokeTestSpec } from '../common/types';
+import { heartbeat, sleep } from './context';
+import { diagnostics, engineFailure, inspectContainer, type DockerEngines } from './docker';
+
+export interface HttpAnswer {
+  status: number;
+  body: string;
+}
+
+/** One HTTP GET with an optional Host header; resolves with status and (truncated) body. */
+export function httpGet(url: string, options: { hostHeader?: string; timeoutMs?: number } = {}): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers: options.hostHeader ? { Host: options.hostHeader } : {}, timeout: options.timeoutMs ?? 5000, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        if (size < 65536) chunks.push(c);
+        size += c.length;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`timed out after ${options.timeoutMs ?? 5000} ms`)));
+    req.on('error', reject);
+  });
+}
+
+export function smokeTestVerdict(spec: SmokeTestSpec, answer: HttpAnswer): string | undefined {
+  if (answer.status !== spec.expectStatus) return `expected HTTP ${spec.expectStatus}, got ${answer.status}`;
+  if (spec.expectBody !== undefined && answer.body.trim() !== spec.expectBody.trim()) {
+    return `expected body ${JSON.stringify(spec.expectBody)}, got ${JSON.stringify(answer.body.trim().slice(0, 200))}`;
+  }
+  return undefined;
+}
+
+export function createHealthActivities(engines: DockerEngines) {
+  return {
+    /**
+     * Waits until the container reports healthy (or, without a health check, keeps running for a
+     * moment). Unhealthy, exited, or still starting at the deadline: non-retryable, with diagnostics.
+     */
+    async waitHealthy(req: { host: HostSpec; container: string; timeoutSeconds: number; pollMs?: number }): Promise<{ container: string; health: string; seconds: number }> {
+      const docker = await engines.engine(req.host).catch((err) => Promise.reject(engineFailure(req.host, 'connect', err)));
+      const started = Date.now();
+      const deadline = started + req.timeoutSeconds * 1000;
+      let runningSince: number | undefined;
+      for (;;) {
+        const state = await inspectContainer(docker, req.container).catch((err) => Promise.reject(engineFailure(req.host, `inspect ${req.container}`, err)));
+        const seconds = Math.round((Date.now() - started) / 100) / 10;
+        const fail = async (why: string, type: string) => {
+          const diag = await diagnostics(docker, req.container);
+          return ApplicationFailure.nonRetryable(`${req.container} on ${req.host.name} ${why} after ${seconds}s\n${diag.text}`, type, diag.details);
+        };
+        if (!state) throw await fail('does not exist', 'ContainerMissing');
+        if (state.status === 'exited' || state.status === 'dead') throw await fail(`stopped (exit code ${state.exitCode})`, 'ContainerExited');
+        if (state.health === 'healthy') return { container: req.container, health: 'healthy', seconds };
+        if (state.health === 'unhealthy') throw await fail('is unhealthy', 'ContainerUnhealthy');
+        if (state.health === undefined && state.status === 'running') {
+          runningSince ??= Date.now();
+          if (Date.now() - runningSince >= 2000) return { container: req.container, health: 'running (no health check)', seconds };
+        }
+        if (Date.now() > deadline) throw await fail(`is still ${state.health ?? state.status}`, 'HealthTimeout');
+        heartbeat({ container: req.container, status: state.status, health: state.health });
+        await sleep(req.pollMs ?? 500);
+      }
+    },
+
+    /** GETs the URL (through the proxy) until it answers as expected, for up to `attempts` tries. */
+    async smokeTest(req: SmokeTestSpec & { attempts?: number; intervalMs?: number }): Promise<{ url: string; status: number; body: string }> {
+      const attempts = req.attempts ?? 10;
+      let last = '';
+      for (let i = 1; i <= attempts; i++) {
+        try {
+          const answer = await httpGet(req.url, req.hostHeader ? { hostHeader: req.hostHeader } : {});
+          const problem = smokeTestVerdict(req, answer);
+          if (!problem) return { url: req.url, status: answer.status, body: answer.body.trim().slice(0, 200) };
+          last = problem;
+        } catch (err) {
+          last = (err as Error).message;
+        }
+        heartbeat({ url: req.url, attempt: i, last });
+        if (i < attempts) await sleep(req.intervalMs ?? 500);
+      }
+      throw ApplicationFailure.nonRetryable(`smoke test GET ${req.url}${req.hostHeader ? ` (Host: ${req.hostHeader})` : ''} failed after ${attempts} tries: ${last}`, 'SmokeTestFailed');
+    },
+  };
+}

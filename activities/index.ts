@@ -1,0 +1,25 @@
+// createActivities(deps): every activity, each bound to injected dependencies.
+import type { ContainerSpec } from '../common/types';
+import type { ActivityDeps } from './deps';
+import { createDockerActivities } from './docker';
+import { dockerEnvFrom } from './envfiles';
+import { createHealthActivities } from './health';
+import { createInventoryActivities } from './inventory';
+import { createLockActivities } from './lock';
+import { createPreflightActivities } from './preflight';
+import { createProxyActivities } from './proxy';
+
+export function createActivities(deps: ActivityDeps) {
+  const secretEnv = (spec: ContainerSpec) => dockerEnvFrom(spec.envFiles);
+  return {
+    ...createInventoryActivities(deps),
+    ...createPreflightActivities(deps.ssh, deps.engines),
+    ...createDockerActivities(deps.engines, secretEnv),
+    ...createHealthActivities(deps.engines),
+    ...createProxyActivities(deps.engines),
+    ...createLockActivities(deps),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;
+export { createDeps, closeDeps, type ActivityDeps } from './deps';

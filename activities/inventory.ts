@@ -1,0 +1,39 @@
+// Reads the inventory file and resolves the plan: the first activity of every runbook.
+import { readFile } from 'node:fs/promises';
+import { ApplicationFailure } from '@temporalio/common';
+import { InventoryError, parseInventory, type Inventory } from '../common/inventory';
+import { buildDeployPlan, PlanError } from '../common/plan';
+import type { DeployPlan, FirstDeployInput } from '../common/types';
+import { activityInfoOrUndefined } from './context';
+import type { ActivityDeps } from './deps';
+
+export async function loadInventory(path: string): Promise<Inventory> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable(`cannot read inventory ${path}: ${(err as Error).message}`, 'InvalidInventory');
+  }
+  try {
+    return parseInventory(text);
+  } catch (err) {
+    if (err instanceof InventoryError) throw ApplicationFailure.nonRetryable(`${path}: ${err.message}`, 'InvalidInventory');
+    throw err;
+  }
+}
+
+export function createInventoryActivities(deps: ActivityDeps) {
+  return {
+    /** Reads the inventory and returns the fully resolved deploy plan (recorded in history). */
+    async resolveDeployPlan(input: FirstDeployInput): Promise<DeployPlan> {
+      const inventory = await loadInventory(deps.inventoryPath);
+      const runId = activityInfoOrUndefined()?.workflowExecution?.runId ?? 'direct';
+      try {
+        return buildDeployPlan(inventory, input, runId);
+      } catch (err) {
+        if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
+        throw err;
+      }
+    },
+  };
+}

@@ -1,0 +1,202 @@
+#!/usr/bin/env node
+// `runbook`: start, watch, approve and list runbooks. Exit code 0 only on success.
+import { Command, Option } from 'commander';
+import { isValidVersion, NAME_PATTERN } from '../common/naming';
+import type { FirstDeployResult, RunbookStatus, StepRecord } from '../common/types';
+import { formatPlan, formatPreflight, formatStatus, formatStep, stepChanges } from './format';
+import { failureText, RunbookClient } from './runbooks';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function uiUrl(rc: RunbookClient, workflowId: string): string {
+  const base = process.env.TEMPORAL_UI_URL ?? 'http://127.0.0.1:8233';
+  return `${base}/namespaces/${encodeURIComponent(rc.settings.namespace)}/workflows/${encodeURIComponent(workflowId)}`;
+}
+
+function checkName(what: string, value: string): string {
+  if (!NAME_PATTERN.test(value)) throw new Error(`${what} "${value}" is not a valid name (lowercase letters, digits, '-')`);
+  return value;
+}
+
+/** Follows a runbook until it ends, printing each step as it changes. Returns the exit code. */
+export async function watch(rc: RunbookClient, workflowId: string, print: (line: string) => void = console.log): Promise<number> {
+  const handle = rc.handle(workflowId);
+  let outcome: { ok: true; result: unknown } | { ok: false; error: unknown } | undefined;
+  const ended = handle.result().then(
+    (result) => (outcome = { ok: true, result }),
+    (error) => (outcome = { ok: false, error }),
+  );
+  let shown: StepRecord[] = [];
+  let gatesShown = '';
+  const show = (st: RunbookStatus) => {
+    for (const s of stepChanges(shown, st.steps)) print(formatStep(s));
+    shown = st.steps;
+    const gates = JSON.stringify(st.pendingGates);
+    if (gates !== gatesShown && st.pendingGates.length) print(formatStatus(workflowId, { ...st, steps: [], decisions: [] }).split('\n').slice(1).join('\n'));
+    gatesShown = gates;
+  };
+  while (!outcome) {
+    await rc.status(workflowId).then(show, () => undefined);
+    await Promise.race([ended, sleep(1000)]);
+  }
+  await rc.status(workflowId).then(show, () => undefined);
+  if (outcome.ok) {
+    print(`${workflowId}: succeeded`);
+    const r = outcome.result as Partial<FirstDeployResult> | undefined;
+    if (r && r.unchanged !== undefined && !r.dryRun) print(r.unchanged ? '  nothing to change: already deployed as planned' : `  deployed ${r.app} ${r.version} to ${r.env}`);
+    return 0;
+  }
+  print(`${workflowId}: FAILED\n  ${failureText(outcome.error).split('\n').join('\n  ')}`);
+  return 1;
+}
+
+export function buildCli(): Command {
+  const program = new Command('runbook')
+    .description('Durable operations runbooks on Temporal (settings: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*)')
+    .showHelpAfterError();
+  let exitCode = 0;
+  const withClient = (fn: (rc: RunbookClient, ...args: any[]) => Promise<number | void>) =>
+    async (...args: any[]) => {
+      const rc = await RunbookClient.connect();
+      try {
+        exitCode = (await fn(rc, ...args)) ?? 0;
+      } finally {
+        await rc.close();
+      }
+    };
+
+  program
+    .command('deploy <app>')
+    .description('first deploy of an app to an environment (firstDeploy)')
+    .requiredOption('--env <env>', 'environment, as named in the inventory')
+    .option('--version <version>', 'image tag (default: the inventory\'s version)')
+    .option('--dry-run', 'print the plan and the preflight results; change nothing')
+    .option('--go-live-approval', 'stop for approval before the proxy exposes the app')
+    .option('--approval-timeout <duration>', 'how long approval gates wait (default 7d, at most 30d)')
+    .option('--detach', 'start and return; do not watch')
+    .action(
+      withClient(async (rc, app: string, opts: { env: string; version?: string; dryRun?: boolean; goLiveApproval?: boolean; approvalTimeout?: string; detach?: boolean }) => {
+        checkName('app', app);
+        checkName('env', opts.env);
+        if (opts.version !== undefined && !isValidVersion(opts.version)) throw new Error(`version "${opts.version}" is not a valid image tag`);
+        const handle = await rc.startFirstDeploy({
+          app,
+          env: opts.env,
+          ...(opts.version ? { version: opts.version } : {}),
+          ...(opts.dryRun ? { dryRun: true } : {}),
+          ...(opts.goLiveApproval ? { goLiveApproval: true } : {}),
+          ...(opts.approvalTimeout ? { approvalTimeout: opts.approvalTimeout } : {}),
+        });
+        console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})\n  UI: ${uiUrl(rc, handle.workflowId)}`);
+        if (opts.dryRun) {
+          try {
+            const result = (await handle.result()) as FirstDeployResult;
+            console.log(formatPlan(result.plan));
+            console.log(formatPreflight(result.preflight));
+            console.log('dry run: nothing was changed');
+            return result.preflight.every((r) => r.ok) ? 0 : 1;
+          } catch (err) {
+            console.error(`dry run failed:\n  ${failureText(err).split('\n').join('\n  ')}`);
+            return 1;
+          }
+        }
+        if (opts.detach) return 0;
+        return watch(rc, handle.workflowId);
+      }),
+    );
+
+  program
+    .command('status <workflowId>')
+    .description('phase, steps, pending approval gates and decisions of a runbook')
+    .option('--json', 'print the raw status')
+    .action(
+      withClient(async (rc, id: string, opts: { json?: boolean }) => {
+        const [st, d] = await Promise.all([rc.status(id), rc.handle(id).describe()]);
+        console.log(opts.json ? JSON.stringify({ ...st, execution: d.status.name }, null, 2) : `${formatStatus(id, st)}\n  execution: ${d.status.name}\n  UI: ${uiUrl(rc, id)}`);
+      }),
+    );
+
+  program
+    .command('watch <workflowId>')
+    .description('follow a runbook until it ends; exit code 0 only on success')
+    .action(withClient((rc, id: string) => watch(rc, id)));
+
+  for (const decision of ['approve', 'reject'] as const) {
+    program
+      .command(`${decision} <workflowId>`)
+      .description(`${decision} a pending approval gate`)
+      .requiredOption('--gate <gate>', 'gate name, as shown by `runbook status`')
+      .requiredOption('--by <name>', 'who decides (must be a listed approver, if the gate lists any)')
+      .option('--comment <text>', 'kept in the decisions log')
+      .option('--signal', 'send a signal instead of an update (no immediate answer)')
+      .action(
+        withClient(async (rc, id: string, opts: { gate: string; by: string; comment?: string; signal?: boolean }) => {
+          if (opts.signal) {
+            await rc.signalDecision(id, decision, opts.gate, opts.by, opts.comment);
+            console.log(`${decision} signal sent to ${id}; see \`runbook status ${id}\` for whether it counted`);
+            return 0;
+          }
+          try {
+            const record = await rc.decide(id, decision, opts.gate, opts.by, opts.comment);
+            console.log(`${decision} by ${record.by} on gate "${record.gate}": accepted`);
+            return 0;
+          } catch (err) {
+            console.error(`${decision} not allowed: ${failureText((err as { cause?: unknown }).cause ?? err)}`);
+            return 1;
+          }
+        }),
+      );
+  }
+
+  program
+    .command('list')
+    .description('running runbooks (search attributes)')
+    .option('--awaiting-approval', 'only those waiting for an approval')
+    .option('--app <app>')
+    .option('--env <env>')
+    .option('--all', 'include finished runs')
+    .action(
+      withClient(async (rc, opts: { awaitingApproval?: boolean; app?: string; env?: string; all?: boolean }) => {
+        const rows = await rc.list(opts);
+        if (rows.length === 0) console.log('no matching runbooks');
+        for (const r of rows) console.log(`${r.workflowId}  ${r.status}  step=${r.step ?? '-'}${r.awaiting ? '  AWAITING APPROVAL' : ''}  started ${r.startTime.toISOString()}`);
+      }),
+    );
+
+  const lock = program.command('lock').description('the per-app/env lock held by mutating runbooks');
+  lock
+    .command('status <app>')
+    .requiredOption('--env <env>')
+    .action(
+      withClient(async (rc, app: string, opts: { env: string }) => {
+        const holder = await rc.lockHolder(app, opts.env);
+        console.log(holder ? `${app}/${opts.env} is locked by ${holder.runbook} ${holder.workflowId} (run ${holder.runId}) since ${holder.since}` : `${app}/${opts.env} is not locked`);
+      }),
+    );
+  lock
+    .command('release <app>')
+    .description('force-release a lock whose holder is stuck (the holder is not stopped)')
+    .requiredOption('--env <env>')
+    .requiredOption('--by <name>')
+    .action(
+      withClient(async (rc, app: string, opts: { env: string; by: string }) => {
+        await rc.forceReleaseLock(app, opts.env, opts.by);
+        console.log(`release of ${app}/${opts.env} requested by ${opts.by}`);
+      }),
+    );
+
+  program.hook('postAction', () => {
+    process.exitCode = exitCode;
+  });
+  program.addOption(new Option('--no-color').hideHelp());
+  return program;
+}
+
+if (require.main === module) {
+  buildCli()
+    .parseAsync(process.argv)
+    .catch((err) => {
+      console.error(`runbook: ${err instanceof Error ? err.message : String(err)}`);
+      process.exit(2);
+    });
+}

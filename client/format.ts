@@ -1,0 +1,56 @@
+// Human-readable output for the CLI (pure, unit-tested).
+import type { DeployPlan, PreflightReport, RunbookStatus, StepRecord } from '../common/types';
+
+export function formatStep(s: StepRecord): string {
+  const mark = s.state === 'done' ? 'ok  ' : s.state === 'failed' ? 'FAIL' : '... ';
+  const took = s.endedAt ? ` (${((Date.parse(s.endedAt) - Date.parse(s.startedAt)) / 1000).toFixed(1)}s)` : '';
+  return `  [${mark}] ${s.step}${took}${s.state === 'failed' && s.detail ? `\n         ${s.detail.split('\n').join('\n         ')}` : ''}`;
+}
+
+export function formatStatus(id: string, st: RunbookStatus): string {
+  const lines = [`${id}: ${st.runbook} ${st.app}/${st.env} — ${st.phase}, step "${st.step}"`, ...st.steps.map(formatStep)];
+  for (const g of st.pendingGates) {
+    lines.push(
+      `  WAITING for approval "${g.gate}": ${g.description}`,
+      `    ${g.approvedBy.length}/${g.minApprovals} approvals (${g.approvedBy.join(', ') || 'none yet'}); approvers: ${g.approvers.join(', ') || 'anyone'}; deadline ${g.deadline}`,
+      `    runbook approve ${id} --gate ${g.gate} --by <name>    |    runbook reject ${id} --gate ${g.gate} --by <name>`,
+    );
+  }
+  if (st.decisions.length) {
+    lines.push('  decisions:');
+    for (const d of st.decisions) {
+      lines.push(`    ${d.at} ${d.by || '?'} ${d.decision} "${d.gate}" via ${d.via}: ${d.accepted ? 'accepted' : `ignored (${d.reason})`}${d.comment ? ` — ${d.comment}` : ''}`);
+    }
+  }
+  if (st.error) lines.push(`  error: ${st.error.split('\n').join('\n         ')}`);
+  return lines.join('\n');
+}
+
+export function formatPreflight(reports: PreflightReport[]): string {
+  return reports
+    .map((r) => [`host ${r.host}: ${r.ok ? 'ready' : 'NOT READY'}`, ...r.checks.map((c) => `  [${c.ok ? 'ok  ' : 'FAIL'}] ${c.check}: ${c.detail}`)].join('\n'))
+    .join('\n');
+}
+
+export function formatPlan(plan: DeployPlan): string {
+  const lines = [
+    `plan: ${plan.app} ${plan.version} → ${plan.env} (image ${plan.image})`,
+    `  hosts: ${plan.hosts.map((h) => `${h.name} (${h.ssh ? `ssh ${h.ssh.user}@${h.ssh.address}:${h.ssh.port}` : h.dockerSocket})`).join(', ')}`,
+    `  network: ${plan.network}${plan.volumes.length ? `; volumes: ${plan.volumes.map((v) => v.name).join(', ')}` : ''}`,
+    ...plan.dependencies.map((d) => `  dependency: ${d.container.name} (${d.container.image}) on ${d.host}, health-gated`),
+    ...(plan.migrate ? [`  migrations: ${plan.migrate.container.name}: ${(plan.migrate.container.cmd ?? []).join(' ')}`] : []),
+    ...plan.replicas.map((r) => `  replica: ${r.container.name} on ${r.host}`),
+    ...plan.proxies.map((p) => `  proxy: ${p.container.name} on ${p.host} at ${p.url}`),
+    ...plan.smokeTests.map((t) => `  smoke test: GET ${t.url}${t.hostHeader ? ` (Host: ${t.hostHeader})` : ''} → ${t.expectStatus}${t.expectBody !== undefined ? ` "${t.expectBody}"` : ''}`),
+    ...(plan.goLiveApproval ? [`  go-live approval: ${plan.approvals.minApprovals} of ${plan.approvals.approvers.join(', ') || 'anyone'}`] : []),
+  ];
+  return lines.join('\n');
+}
+
+/** The step lines that are new or changed since the last print (for `watch`). */
+export function stepChanges(previous: StepRecord[], current: StepRecord[]): StepRecord[] {
+  return current.filter((s, i) => {
+    const p = previous[i];
+    return !p || p.step !== s.step || p.state !== s.state;
+  });
+}

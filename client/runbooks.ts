@@ -1,0 +1,126 @@
+// Typed helpers to start, watch, approve and list runbooks; used by the CLI and the tests.
+import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { lockWorkflowId, runbookWorkflowId, type RunbookName } from '../common/naming';
+import { SA_APP, SA_AWAITING_APPROVAL, SA_ENV, SA_STEP } from '../common/search-attributes';
+import type { DecisionRecord, FirstDeployInput, LockHolder, RunbookStatus, RunbookTarget } from '../common/types';
+import { decideUpdate, lockHolderQuery, releaseLockSignal, rejectSignal, approveSignal, statusQuery } from '../workflows/lib/definitions';
+import { connectionSettings, type ConnectionSettings } from './connection';
+
+export class RunbookClient {
+  private constructor(
+    readonly client: Client,
+    readonly settings: ConnectionSettings,
+    private readonly connection: Connection,
+  ) {}
+
+  static async connect(settings: ConnectionSettings = connectionSettings()): Promise<RunbookClient> {
+    const connection = await Connection.connect({
+      address: settings.address,
+      ...(settings.tls ? { tls: settings.tls } : {}),
+      ...(settings.apiKey ? { apiKey: settings.apiKey } : {}),
+    });
+    return new RunbookClient(new Client({ connection, namespace: settings.namespace }), settings, connection);
+  }
+
+  async close(): Promise<void> {
+    await this.connection.close();
+  }
+
+  /** Starts a runbook as `<runbook>/<app>/<env>`; refuses while one runs on the same target. */
+  async start(runbook: RunbookName, input: RunbookTarget & Record<string, unknown>, summary: string): Promise<WorkflowHandleWithFirstExecutionRunId> {
+    const workflowId = runbookWorkflowId(runbook, input.app, input.env);
+    try {
+      return await this.client.workflow.start(runbook, {
+        workflowId,
+        taskQueue: this.settings.taskQueue,
+        args: [input],
+        workflowIdConflictPolicy: 'FAIL',
+        staticSummary: summary,
+        typedSearchAttributes: [
+          { key: SA_APP, value: input.app },
+          { key: SA_ENV, value: input.env },
+          { key: SA_STEP, value: 'starting' },
+          { key: SA_AWAITING_APPROVAL, value: false },
+        ],
+      });
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) {
+        throw new Error(`${workflowId} is already running; watch it with \`runbook watch ${workflowId}\` or wait for it to finish`);
+      }
+      throw err;
+    }
+  }
+
+  startFirstDeploy(input: FirstDeployInput): Promise<WorkflowHandleWithFirstExecutionRunId> {
+    const what = input.dryRun ? 'Dry run of first deploy' : 'First deploy';
+    return this.start('firstDeploy', { ...input }, `${what} of ${input.app} ${input.version ?? '(inventory version)'} to ${input.env}`);
+  }
+
+  handle(workflowId: string): WorkflowHandle {
+    return this.client.workflow.getHandle(workflowId);
+  }
+
+  status(workflowId: string): Promise<RunbookStatus> {
+    return this.handle(workflowId).query(statusQuery);
+  }
+
+  /** Approve or reject through the Update: answered at once with "accepted" or why not. */
+  decide(workflowId: string, decision: 'approve' | 'reject', gate: string, by: string, comment?: string): Promise<DecisionRecord> {
+    return this.handle(workflowId).executeUpdate(decideUpdate, { args: [{ gate, by, decision, ...(comment ? { comment } : {}) }] });
+  }
+
+  /** The same through a signal (fire and forget; ignored decisions are logged by the workflow). */
+  signalDecision(workflowId: string, decision: 'approve' | 'reject', gate: string, by: string, comment?: string): Promise<void> {
+    return this.handle(workflowId).signal(decision === 'approve' ? approveSignal : rejectSignal, { gate, by, ...(comment ? { comment } : {}) });
+  }
+
+  async list(filter: { awaitingApproval?: boolean; app?: string; env?: string; all?: boolean }): Promise<{ workflowId: string; runId: string; type: string; status: string; startTime: Date; step?: string; awaiting?: boolean }[]> {
+    const clauses = [`${filter.all ? '' : "ExecutionStatus = 'Running' AND "}RunbookApp IS NOT NULL`];
+    if (filter.awaitingApproval) clauses.push('RunbookAwaitingApproval = true');
+    if (filter.app) clauses.push(`RunbookApp = '${filter.app.replace(/'/g, '')}'`);
+    if (filter.env) clauses.push(`RunbookEnv = '${filter.env.replace(/'/g, '')}'`);
+    const rows = [];
+    for await (const wf of this.client.workflow.list({ query: clauses.join(' AND ') })) {
+      rows.push({
+        workflowId: wf.workflowId,
+        runId: wf.runId,
+        type: wf.type,
+        status: wf.status.name,
+        startTime: wf.startTime,
+        step: wf.typedSearchAttributes.get(SA_STEP),
+        awaiting: wf.typedSearchAttributes.get(SA_AWAITING_APPROVAL),
+      });
+      if (rows.length >= 200) break;
+    }
+    return rows;
+  }
+
+  async lockHolder(app: string, env: string): Promise<LockHolder | null> {
+    const handle = this.handle(lockWorkflowId(app, env));
+    try {
+      const d = await handle.describe();
+      if (d.status.name !== 'RUNNING') return null;
+      return await handle.query(lockHolderQuery);
+    } catch (err) {
+      if ((err as Error).name === 'WorkflowNotFoundError') return null;
+      throw err;
+    }
+  }
+
+  async forceReleaseLock(app: string, env: string, by: string): Promise<void> {
+    await this.handle(lockWorkflowId(app, env)).signal(releaseLockSignal, { workflowId: `cli:${by}`, runId: '', force: true });
+  }
+}
+
+export function failureText(err: unknown): string {
+  if (err instanceof WorkflowFailedError) {
+    const parts: string[] = [];
+    let cause: unknown = err.cause;
+    while (cause instanceof Error) {
+      parts.push(cause.message);
+      cause = (cause as { cause?: unknown }).cause;
+    }
+    return parts.join('\ncaused by: ') || err.message;
+  }
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,195 @@
+// The inventory: what hosts exist, what apps run where. Parsed and validated here (pure);
+// the file itself is read by an activity. Secrets are referenced by path only.
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { NAME_PATTERN, VERSION_PATTERN } from './naming';
+
+const NAME = NAME_PATTERN;
+const name = (what: string) =>
+  z.string({ error: `${what} must be a string` }).regex(NAME, {
+    error: `${what} must be lowercase letters, digits and '-', starting with a letter, at most 30 characters`,
+  });
+const absolutePath = z
+  .string({ error: 'must be a path string' })
+  .startsWith('/', { error: 'must be an absolute path' });
+const port = z
+  .number({ error: 'must be a port number' })
+  .int({ error: 'must be a whole number' })
+  .min(1, { error: 'must be between 1 and 65535' })
+  .max(65535, { error: 'must be between 1 and 65535' });
+const positiveInt = z.number({ error: 'must be a number' }).int({ error: 'must be a whole number' }).positive({ error: 'must be at least 1' });
+const envVarName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'must be an environment variable name' });
+const hostKeyFingerprint = z.string({ error: 'must be a string' }).regex(/^SHA256:[A-Za-z0-9+/]{43}$/, {
+  error: 'must be a pinned host key fingerprint "SHA256:<43 base64 chars>", as printed by `ssh-keygen -lf`',
+});
+const REPOSITORY = '(?:[a-z0-9.-]+(?::\\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*';
+const TAG = VERSION_PATTERN.source.slice(1, -1);
+/** A repository without tag, e.g. `127.0.0.1:5000/demo-app`. The version is the tag. */
+const imageRepository = z.string({ error: 'must be an image repository' }).regex(new RegExp(`^${REPOSITORY}$`), {
+  error: 'must be an image repository without tag or digest, e.g. "registry:5000/app" (the version is the tag)',
+});
+/** A full image reference with tag, e.g. `127.0.0.1:5000/postgres:15`. */
+const imageWithTag = z.string({ error: 'must be an image reference' }).regex(new RegExp(`^${REPOSITORY}:${TAG}$`), {
+  error: 'must be an image reference with a tag, e.g. "registry:5000/postgres:15"',
+});
+const version = z.string({ error: 'must be a string' }).regex(VERSION_PATTERN, {
+  error: 'must be a valid image tag (letters, digits, "_", ".", "-")',
+});
+
+const sshSchema = z.strictObject({
+  address: z.string({ error: 'must be a host name or IP address' }).min(1, { error: 'must not be empty' }),
+  port: port.default(22),
+  user: z.string().min(1).default('root'),
+  keyFile: absolutePath,
+  hostKey: hostKeyFingerprint,
+});
+
+const hostSchema = z.strictObject({
+  /** Address at which the worker reaches ports published on this host (default: ssh.address, or 127.0.0.1). */
+  address: z.string().min(1).optional(),
+  ssh: sshSchema.optional(),
+  docker: z.strictObject({ socketPath: absolutePath.default('/var/run/docker.sock') }).default({ socketPath: '/var/run/docker.sock' }),
+  minFreeDiskMb: positiveInt.default(1024),
+});
+
+const envFileSchema = z.strictObject({
+  path: absolutePath,
+  required: z.array(envVarName).default([]),
+});
+
+const dependencySchema = z.strictObject({
+  name: name('dependency name'),
+  image: imageWithTag,
+  envFile: envFileSchema.optional(),
+  /** Non-secret settings only; secrets go in envFile. */
+  env: z.record(envVarName, z.string()).default({}),
+  volumes: z.record(name('volume name'), absolutePath).default({}),
+  healthTimeoutSeconds: positiveInt.default(120),
+});
+
+const environmentSchema = z.strictObject({
+  hosts: z.array(name('host name')).min(1, { error: 'must list at least one host' }),
+  /** Replicas per host. */
+  replicas: positiveInt.default(1),
+  version: version.optional(),
+  proxy: z.strictObject({
+    hostPort: port,
+    bindAddress: z.string().default('127.0.0.1'),
+    domain: z.string().regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, { error: 'must be a DNS name' }).optional(),
+  }),
+  approvers: z.array(z.string().min(1)).default([]),
+  minApprovals: positiveInt.default(1),
+  goLiveApproval: z.boolean().default(false),
+});
+
+const appSchema = z.strictObject({
+  image: imageRepository,
+  port,
+  healthCheck: z
+    .strictObject({ path: z.string().startsWith('/', { error: 'must start with "/"' }).default('/health'), timeoutSeconds: positiveInt.default(90) })
+    .default({ path: '/health', timeoutSeconds: 90 }),
+  migrate: z.strictObject({ command: z.array(z.string().min(1)).min(1, { error: 'must have at least one word' }), timeoutSeconds: positiveInt.default(300) }).optional(),
+  envFile: envFileSchema.optional(),
+  secretFiles: z.array(z.strictObject({ path: absolutePath, target: absolutePath })).default([]),
+  dependencies: z.array(dependencySchema).default([]),
+  proxyImage: imageWithTag,
+  smokeTest: z
+    .strictObject({
+      path: z.string().startsWith('/', { error: 'must start with "/"' }).default('/'),
+      expectStatus: z.number().int().min(100).max(599).default(200),
+      /** Expected body; `{{version}}` is replaced by the deployed version. */
+      expectBody: z.string().optional(),
+    })
+    .default({ path: '/', expectStatus: 200 }),
+  stopTimeoutSeconds: positiveInt.default(30),
+  environments: z.record(name('environment name'), environmentSchema),
+});
+
+export const inventorySchema = z.strictObject({
+  hosts: z.record(name('host name'), hostSchema),
+  apps: z.record(name('app name'), appSchema),
+});
+
+export type Inventory = z.infer<typeof inventorySchema>;
+export type HostConfig = z.infer<typeof hostSchema>;
+export type AppConfig = z.infer<typeof appSchema>;
+export type EnvironmentConfig = z.infer<typeof environmentSchema>;
+export type DependencyConfig = z.infer<typeof dependencySchema>;
+
+export class InventoryError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid inventory:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'InventoryError';
+  }
+}
+
+function valueAt(root: unknown, path: PropertyKey[]): unknown {
+  let v: unknown = root;
+  for (const key of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[key];
+  }
+  return v;
+}
+
+function formatPath(path: PropertyKey[]): string {
+  return path.length ? path.map(String).join('.') : '(top level)';
+}
+
+/** Parses and validates inventory YAML; throws InventoryError listing every problem with its path. */
+export function parseInventory(yamlText: string): Inventory {
+  let raw: unknown;
+  try {
+    raw = parseYaml(yamlText);
+  } catch (err) {
+    throw new InventoryError([`not valid YAML: ${(err as Error).message.split('\n')[0]}`]);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new InventoryError(['(top level): must be a mapping with "hosts" and "apps"']);
+  }
+  const result = inventorySchema.safeParse(raw);
+  if (!result.success) {
+    throw new InventoryError(
+      result.error.issues.map((issue) => {
+        if (issue.code === 'unrecognized_keys') return `${formatPath(issue.path)}: unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+        if (issue.code === 'invalid_type' && valueAt(raw, issue.path) === undefined) return `${formatPath(issue.path)}: is required`;
+        if (issue.code === 'invalid_key') return `${formatPath(issue.path)}: ${issue.issues[0]?.message ?? issue.message}`;
+        return `${formatPath(issue.path)}: ${issue.message}`;
+      }),
+    );
+  }
+  const inventory = result.data;
+  const problems = crossReferenceProblems(inventory);
+  if (problems.length) throw new InventoryError(problems);
+  return inventory;
+}
+
+function crossReferenceProblems(inventory: Inventory): string[] {
+  const problems: string[] = [];
+  const portsByHost = new Map<string, string>();
+  for (const [appName, app] of Object.entries(inventory.apps)) {
+    const depNames = new Set<string>();
+    app.dependencies.forEach((dep, i) => {
+      if (depNames.has(dep.name)) problems.push(`apps.${appName}.dependencies.${i}.name: "${dep.name}" is used twice`);
+      if (dep.name === 'web' || dep.name === 'proxy' || dep.name === 'migrate') problems.push(`apps.${appName}.dependencies.${i}.name: "${dep.name}" is reserved`);
+      depNames.add(dep.name);
+    });
+    if (Object.keys(app.environments).length === 0) problems.push(`apps.${appName}.environments: must define at least one environment`);
+    for (const [envName, env] of Object.entries(app.environments)) {
+      const at = `apps.${appName}.environments.${envName}`;
+      env.hosts.forEach((host, i) => {
+        if (!inventory.hosts[host]) problems.push(`${at}.hosts.${i}: unknown host "${host}" (known: ${Object.keys(inventory.hosts).join(', ') || 'none'})`);
+        const key = `${host}:${env.proxy.bindAddress}:${env.proxy.hostPort}`;
+        const other = portsByHost.get(key);
+        if (other) problems.push(`${at}.proxy.hostPort: port ${env.proxy.hostPort} on host "${host}" is already used by ${other}`);
+        else portsByHost.set(key, `${appName}/${envName}`);
+      });
+      if (new Set(env.hosts).size !== env.hosts.length) problems.push(`${at}.hosts: lists a host twice`);
+      if (env.approvers.length > 0 && env.minApprovals > env.approvers.length) {
+        problems.push(`${at}.minApprovals: ${env.minApprovals} approvals required but only ${env.approvers.length} approver(s) listed`);
+      }
+      if (`${appName}-${envName}`.length > 40) problems.push(`${at}: "${appName}-${envName}" is too long for container names (40 characters at most)`);
+    }
+  }
+  return problems;
+}

@@ -1,0 +1,40 @@
+// Deterministic names: a retried or replayed step finds what an earlier attempt made.
+
+/** App, environment, host and volume names: safe in container names and workflow IDs. */
+export const NAME_PATTERN = /^[a-z][a-z0-9-]{0,29}$/;
+/** An image tag. */
+export const VERSION_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+export const isValidVersion = (v: string): boolean => VERSION_PATTERN.test(v);
+
+export const LABEL = {
+  managed: 'runbook.managed',
+  app: 'runbook.app',
+  env: 'runbook.env',
+  role: 'runbook.role',
+  version: 'runbook.version',
+  runId: 'runbook.run-id',
+} as const;
+
+export type ContainerRole = 'web' | 'dependency' | 'proxy' | 'migrate';
+
+export const RUNBOOKS = ['firstDeploy', 'rollingUpdate', 'issueCertificate', 'dnsCutover', 'nightlyBackup', 'restoreBackup'] as const;
+export type RunbookName = (typeof RUNBOOKS)[number];
+
+export const TASK_QUEUE = 'runbooks';
+
+export const prefix = (app: string, env: string): string => `${app}-${env}`;
+export const networkName = (app: string, env: string): string => prefix(app, env);
+export const volumeName = (app: string, env: string, volume: string): string => `${prefix(app, env)}-${volume}`;
+export const webContainerName = (app: string, env: string, n: number): string => `${prefix(app, env)}-web-${n}`;
+export const dependencyContainerName = (app: string, env: string, dep: string): string => `${prefix(app, env)}-${dep}`;
+export const proxyContainerName = (app: string, env: string): string => `${prefix(app, env)}-proxy`;
+export const migrateContainerName = (app: string, env: string, version: string): string => `${prefix(app, env)}-migrate-${version}`;
+
+/** `<runbook>/<app>/<env>`: with conflict policy FAIL, two runs on one target cannot overlap. */
+export const runbookWorkflowId = (runbook: RunbookName, app: string, env: string): string => `${runbook}/${app}/${env}`;
+/** One lock per app/env, shared by every mutating runbook. */
+export const lockWorkflowId = (app: string, env: string): string => `lock/${app}/${env}`;
+
+export function labelsFor(app: string, env: string, role: ContainerRole, extra: Record<string, string> = {}): Record<string, string> {
+  return { [LABEL.managed]: 'true', [LABEL.app]: app, [LABEL.env]: env, [LABEL.role]: role, ...extra };
+}

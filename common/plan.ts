@@ -1,0 +1,198 @@
+// Resolves an inventory + input into the fully explicit deploy plan that is recorded in history.
+import { renderProxyConfig } from './commands/nginx';
+import type { Inventory } from './inventory';
+import {
+  dependencyContainerName,
+  isValidVersion,
+  labelsFor,
+  LABEL,
+  migrateContainerName,
+  networkName,
+  proxyContainerName,
+  volumeName,
+  webContainerName,
+} from './naming';
+import type { DeployPlan, FirstDeployInput, HostSpec, PreflightRequest, ReplicaPlan, RunbookTarget } from './types';
+
+/** Bad input: the runbook stops before any side effect. */
+export class PlanError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PlanError';
+  }
+}
+
+export function hostSpec(inventory: Inventory, name: string): HostSpec {
+  const host = inventory.hosts[name];
+  if (!host) throw new PlanError(`unknown host "${name}"`);
+  return {
+    name,
+    address: host.address ?? host.ssh?.address ?? '127.0.0.1',
+    ...(host.ssh ? { ssh: { ...host.ssh } } : {}),
+    dockerSocket: host.docker.socketPath,
+    minFreeDiskMb: host.minFreeDiskMb,
+  };
+}
+
+export function findTarget(inventory: Inventory, target: RunbookTarget) {
+  const app = inventory.apps[target.app];
+  if (!app) throw new PlanError(`unknown app "${target.app}" (inventory has: ${Object.keys(inventory.apps).join(', ') || 'none'})`);
+  const env = app.environments[target.env];
+  if (!env) throw new PlanError(`app "${target.app}" has no environment "${target.env}" (it has: ${Object.keys(app.environments).join(', ')})`);
+  return { app, env };
+}
+
+export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, runId: string): DeployPlan {
+  const { app: appName, env: envName } = input;
+  const { app, env } = findTarget(inventory, input);
+  const version = input.version ?? env.version;
+  if (!version) throw new PlanError(`no version given and apps.${appName}.environments.${envName}.version is not set`);
+  if (!isValidVersion(version)) throw new PlanError(`version "${version}" is not a valid image tag`);
+
+  const hosts = env.hosts.map((h) => hostSpec(inventory, h));
+  const primary = hosts[0];
+  const network = networkName(appName, envName);
+  const image = `${app.image}:${version}`;
+  const runLabel = { [LABEL.runId]: runId };
+  const appEnvFiles = app.envFile ? [{ path: app.envFile.path, required: app.envFile.required }] : [];
+
+  const dependencies = app.dependencies.map((dep) => ({
+    name: dep.name,
+    host: primary.name,
+    healthTimeoutSeconds: dep.healthTimeoutSeconds,
+    container: {
+      name: dependencyContainerName(appName, envName, dep.name),
+      image: dep.image,
+      role: 'dependency' as const,
+      labels: labelsFor(appName, envName, 'dependency', { ...runLabel, 'runbook.dependency': dep.name }),
+      env: dep.env,
+      envFiles: dep.envFile ? [{ path: dep.envFile.path, required: dep.envFile.required }] : [],
+      network,
+      aliases: [dep.name],
+      volumes: Object.entries(dep.volumes).map(([vol, target]) => ({ name: volumeName(appName, envName, vol), target })),
+      binds: [],
+      ports: [],
+      stopTimeoutSeconds: app.stopTimeoutSeconds,
+      restart: true,
+    },
+  }));
+
+  const replicas: ReplicaPlan[] = [];
+  hosts.forEach((host, h) => {
+    for (let r = 0; r < env.replicas; r++) {
+      const index = h * env.replicas + r + 1;
+      replicas.push({
+        host: host.name,
+        index,
+        container: {
+          name: webContainerName(appName, envName, index),
+          image,
+          role: 'web',
+          labels: labelsFor(appName, envName, 'web', { ...runLabel, [LABEL.version]: version, 'runbook.replica': String(index) }),
+          env: { APP_ENV: envName },
+          envFiles: appEnvFiles,
+          network,
+          aliases: [],
+          volumes: [],
+          binds: app.secretFiles.map((s) => ({ source: s.path, target: s.target, readOnly: true })),
+          ports: [],
+          stopTimeoutSeconds: app.stopTimeoutSeconds,
+          restart: true,
+        },
+      });
+    }
+  });
+
+  const proxies = hosts.map((host) => ({
+    host: host.name,
+    url: `http://${host.address}:${env.proxy.hostPort}`,
+    config: renderProxyConfig({
+      app: appName,
+      env: envName,
+      upstreams: replicas.filter((r) => r.host === host.name).map((r) => `${r.container.name}:${app.port}`),
+      serverName: env.proxy.domain,
+    }),
+    container: {
+      name: proxyContainerName(appName, envName),
+      image: app.proxyImage,
+      role: 'proxy' as const,
+      labels: labelsFor(appName, envName, 'proxy', runLabel),
+      env: {},
+      envFiles: [],
+      network,
+      aliases: [],
+      volumes: [],
+      binds: [],
+      ports: [{ hostIp: env.proxy.bindAddress, hostPort: env.proxy.hostPort, containerPort: 80 }],
+      stopTimeoutSeconds: app.stopTimeoutSeconds,
+      restart: true,
+    },
+  }));
+
+  return {
+    app: appName,
+    env: envName,
+    version,
+    image,
+    hosts,
+    network,
+    volumes: dependencies.flatMap((d) => d.container.volumes.map((v) => ({ host: d.host, name: v.name }))),
+    dependencies,
+    pulls: hosts.map((h) => ({ host: h.name, image })),
+    ...(app.migrate
+      ? {
+          migrate: {
+            host: primary.name,
+            timeoutSeconds: app.migrate.timeoutSeconds,
+            container: {
+              name: migrateContainerName(appName, envName, version),
+              image,
+              role: 'migrate' as const,
+              labels: labelsFor(appName, envName, 'migrate', { ...runLabel, [LABEL.version]: version }),
+              env: { APP_ENV: envName },
+              envFiles: appEnvFiles,
+              cmd: app.migrate.command,
+              network,
+              aliases: [],
+              volumes: [],
+              binds: app.secretFiles.map((s) => ({ source: s.path, target: s.target, readOnly: true })),
+              ports: [],
+              stopTimeoutSeconds: app.stopTimeoutSeconds,
+              restart: false,
+            },
+          },
+        }
+      : {}),
+    replicas,
+    healthTimeoutSeconds: app.healthCheck.timeoutSeconds,
+    proxies,
+    smokeTests: proxies.map((p) => ({
+      url: `${p.url}${app.smokeTest.path}`,
+      ...(env.proxy.domain ? { hostHeader: env.proxy.domain } : {}),
+      expectStatus: app.smokeTest.expectStatus,
+      ...(app.smokeTest.expectBody !== undefined ? { expectBody: app.smokeTest.expectBody.replace(/\{\{version\}\}/g, version) } : {}),
+    })),
+    envFiles: [...appEnvFiles, ...dependencies.flatMap((d) => d.container.envFiles)],
+    secretFiles: hosts.flatMap((h) => app.secretFiles.map((s) => ({ host: h.name, path: s.path }))),
+    portsToCheck: hosts.map((h) => ({
+      host: h.name,
+      bindAddress: env.proxy.bindAddress,
+      port: env.proxy.hostPort,
+      owner: proxyContainerName(appName, envName),
+    })),
+    ...(env.proxy.domain ? { domain: { name: env.proxy.domain, host: primary.name, address: primary.address } } : {}),
+    approvals: { approvers: env.approvers, minApprovals: env.minApprovals },
+    goLiveApproval: input.goLiveApproval ?? env.goLiveApproval,
+  };
+}
+
+/** One preflight request per host; worker-side checks (env files, domain) go with the first host. */
+export function preflightRequests(plan: DeployPlan): PreflightRequest[] {
+  return plan.hosts.map((host, i) => ({
+    host,
+    envFiles: i === 0 ? plan.envFiles : [],
+    secretFiles: plan.secretFiles.filter((s) => s.host === host.name).map((s) => s.path),
+    ports: plan.portsToCheck.filter((p) => p.host === host.name).map(({ bindAddress, port, owner }) => ({ bindAddress, port, owner })),
+    ...(i === 0 && plan.domain ? { domain: { name: plan.domain.name, address: plan.domain.address } } : {}),
+  }));
+}

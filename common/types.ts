@@ -1,0 +1,233 @@
+// Plain-JSON shapes exchanged between client, workflows and activities. No secrets, ever:
+// secret material is referenced by file path and read by activities at use.
+import type { ContainerRole } from './naming';
+
+/** Every runbook input names what to act on. */
+export interface RunbookTarget {
+  app: string;
+  env: string;
+}
+
+export interface FirstDeployInput extends RunbookTarget {
+  /** Image tag to deploy; default: the environment's `version` in the inventory. */
+  version?: string;
+  /** Return the plan and the preflight results; change nothing. */
+  dryRun?: boolean;
+  /** Stop for approval before the proxy exposes the app; default: the inventory's goLiveApproval. */
+  goLiveApproval?: boolean;
+  /** How long an approval gate waits before its safe default (do not proceed). Default "7d", at most "30d". */
+  approvalTimeout?: string;
+}
+
+export interface SshSpec {
+  address: string;
+  port: number;
+  user: string;
+  keyFile: string;
+  hostKey: string;
+}
+
+/** How to reach one host: its engine through the local socket, or through SSH. */
+export interface HostSpec {
+  name: string;
+  /** Where the worker reaches ports published on this host. */
+  address: string;
+  ssh?: SshSpec;
+  dockerSocket: string;
+  minFreeDiskMb: number;
+}
+
+export interface EnvFileRef {
+  path: string;
+  required: string[];
+}
+
+export interface PortBinding {
+  hostIp: string;
+  hostPort: number;
+  containerPort: number;
+}
+
+/** Everything needed to create one container; built by the plan, sent by the Docker adapter. */
+export interface ContainerSpec {
+  name: string;
+  image: string;
+  role: ContainerRole;
+  labels: Record<string, string>;
+  /** Non-secret variables. */
+  env: Record<string, string>;
+  /** Read by the activity at use; their values never leave the worker except into the engine. */
+  envFiles: EnvFileRef[];
+  cmd?: string[];
+  network: string;
+  aliases: string[];
+  volumes: { name: string; target: string }[];
+  binds: { source: string; target: string; readOnly: boolean }[];
+  ports: PortBinding[];
+  stopTimeoutSeconds: number;
+  restart: boolean;
+}
+
+export interface DependencyPlan {
+  name: string;
+  host: string;
+  container: ContainerSpec;
+  healthTimeoutSeconds: number;
+}
+
+export interface ReplicaPlan {
+  host: string;
+  index: number;
+  container: ContainerSpec;
+}
+
+export interface ProxyPlan {
+  host: string;
+  container: ContainerSpec;
+  /** Rendered nginx configuration (no secrets). */
+  config: string;
+  /** http://address:port of the proxy as the worker reaches it. */
+  url: string;
+}
+
+export interface SmokeTestSpec {
+  url: string;
+  hostHeader?: string;
+  expectStatus: number;
+  expectBody?: string;
+}
+
+export interface ApprovalPolicy {
+  approvers: string[];
+  minApprovals: number;
+}
+
+export interface DeployPlan {
+  app: string;
+  env: string;
+  version: string;
+  image: string;
+  hosts: HostSpec[];
+  network: string;
+  volumes: { host: string; name: string }[];
+  dependencies: DependencyPlan[];
+  pulls: { host: string; image: string }[];
+  migrate?: { host: string; container: ContainerSpec; timeoutSeconds: number };
+  replicas: ReplicaPlan[];
+  healthTimeoutSeconds: number;
+  proxies: ProxyPlan[];
+  smokeTests: SmokeTestSpec[];
+  envFiles: EnvFileRef[];
+  secretFiles: { host: string; path: string }[];
+  portsToCheck: { host: string; bindAddress: string; port: number; owner: string }[];
+  domain?: { name: string; host: string; address: string };
+  approvals: ApprovalPolicy;
+  goLiveApproval: boolean;
+}
+
+export interface CheckResult {
+  check: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface PreflightReport {
+  host: string;
+  ok: boolean;
+  checks: CheckResult[];
+}
+
+export interface EnsureResult {
+  name: string;
+  id: string;
+  created: boolean;
+}
+
+export interface FirstDeployResult {
+  app: string;
+  env: string;
+  version: string;
+  dryRun: boolean;
+  plan: DeployPlan;
+  preflight: PreflightReport[];
+  containers: { name: string; host: string; id: string; created: boolean }[];
+  /** True when the run found everything already in place and changed nothing. */
+  unchanged: boolean;
+}
+
+// ---- approvals and status (the shared runbook mechanisms) ----
+
+export interface ApprovalDecisionInput {
+  gate: string;
+  by: string;
+  comment?: string;
+}
+
+export type DecisionKind = 'approve' | 'reject';
+
+export interface DecisionRecord extends ApprovalDecisionInput {
+  decision: DecisionKind;
+  at: string;
+  accepted: boolean;
+  /** Why an ignored decision was ignored. */
+  reason?: string;
+  via: 'signal' | 'update';
+}
+
+export interface PendingGate {
+  gate: string;
+  description: string;
+  approvers: string[];
+  minApprovals: number;
+  approvedBy: string[];
+  deadline: string;
+}
+
+export type GateOutcome = 'approved' | 'rejected' | 'timed-out';
+
+export interface GateResult {
+  gate: string;
+  outcome: GateOutcome;
+  by: string[];
+}
+
+export type RunbookPhase = 'planning' | 'preflight' | 'running' | 'awaiting-approval' | 'cleaning-up' | 'succeeded' | 'failed';
+
+export interface StepRecord {
+  step: string;
+  state: 'running' | 'done' | 'failed';
+  startedAt: string;
+  endedAt?: string;
+  detail?: string;
+}
+
+export interface RunbookStatus {
+  runbook: string;
+  app: string;
+  env: string;
+  phase: RunbookPhase;
+  step: string;
+  steps: StepRecord[];
+  pendingGates: PendingGate[];
+  decisions: DecisionRecord[];
+  error?: string;
+}
+
+export interface LockHolder {
+  workflowId: string;
+  runId: string;
+  runbook: string;
+  since: string;
+}
+
+export type LockAnswer = { acquired: true; holder: LockHolder } | { acquired: false; holder: LockHolder };
+
+export interface PreflightRequest {
+  host: HostSpec;
+  /** Checked on the worker (where they are read). */
+  envFiles: EnvFileRef[];
+  /** Must exist on the host (bind-mounted read-only). */
+  secretFiles: string[];
+  ports: { bindAddress: string; port: number; owner: string }[];
+  domain?: { name: string; address: string };
+}

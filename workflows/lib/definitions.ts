@@ -1,0 +1,17 @@
+// Message definitions shared by workflows and clients (pure: safe in the workflow bundle).
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { ApprovalDecisionInput, DecisionRecord, LockAnswer, LockHolder, RunbookStatus } from '../../common/types';
+
+/** Approve a pending gate: `{ gate, by, comment }`. From the UI, `temporal workflow signal`, or the CLI. */
+export const approveSignal = defineSignal<[ApprovalDecisionInput]>('approve');
+/** Reject a pending gate; one reject decides. */
+export const rejectSignal = defineSignal<[ApprovalDecisionInput]>('reject');
+/** Same as the signals, answered at once: the validator refuses what the signal would ignore. */
+export const decideUpdate = defineUpdate<DecisionRecord, [ApprovalDecisionInput & { decision: 'approve' | 'reject' }]>('decide');
+/** Phase, current step, pending gates and the decisions log. */
+export const statusQuery = defineQuery<RunbookStatus>('status');
+
+// The per-app/env lock workflow.
+export const acquireLockUpdate = defineUpdate<LockAnswer, [Omit<LockHolder, 'since'>]>('acquire');
+export const releaseLockSignal = defineSignal<[{ workflowId: string; runId: string; force?: boolean }]>('release');
+export const lockHolderQuery = defineQuery<LockHolder | null>('holder');
