@@ -1,7 +1,7 @@
 // Runbook 1: first deploy of an app (seeds 000 "Production Deployment", 001 bootstrap, 003 deploy.sh,
 // 004 Quick Start). Plan → preflight → networks/volumes → dependencies (health-gated) → pull →
 // migrations → replicas (health-gated) → optional go-live approval → proxy → smoke test.
-import { ApplicationFailure, CancellationScope, proxyActivities, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, CancellationScope, proxyActivities, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { labelsFor, LABEL, NAME_PATTERN } from '../common/naming';
 import { preflightRequests } from '../common/plan';
@@ -46,8 +46,14 @@ export async function firstDeploy(input: FirstDeployInput): Promise<FirstDeployR
     return { ...result, preflight };
   } catch (err) {
     rb.finish('failed', err);
-    throw err;
+    throw rootFailure(err);
   }
+}
+
+/** The failure a human should read: an activity's own ApplicationFailure rather than its wrapper. */
+export function rootFailure(err: unknown): unknown {
+  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) return err.cause;
+  return err;
 }
 
 function assertPreflight(reports: PreflightReport[]): void {

@@ -1,6 +1,7 @@
 // What every runbook shares: the status query, steps with current details, search attributes
-// kept current for the UI, and approval gates.
-import { ApplicationFailure, setCurrentDetails, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+// kept current for the UI, and approval gates. The search attributes must be registered on the
+// server (scripts/temporal.sh, docker-compose.temporal.yml, the test environments do it).
+import { ApplicationFailure, setCurrentDetails, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
 import { SA_APP, SA_AWAITING_APPROVAL, SA_ENV, SA_STEP } from '../../common/search-attributes';
 import { parseDuration } from '../../common/duration';
@@ -106,19 +107,10 @@ export class Runbook {
   private lastUpserted = new Map<string, unknown>();
   private upsert(updates: { key: typeof SA_APP | typeof SA_STEP | typeof SA_AWAITING_APPROVAL; value: string | boolean }[]): void {
     const changed = updates.filter((u) => this.lastUpserted.get(u.key.name) !== u.value);
-    if (changed.length === 0 || !searchAttributesEnabled()) return;
+    if (changed.length === 0) return;
     for (const u of changed) this.lastUpserted.set(u.key.name, u.value);
     upsertSearchAttributes(changed.map((u) => ({ key: u.key, value: u.value }) as SearchAttributeUpdatePair));
   }
-}
-
-/**
- * Search attributes are upserted only where the server knows them: the starter marks that by
- * setting RunbookApp at start (our client does; so can the UI's form), or the memo says so.
- */
-function searchAttributesEnabled(): boolean {
-  const info = workflowInfo();
-  return info.typedSearchAttributes.get(SA_APP) !== undefined || info.memo?.searchAttributes === true;
 }
 
 export function approvalTimeoutMs(timeout?: string): number {

@@ -1,0 +1,82 @@
+// Mocked activities for workflow tests: they record calls and answer like the real ones would.
+import { ApplicationFailure } from '@temporalio/common';
+import { parseInventory } from '../../common/inventory';
+import { buildDeployPlan } from '../../common/plan';
+import type { Activities } from '../../activities';
+import type { FirstDeployInput, LockAnswer } from '../../common/types';
+
+export const FINGERPRINT = 'SHA256:' + 'B'.repeat(43);
+
+export const TEST_INVENTORY_YAML = `
+hosts:
+  one:
+    docker: { socketPath: /run/test.sock }
+  two:
+    ssh: { address: 10.0.0.2, user: deploy, keyFile: /keys/id, hostKey: "${FINGERPRINT}" }
+apps:
+  shop:
+    image: reg:5000/shop
+    port: 8080
+    migrate: { command: [shop, migrate] }
+    envFile: { path: /etc/shop.env, required: [DATABASE_URL] }
+    dependencies:
+      - { name: postgres, image: "reg:5000/postgres:15", volumes: { pgdata: /var/lib/postgresql/data } }
+    proxyImage: "reg:5000/nginx:1"
+    smokeTest: { path: /version, expectBody: "{{version}}" }
+    environments:
+      production:
+        hosts: [one, two]
+        replicas: 1
+        version: v1
+        proxy: { hostPort: 8080 }
+        approvers: [alice, bob, carol]
+        minApprovals: 2
+        goLiveApproval: true
+      staging:
+        hosts: [one]
+        version: v1
+        proxy: { hostPort: 8081 }
+`;
+
+export interface MockActivities {
+  activities: Partial<Activities>;
+  calls: { name: string; args: unknown }[];
+  called(name: string): number;
+}
+
+type Overrides = Partial<Record<keyof Activities, (...args: any[]) => Promise<unknown>>>;
+
+export function mockActivities(overrides: Overrides = {}): MockActivities {
+  const calls: { name: string; args: unknown }[] = [];
+  const inventory = parseInventory(TEST_INVENTORY_YAML);
+  const defaults: Overrides = {
+    resolveDeployPlan: async (input: FirstDeployInput) => {
+      try {
+        return buildDeployPlan(inventory, input, 'run-test');
+      } catch (err) {
+        throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidInput');
+      }
+    },
+    preflightHost: async (req: { host: { name: string } }) => ({ host: req.host.name, ok: true, checks: [{ check: 'docker', ok: true, detail: 'reachable' }] }),
+    acquireLock: async (req: { holder: { workflowId: string; runId: string; runbook: string } }): Promise<LockAnswer> => ({ acquired: true, holder: { ...req.holder, since: new Date().toISOString() } }),
+    releaseLock: async () => undefined,
+    ensureNetwork: async (req: { name: string }) => ({ name: req.name, id: `net-${req.name}`, created: true }),
+    ensureVolume: async (req: { name: string }) => ({ name: req.name, id: req.name, created: true }),
+    ensureContainer: async (req: { spec: { name: string } }) => ({ name: req.spec.name, id: `id-${req.spec.name}`, created: true }),
+    waitHealthy: async (req: { container: string }) => ({ container: req.container, health: 'healthy', seconds: 1 }),
+    pullImage: async (req: { image: string }) => ({ image: req.image, id: 'sha256:1' }),
+    runOneOff: async (req: { spec: { name: string } }) => ({ name: req.spec.name, exitCode: 0, alreadyDone: false, lastLogLines: [] }),
+    configureProxy: async () => ({ changed: true }),
+    smokeTest: async (req: { url: string }) => ({ url: req.url, status: 200, body: 'v1' }),
+    removeRunResources: async (req: { host: { name: string } }) => ({ host: req.host.name, removedContainers: ['shop-production-web-1'], removedNetworks: [] }),
+  };
+  const activities: Record<string, (...args: any[]) => Promise<unknown>> = {};
+  for (const name of new Set([...Object.keys(defaults), ...Object.keys(overrides)])) {
+    const impl = (overrides as Record<string, any>)[name] ?? (defaults as Record<string, any>)[name];
+    activities[name] = async (...args: any[]) => {
+      calls.push({ name, args: args[0] });
+      return impl(...args);
+    };
+  }
+  return { activities: activities as Partial<Activities>, calls, called: (name) => calls.filter((c) => c.name === name).length };
+}
