@@ -22,6 +22,8 @@ export const sshTarget = (s: SshSpec): string => `${s.user}@${s.address}:${s.por
 
 export class SshPool {
   private readonly connections = new Map<string, Promise<NodeSSH>>();
+  /** How many SSH handshakes this pool has made (one per host, unless a connection dropped). */
+  handshakes = 0;
 
   /** A connected client for the host, reusing the open connection. */
   async connect(spec: SshSpec): Promise<NodeSSH> {
@@ -41,6 +43,7 @@ export class SshPool {
   private async open(spec: SshSpec): Promise<NodeSSH> {
     let seenKey: string | undefined;
     const ssh = new NodeSSH();
+    this.handshakes++;
     try {
       await ssh.connect({
         host: spec.address,

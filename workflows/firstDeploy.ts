@@ -95,7 +95,7 @@ async function deploy(rb: Runbook, plan: DeployPlan, input: FirstDeployInput): P
 
     for (const dep of plan.dependencies) {
       await rb.step(`dependency ${dep.name}`, async () => {
-        const r = await quick.ensureContainer.executeWithOptions({ summary: `start ${dep.container.name} on ${dep.host}` }, [{ host: host(dep.host), spec: dep.container }]);
+        const r = await waiting.ensureContainer.executeWithOptions({ summary: `start ${dep.container.name} on ${dep.host}` }, [{ host: host(dep.host), spec: dep.container }]);
         containers.push({ name: r.name, host: dep.host, id: r.id, created: r.created });
         changed ||= r.created;
         await waiting.waitHealthy({ host: host(dep.host), container: dep.container.name, timeoutSeconds: dep.healthTimeoutSeconds });
@@ -114,7 +114,7 @@ async function deploy(rb: Runbook, plan: DeployPlan, input: FirstDeployInput): P
 
     await rb.step('replicas', async () => {
       const started = await Promise.all(
-        plan.replicas.map((r) => quick.ensureContainer.executeWithOptions({ summary: `start ${r.container.name} on ${r.host}` }, [{ host: host(r.host), spec: r.container }])),
+        plan.replicas.map((r) => waiting.ensureContainer.executeWithOptions({ summary: `start ${r.container.name} on ${r.host}` }, [{ host: host(r.host), spec: r.container }])),
       );
       started.forEach((r, i) => containers.push({ name: r.name, host: plan.replicas[i].host, id: r.id, created: r.created }));
       changed ||= started.some((r) => r.created);
@@ -136,7 +136,7 @@ async function deploy(rb: Runbook, plan: DeployPlan, input: FirstDeployInput): P
 
     await rb.step('proxy', async () => {
       for (const p of plan.proxies) {
-        const r = await quick.ensureContainer.executeWithOptions({ summary: `start ${p.container.name} on ${p.host}` }, [{ host: host(p.host), spec: p.container }]);
+        const r = await waiting.ensureContainer.executeWithOptions({ summary: `start ${p.container.name} on ${p.host}` }, [{ host: host(p.host), spec: p.container }]);
         containers.push({ name: r.name, host: p.host, id: r.id, created: r.created });
         const configured = await quick.configureProxy({ host: host(p.host), container: p.container.name, config: p.config });
         changed ||= r.created || configured.changed;
