@@ -37,17 +37,28 @@ async function lastRunOf(workflowId: string): Promise<void> {
   runs.push({ workflowId, runId: d.runId });
 }
 
+/** Runs left over by an interrupted earlier test run (e.g. one waiting for approval). */
+async function terminateLeftoverRuns(): Promise<void> {
+  for (const env of ['production', 'broken', 'crash', 'edge']) {
+    for (const id of [`firstDeploy/e2eapp/${env}`, `lock/e2eapp/${env}`]) {
+      await client.workflow.getHandle(id).terminate('left over by an earlier test run').catch(() => undefined);
+    }
+  }
+}
+
 beforeAll(async () => {
+  connection = await Connection.connect({ address: TEMPORAL_ADDRESS });
+  client = new Client({ connection });
+  await terminateLeftoverRuns();
   await removeEverything();
   setup = e2eSetup(path.join(__dirname, 'inventory.yaml'), taskQueue);
   worker = new WorkerProcess(setup.env);
   await worker.start();
-  connection = await Connection.connect({ address: TEMPORAL_ADDRESS });
-  client = new Client({ connection });
 });
 
 afterAll(async () => {
   await worker?.kill('SIGTERM');
+  await terminateLeftoverRuns();
   await connection?.close();
   await removeEverything();
 });
@@ -139,7 +150,7 @@ it('deploys to a host over SSH, waiting for go-live approval given through the C
     await new Promise((r) => setTimeout(r, 100));
   }
   const listed = await runCli(['list', '--awaiting-approval'], setup.env);
-  expect(listed.stdout).toMatch(/firstDeploy\/e2eapp\/edge {2}Running {2}step=approval:go-live {2}AWAITING APPROVAL/);
+  expect(listed.stdout).toMatch(/firstDeploy\/e2eapp\/edge {2}RUNNING {2}step=approval:go-live {2}AWAITING APPROVAL/);
   const refused = await runCli(['approve', id, '--gate', 'go-live', '--by', 'mallory'], setup.env);
   expect(refused.code).toBe(1);
   expect(refused.stderr).toMatch(/approve not allowed: "mallory" is not an approver of gate "go-live" \(approvers: alice, bob\)/);
