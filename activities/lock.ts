@@ -4,7 +4,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { WithStartWorkflowOperation, WorkflowNotFoundError } from '@temporalio/client';
 import { lockWorkflowId } from '../common/naming';
 import type { LockAnswer, LockHolder } from '../common/types';
-import { acquireLockUpdate, lockHolderQuery, releaseLockSignal } from '../workflows/lib/definitions';
+import { acquireLockUpdate, releaseLockSignal } from '../workflows/lib/definitions';
 import type { ActivityDeps } from './deps';
 
 export function createLockActivities(deps: ActivityDeps) {
@@ -50,14 +50,5 @@ export function createLockActivities(deps: ActivityDeps) {
       }
     },
 
-    async lockHolder(req: { app: string; env: string }): Promise<LockHolder | null> {
-      const { client } = temporal();
-      try {
-        return await client.workflow.getHandle(lockWorkflowId(req.app, req.env)).query(lockHolderQuery);
-      } catch (err) {
-        if (err instanceof WorkflowNotFoundError) return null;
-        throw err;
-      }
-    },
   };
 }

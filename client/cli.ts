@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `runbook`: start, watch, approve and list runbooks. Exit code 0 only on success.
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { isValidVersion, NAME_PATTERN } from '../common/naming';
 import type { FirstDeployResult, RunbookStatus, StepRecord } from '../common/types';
 import { formatPlan, formatPreflight, formatStatus, formatStep, stepChanges } from './format';
@@ -188,7 +188,6 @@ export function buildCli(): Command {
   program.hook('postAction', () => {
     process.exitCode = exitCode;
   });
-  program.addOption(new Option('--no-color').hideHelp());
   return program;
 }
 

@@ -26,7 +26,9 @@ export async function appLock(): Promise<{ releasedBy: string | null }> {
     }
   });
 
-  await condition(() => everHeld);
+  // Started by update-with-start, so the first acquire arrives with the start; one started any
+  // other way (by hand) ends instead of lingering.
+  if (!(await condition(() => everHeld, '1 minute'))) return { releasedBy: null };
   await condition(() => holder === null && allHandlersFinished());
   return { releasedBy };
 }

@@ -1,0 +1,105 @@
+import { formatPlan, formatStatus, stepChanges } from '../../client/format';
+import { parseDuration, formatDuration } from '../../common/duration';
+import { parseInventory } from '../../common/inventory';
+import { buildDeployPlan, preflightRequests } from '../../common/plan';
+import type { RunbookStatus } from '../../common/types';
+import { TEST_INVENTORY_YAML } from '../helpers/mock-activities';
+
+const inventory = parseInventory(TEST_INVENTORY_YAML);
+
+describe('deploy plan', () => {
+  const plan = buildDeployPlan(inventory, { app: 'shop', env: 'production' }, 'run-1');
+
+  it('names everything deterministically and labels it with the run', () => {
+    expect(plan.image).toBe('reg:5000/shop:v1');
+    expect(plan.network).toBe('shop-production');
+    expect(plan.replicas.map((r) => [r.host, r.container.name])).toEqual([
+      ['one', 'shop-production-web-1'],
+      ['two', 'shop-production-web-2'],
+    ]);
+    expect(plan.replicas[0].container.labels).toMatchObject({ 'runbook.app': 'shop', 'runbook.env': 'production', 'runbook.version': 'v1', 'runbook.run-id': 'run-1', 'runbook.role': 'web' });
+    expect(plan.dependencies[0].container).toMatchObject({ name: 'shop-production-postgres', aliases: ['postgres'], volumes: [{ name: 'shop-production-pgdata', target: '/var/lib/postgresql/data' }] });
+    expect(plan.migrate?.container).toMatchObject({ name: 'shop-production-migrate-v1', cmd: ['shop', 'migrate'], restart: false });
+    expect(plan.volumes).toEqual([{ host: 'one', name: 'shop-production-pgdata' }]);
+  });
+
+  it('puts one proxy per host in front of that host\'s replicas', () => {
+    expect(plan.proxies.map((p) => [p.host, p.url])).toEqual([
+      ['one', 'http://127.0.0.1:8080'],
+      ['two', 'http://10.0.0.2:8080'],
+    ]);
+    expect(plan.proxies[0].config).toContain('server shop-production-web-1:8080');
+    expect(plan.proxies[0].config).not.toContain('web-2');
+    expect(plan.smokeTests[1]).toEqual({ url: 'http://10.0.0.2:8080/version', expectStatus: 200, expectBody: 'v1' });
+  });
+
+  it('references secrets by path only', () => {
+    expect(plan.envFiles).toEqual([{ path: '/etc/shop.env', required: ['DATABASE_URL'] }]);
+    expect(JSON.stringify(plan)).not.toMatch(/PASSWORD=|SECRET_KEY=/);
+  });
+
+  it('takes the version from the input over the inventory, and checks it', () => {
+    expect(buildDeployPlan(inventory, { app: 'shop', env: 'production', version: 'v2' }, 'r').image).toBe('reg:5000/shop:v2');
+    expect(() => buildDeployPlan(inventory, { app: 'shop', env: 'production', version: 'v 2' }, 'r')).toThrow(/version "v 2" is not a valid image tag/);
+    expect(() => buildDeployPlan(inventory, { app: 'cart', env: 'production' }, 'r')).toThrow(/unknown app "cart" \(inventory has: shop\)/);
+  });
+
+  it('sends worker-side checks with the first host only', () => {
+    const reqs = preflightRequests(plan);
+    expect(reqs.map((r) => [r.host.name, r.envFiles.length, r.ports.map((p) => p.port)])).toEqual([
+      ['one', 1, [8080]],
+      ['two', 0, [8080]],
+    ]);
+  });
+
+  it('prints a readable plan', () => {
+    const text = formatPlan(plan);
+    expect(text).toContain('plan: shop v1 → production (image reg:5000/shop:v1)');
+    expect(text).toContain('hosts: one (/run/test.sock), two (ssh deploy@10.0.0.2:22)');
+    expect(text).toContain('go-live approval: 2 of alice, bob, carol');
+  });
+});
+
+describe('CLI status output', () => {
+  const status: RunbookStatus = {
+    runbook: 'firstDeploy',
+    app: 'shop',
+    env: 'production',
+    phase: 'awaiting-approval',
+    step: 'approval:go-live',
+    steps: [
+      { step: 'plan', state: 'done', startedAt: '2026-01-01T00:00:00.000Z', endedAt: '2026-01-01T00:00:01.500Z' },
+      { step: 'approval:go-live', state: 'running', startedAt: '2026-01-01T00:00:02.000Z' },
+    ],
+    pendingGates: [{ gate: 'go-live', description: 'Expose shop', approvers: ['alice', 'bob'], minApprovals: 2, approvedBy: ['alice'], deadline: '2026-01-08T00:00:02.000Z' }],
+    decisions: [{ gate: 'go-live', by: 'mallory', decision: 'approve', at: '2026-01-01T00:00:03.000Z', accepted: false, reason: 'not an approver', via: 'signal' }],
+  };
+
+  it('shows steps, pending gates with the commands to decide, and the decisions log', () => {
+    const text = formatStatus('firstDeploy/shop/production', status);
+    expect(text).toContain('[ok  ] plan (1.5s)');
+    expect(text).toContain('[... ] approval:go-live');
+    expect(text).toContain('WAITING for approval "go-live": Expose shop');
+    expect(text).toContain('1/2 approvals (alice); approvers: alice, bob');
+    expect(text).toContain('runbook approve firstDeploy/shop/production --gate go-live --by <name>');
+    expect(text).toContain('mallory approve "go-live" via signal: ignored (not an approver)');
+  });
+
+  it('reports only changed steps while watching', () => {
+    const before = status.steps.slice(0, 1);
+    expect(stepChanges(before, status.steps).map((s) => s.step)).toEqual(['approval:go-live']);
+    expect(stepChanges(status.steps, status.steps)).toEqual([]);
+  });
+});
+
+describe('durations', () => {
+  it('parses and formats runbook durations', () => {
+    expect(parseDuration('48h')).toBe(172_800_000);
+    expect(parseDuration('7d')).toBe(604_800_000);
+    expect(parseDuration('1.5s')).toBe(1500);
+    expect(parseDuration(250)).toBe(250);
+    expect(() => parseDuration('soon', 'approvalTimeout')).toThrow('approvalTimeout: "soon" is not a duration');
+    expect(formatDuration(604_800_000)).toBe('7d');
+    expect(formatDuration(90_000)).toBe('90s');
+  });
+});
