@@ -12,7 +12,7 @@ import {
   volumeName,
   webContainerName,
 } from './naming';
-import type { DeployPlan, FirstDeployInput, HostSpec, PreflightRequest, ReplicaPlan, RunbookTarget } from './types';
+import type { ContainerSpec, DeployPlan, FirstDeployInput, HostSpec, PreflightRequest, ReplicaPlan, RunbookTarget } from './types';
 
 /** Bad input: the runbook stops before any side effect. */
 export class PlanError extends Error {
@@ -56,6 +56,23 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
   const runLabel = { [LABEL.runId]: runId };
   const appEnvFiles = app.envFile ? [{ path: app.envFile.path, required: app.envFile.required }] : [];
 
+  /** A container of the app's own image (a replica, or the one-off migration). */
+  const appContainer = (name: string, role: 'web' | 'migrate', labels: Record<string, string>, restart: boolean): ContainerSpec => ({
+    name,
+    image,
+    role,
+    labels: labelsFor(appName, envName, role, { ...runLabel, [LABEL.version]: version, ...labels }),
+    env: { APP_ENV: envName },
+    envFiles: appEnvFiles,
+    network,
+    aliases: [],
+    volumes: [],
+    binds: app.secretFiles.map((s) => ({ source: s.path, target: s.target, readOnly: true })),
+    ports: [],
+    stopTimeoutSeconds: app.stopTimeoutSeconds,
+    restart,
+  });
+
   const dependencies = app.dependencies.map((dep) => ({
     name: dep.name,
     host: primary.name,
@@ -84,21 +101,7 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
       replicas.push({
         host: host.name,
         index,
-        container: {
-          name: webContainerName(appName, envName, index),
-          image,
-          role: 'web',
-          labels: labelsFor(appName, envName, 'web', { ...runLabel, [LABEL.version]: version, 'runbook.replica': String(index) }),
-          env: { APP_ENV: envName },
-          envFiles: appEnvFiles,
-          network,
-          aliases: [],
-          volumes: [],
-          binds: app.secretFiles.map((s) => ({ source: s.path, target: s.target, readOnly: true })),
-          ports: [],
-          stopTimeoutSeconds: app.stopTimeoutSeconds,
-          restart: true,
-        },
+        container: appContainer(webContainerName(appName, envName, index), 'web', { 'runbook.replica': String(index) }, true),
       });
     }
   });
@@ -144,22 +147,7 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
           migrate: {
             host: primary.name,
             timeoutSeconds: app.migrate.timeoutSeconds,
-            container: {
-              name: migrateContainerName(appName, envName, version),
-              image,
-              role: 'migrate' as const,
-              labels: labelsFor(appName, envName, 'migrate', { ...runLabel, [LABEL.version]: version }),
-              env: { APP_ENV: envName },
-              envFiles: appEnvFiles,
-              cmd: app.migrate.command,
-              network,
-              aliases: [],
-              volumes: [],
-              binds: app.secretFiles.map((s) => ({ source: s.path, target: s.target, readOnly: true })),
-              ports: [],
-              stopTimeoutSeconds: app.stopTimeoutSeconds,
-              restart: false,
-            },
+            container: { ...appContainer(migrateContainerName(appName, envName, version), 'migrate', {}, false), cmd: app.migrate.command },
           },
         }
       : {}),

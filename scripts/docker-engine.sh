@@ -91,11 +91,4 @@ verify() {
   log "docker engine: verified bridge networking (container ip $ip) and -p 127.0.0.1:$port:8080"
 }
 
-case ${1:-} in
-  start) start ;;
-  stop) stop ;;
-  status) status ;;
-  verify) verify ;;
-  restart) stop; start ;;
-  *) echo "usage: $0 start|stop|status|restart|verify" >&2; exit 2 ;;
-esac
+dispatch "${1:-}" start stop status restart verify

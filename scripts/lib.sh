@@ -159,3 +159,17 @@ temporal_paths() {
 ensure_dirs() {
   mkdir -p "$RUNBOOK_HOME" "$RUNBOOK_RUN" "$RUNBOOK_LOGS"
 }
+
+# dispatch VERB ALLOWED_VERB...: the entry point of a service script; calls the function named
+# VERB when it is allowed ("restart" means stop, then start).
+dispatch() {
+  local verb=$1; shift
+  local allowed=" $* "
+  if [[ -n $verb && $allowed == *" $verb "* ]]; then
+    if [[ $verb == restart ]]; then stop; start; else "$verb"; fi
+  else
+    local IFS='|'
+    echo "usage: $0 $*" >&2
+    exit 2
+  fi
+}

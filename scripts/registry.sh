@@ -65,10 +65,4 @@ status() {
   fi
 }
 
-case ${1:-} in
-  start) start ;;
-  stop) stop ;;
-  status) status ;;
-  restart) stop; start ;;
-  *) echo "usage: $0 start|stop|status|restart" >&2; exit 2 ;;
-esac
+dispatch "${1:-}" start stop status restart

@@ -137,11 +137,4 @@ status() {
   fi
 }
 
-case ${1:-} in
-  start) start ;;
-  stop) stop ;;
-  status) status ;;
-  verify) verify ;;
-  restart) stop; start ;;
-  *) echo "usage: $0 start|stop|status|restart|verify" >&2; exit 2 ;;
-esac
+dispatch "${1:-}" start stop status restart verify
