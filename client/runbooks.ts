@@ -36,6 +36,11 @@ export class RunbookClient {
         args: [input],
         workflowIdConflictPolicy: 'FAIL',
         staticSummary: summary,
+        staticDetails: [
+          `Input: \`${JSON.stringify(input)}\``,
+          `Follow: \`runbook watch ${workflowId}\` or the \`status\` query.`,
+          'Approve a gate: signal `approve` (or `reject`) with `{"gate": "<gate>", "by": "<name>", "comment": "..."}`.',
+        ].join('\n\n'),
         typedSearchAttributes: [
           { key: SA_APP, value: input.app },
           { key: SA_ENV, value: input.env },
