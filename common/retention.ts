@@ -55,11 +55,12 @@ export function isoWeekKey(d: Date): string {
 
 export function validateRetentionPolicy(policy: RetentionPolicy): string[] {
   const problems: string[] = [];
+  const rules = ['daily', 'weekly', 'monthly', 'yearly', 'last', 'keepDays'];
   for (const [name, value] of Object.entries(policy)) {
-    if (!['daily', 'weekly', 'monthly', 'yearly', 'last', 'keepDays'].includes(name)) problems.push(`unknown retention rule "${name}"`);
+    if (!rules.includes(name)) problems.push(`unknown retention rule "${name}"`);
     else if (value !== undefined && (!Number.isInteger(value) || value < 0)) problems.push(`${name}: must be a whole number ≥ 0`);
   }
-  if (!Object.values(policy).some((v) => typeof v === 'number' && v > 0)) problems.push('a retention policy must keep something (e.g. daily: 7)');
+  if (!Object.entries(policy).some(([name, v]) => rules.includes(name) && typeof v === 'number' && v > 0)) problems.push('a retention policy must keep something (e.g. daily: 7)');
   return problems;
 }
 

@@ -80,7 +80,7 @@ describe('retention (restic forget semantics)', () => {
 
   it('rejects policies that keep nothing or name unknown rules', () => {
     expect(validateRetentionPolicy({})).toEqual(['a retention policy must keep something (e.g. daily: 7)']);
-    expect(validateRetentionPolicy({ daily: -1, hourly: 2 } as never)).toEqual(['daily: must be a whole number ≥ 0', 'unknown retention rule "hourly"']);
+    expect(validateRetentionPolicy({ daily: -1, hourly: 2 } as never)).toEqual(['daily: must be a whole number ≥ 0', 'unknown retention rule "hourly"', 'a retention policy must keep something (e.g. daily: 7)']);
     expect(() => applyRetention([], { daily: 0 }, NOW)).toThrow(/must keep something/);
   });
 });
