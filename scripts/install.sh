@@ -15,6 +15,7 @@ APT_PACKAGES=(
   docker-registry      # local registry on 127.0.0.1:5000
   iproute2 curl ca-certificates procps util-linux
   postgresql-client    # psql / pg_isready for checks
+  zstd                 # backup compression on the worker (activities/backup.ts)
   docker-compose       # validates docker-compose.temporal.yml offline (test/unit/compose.test.ts)
   chromium
 )
