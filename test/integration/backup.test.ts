@@ -4,7 +4,6 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
@@ -19,7 +18,8 @@ import { SshPool } from '../../activities/ssh';
 import { manifestFileName, parseManifest, zstdDecompressArgv, type BackupManifest } from '../../common/commands/backup';
 import { compareTableStats, envList, pgClientEnv, psqlRestoreArgv, scratchDatabaseName } from '../../common/commands/sql';
 import { localHost } from '../helpers/hosts';
-import { DOCKER_SOCK, REGISTRY } from '../helpers/paths';
+import { DOCKER_SOCK } from '../helpers/paths';
+import { startPostgresContainer, stopwatch, waitContainerHealthy } from '../helpers/postgres-container';
 
 jest.setTimeout(180_000);
 
@@ -36,57 +36,9 @@ const backups = createBackupActivities(engines, { heartbeatMs: 200 });
 const pgActs = createPostgresActivities();
 let conn: PgConnection; // from the test process, through the published port
 const inside = { host: '127.0.0.1', port: 5432, user: 'app', database: 'shop' };
-const timings: Record<string, number> = {};
-
-async function timed<T>(label: string, p: Promise<T>): Promise<T> {
-  const t0 = Date.now();
-  try {
-    return await p;
-  } finally {
-    timings[label] = Date.now() - t0;
-  }
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer().once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
-async function startPostgres(): Promise<number> {
-  const first = 18400 + Math.floor(Math.random() * 100);
-  for (let i = 0; i < 100; i++) {
-    const port = 18400 + ((first - 18400 + i) % 100);
-    if (!(await portFree(port))) continue;
-    await docker.getContainer(container).remove({ force: true }).catch(() => undefined);
-    const c = await docker.createContainer({
-      name: container,
-      Image: `${REGISTRY}/postgres:15`,
-      Env: ['POSTGRES_USER=app', `POSTGRES_PASSWORD=${password}`, 'POSTGRES_DB=shop'],
-      Labels: { 'runbook.test': 'it-backup' },
-      ExposedPorts: { '5432/tcp': {} },
-      HostConfig: { PortBindings: { '5432/tcp': [{ HostIp: '127.0.0.1', HostPort: String(port) }] } },
-    });
-    try {
-      await c.start();
-      return port;
-    } catch (err) {
-      if (!/port is already allocated|address already in use/i.test((err as Error).message)) throw err;
-    }
-  }
-  throw new Error('no free port in 127.0.0.1:18400-18499');
-}
-
-async function waitHealthy(timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const info = await docker.getContainer(container).inspect();
-    if (info.State.Health?.Status === 'healthy') return;
-    if (!info.State.Running || Date.now() > deadline) throw new Error(`${container}: ${info.State.Status} ${info.State.Health?.Status ?? ''}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const { timings, timed } = stopwatch();
+const startPostgres = () => startPostgresContainer(docker, { name: container, password, label: 'it-backup', portBase: 18400 });
+const waitHealthy = (timeoutMs: number) => waitContainerHealthy(docker, container, timeoutMs);
 
 async function sql(database: string, text: string): Promise<void> {
   const client = new Client({ ...conn, database, password });

@@ -2,7 +2,6 @@
 // container on the test engine: stats and checksums, a dump → scratch restore round trip, errors.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -11,7 +10,8 @@ import Docker from 'dockerode';
 import { Client } from 'pg';
 import { createPostgresActivities, type PgConnection, type TableStats } from '../../activities/postgres';
 import { compareTableStats, envList, pgClientEnv, pgDumpArgv, psqlRestoreArgv, scratchDatabaseName } from '../../common/commands/sql';
-import { DOCKER_SOCK, REGISTRY } from '../helpers/paths';
+import { DOCKER_SOCK } from '../helpers/paths';
+import { portFree, startPostgresContainer, stopwatch, waitContainerHealthy } from '../helpers/postgres-container';
 
 jest.setTimeout(120_000);
 
@@ -28,58 +28,9 @@ writeFileSync(wrongPasswordFile, `${wrongPassword}\n`, { mode: 0o600 });
 const acts = createPostgresActivities({ heartbeatMs: 1000 });
 let conn: PgConnection; // from the test process, through the published port
 let inside: PgConnection; // from inside the container (what pg_dump and psql use), over TCP with a password
-const timings: Record<string, number> = {};
-
-async function timed<T>(label: string, p: Promise<T>): Promise<T> {
-  const t0 = Date.now();
-  try {
-    return await p;
-  } finally {
-    timings[label] = Date.now() - t0;
-  }
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer().once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
-/** Starts the container on a free port in 18300-18399 (another test may take one meanwhile: try the next). */
-async function startPostgres(): Promise<number> {
-  const first = 18300 + Math.floor(Math.random() * 100);
-  for (let i = 0; i < 100; i++) {
-    const port = 18300 + ((first - 18300 + i) % 100);
-    if (!(await portFree(port))) continue;
-    await docker.getContainer(container).remove({ force: true }).catch(() => undefined);
-    const c = await docker.createContainer({
-      name: container,
-      Image: `${REGISTRY}/postgres:15`,
-      Env: ['POSTGRES_USER=app', `POSTGRES_PASSWORD=${password}`, 'POSTGRES_DB=shop'],
-      Labels: { 'runbook.test': 'it-postgres' },
-      ExposedPorts: { '5432/tcp': {} },
-      HostConfig: { PortBindings: { '5432/tcp': [{ HostIp: '127.0.0.1', HostPort: String(port) }] }, AutoRemove: false },
-    });
-    try {
-      await c.start();
-      return port;
-    } catch (err) {
-      if (!/port is already allocated|address already in use/i.test((err as Error).message)) throw err;
-    }
-  }
-  throw new Error('no free port in 127.0.0.1:18300-18399');
-}
-
-async function waitHealthy(timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const info = await docker.getContainer(container).inspect();
-    if (info.State.Health?.Status === 'healthy') return;
-    if (!info.State.Running || Date.now() > deadline) throw new Error(`${container}: ${info.State.Status} ${info.State.Health?.Status ?? ''}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const { timings, timed } = stopwatch();
+const startPostgres = () => startPostgresContainer(docker, { name: container, password, label: 'it-postgres', portBase: 18300 });
+const waitHealthy = (timeoutMs: number) => waitContainerHealthy(docker, container, timeoutMs);
 
 /**
  * Runs argv in the container with `env`, optionally feeding `stdin`, streaming stdout into `stdout`
