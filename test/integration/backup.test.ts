@@ -19,6 +19,7 @@ import { manifestFileName, parseManifest, zstdDecompressArgv, type BackupManifes
 import { compareTableStats, envList, pgClientEnv, psqlRestoreArgv, scratchDatabaseName } from '../../common/commands/sql';
 import { localHost } from '../helpers/hosts';
 import { DOCKER_SOCK } from '../helpers/paths';
+import { rejectionOf } from '../helpers/rejection';
 import { startPostgresContainer, stopwatch, waitContainerHealthy } from '../helpers/postgres-container';
 
 jest.setTimeout(180_000);
@@ -78,14 +79,7 @@ function sha256(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');
 }
 
-async function failure(p: Promise<unknown>): Promise<Error> {
-  const err = await p.then(
-    () => undefined,
-    (e) => e,
-  );
-  expect(err).toBeInstanceOf(Error);
-  return err as Error;
-}
+const failure = rejectionOf;
 
 // Random md5 text: barely compressible, like real-world ids, tokens and hashes.
 const SCHEMA = `

@@ -11,6 +11,7 @@ import { Client } from 'pg';
 import { createPostgresActivities, type PgConnection, type TableStats } from '../../activities/postgres';
 import { compareTableStats, envList, pgClientEnv, pgDumpArgv, psqlRestoreArgv, scratchDatabaseName } from '../../common/commands/sql';
 import { DOCKER_SOCK } from '../helpers/paths';
+import { rejectionOf } from '../helpers/rejection';
 import { portFree, startPostgresContainer, stopwatch, waitContainerHealthy } from '../helpers/postgres-container';
 
 jest.setTimeout(120_000);
@@ -69,14 +70,7 @@ async function sql(database: string, text: string): Promise<void> {
   }
 }
 
-async function failure(p: Promise<unknown>): Promise<Error> {
-  const err = await p.then(
-    () => undefined,
-    (e) => e,
-  );
-  expect(err).toBeInstanceOf(Error);
-  return err as Error;
-}
+const failure = rejectionOf;
 
 const SCHEMA = `
 CREATE TABLE users (
