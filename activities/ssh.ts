@@ -1,9 +1,11 @@
 // SSH to hosts: one persistent connection per host, the host key pinned by fingerprint.
 // Commands arrive as argv arrays (built by pure functions) and are quoted once here.
 import { createHash } from 'node:crypto';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import { NodeSSH } from 'node-ssh';
+import type { ClientChannel } from 'ssh2';
 import { shellQuote } from '../common/commands/shell';
 import type { SshSpec } from '../common/types';
 
@@ -16,6 +18,21 @@ export interface CommandResult {
 /** `SHA256:<base64 without padding>`, the form `ssh-keygen -lf` prints. */
 export function hostKeyFingerprint(key: Buffer): string {
   return 'SHA256:' + createHash('sha256').update(key).digest('base64').replace(/=+$/, '');
+}
+
+/** A command running on a host (see SshPool.exec). */
+export interface RemoteProcess {
+  /** The command's stdin; end() sends EOF. */
+  stdin: Writable;
+  stdout: Readable;
+  stderr: Readable;
+  /**
+   * Settles when the channel closes (only after stdout and stderr have been read to their end):
+   * the exit code, or the signal that ended the command; both null when the connection was lost.
+   */
+  exit: Promise<{ code: number | null; signal: string | null }>;
+  /** Closes the channel now: the command sees EOF on stdin and SIGPIPE on its output. */
+  close(): void;
 }
 
 export const sshTarget = (s: SshSpec): string => `${s.user}@${s.address}:${s.port}`;
@@ -82,6 +99,36 @@ export class SshPool {
     const ssh = await this.connect(spec);
     const r = await ssh.execCommand(shellQuote(argv));
     return { code: r.code, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  /**
+   * Starts argv on the host over the shared connection and streams its stdin/stdout/stderr with
+   * SSH flow control (nothing is buffered beyond the channel window). Read stdout and stderr to
+   * their end, or `exit` never settles. With `stdin`, that stream is piped in (EOF at its end);
+   * if it fails, the channel is closed and `exit` rejects with its error (the command may have
+   * seen a plain EOF, so the caller must not trust its exit code).
+   */
+  async exec(spec: SshSpec, argv: readonly string[], options: { stdin?: Readable } = {}): Promise<RemoteProcess> {
+    const ssh = await this.connect(spec);
+    const command = shellQuote(argv);
+    const channel = await new Promise<ClientChannel>((resolve, reject) => {
+      ssh.connection!.exec(command, (err, ch) => (err ? reject(new Error(`cannot start ${argv[0]} on ${sshTarget(spec)}: ${err.message}`)) : resolve(ch)));
+    });
+    let code: number | null = null;
+    let signal: string | null = null;
+    channel.on('exit', (c: number | null, s?: string) => {
+      code = typeof c === 'number' ? c : null;
+      signal = s ?? null;
+    });
+    let stdinError: Error | undefined;
+    if (options.stdin) {
+      options.stdin.once('error', (err) => (stdinError = err)); // before the channel closes, unlike pipeline's rejection
+      pipeline(options.stdin, channel).catch(() => channel.close());
+    }
+    const exit = new Promise<{ code: number | null; signal: string | null }>((resolve, reject) =>
+      channel.once('close', () => (stdinError ? reject(stdinError) : resolve({ code, signal }))),
+    );
+    return { stdin: channel, stdout: channel, stderr: channel.stderr, exit, close: () => channel.close() };
   }
 
   /** A stream to a unix socket on the host (OpenSSH streamlocal forwarding), over the shared connection. */

@@ -15,6 +15,7 @@ APT_PACKAGES=(
   docker-registry      # local registry on 127.0.0.1:5000
   iproute2 curl ca-certificates procps util-linux
   postgresql-client    # psql / pg_isready for checks
+  postgresql-15        # a plain PostgreSQL server for the backup tests (scripts/pg-server.sh)
   zstd                 # backup compression on the worker (activities/backup.ts)
   docker-compose       # validates docker-compose.temporal.yml offline (test/unit/compose.test.ts)
   chromium
@@ -94,6 +95,41 @@ install_temporal() {
   log "temporal: $("$TEMPORAL_CLI" --version)"
 }
 
+# moto (S3-compatible server for the storage tests) with only the s3 extra and the server's
+# flask dependencies (moto[server] pulls in every AWS service's dependencies).
+install_s3_server() {
+  local py
+  py=$(command -v python3 || true)
+  [[ -n $py ]] || die "python3 not found (needed for pip)"
+  py=$("$py" -c 'import sys; print(sys.executable)')   # the real interpreter, not a pyenv shim
+  # The interpreter is part of the stamp: the wheels (cryptography, pyyaml) are built for it.
+  local want="$S3_SERVER_PIP_SPEC python=$py"
+  local stamp=$S3_SERVER_HOME/.installed
+  if [[ -x $S3_SERVER_BIN && -f $stamp && $(<"$stamp") == "$want" ]]; then
+    log "s3 server: $S3_SERVER_PIP_SPEC present in $S3_SERVER_HOME"
+    return 0
+  fi
+  "$py" -m pip --version >/dev/null 2>&1 || die "pip missing for $py (install_temporal installs python3-pip)"
+  log "s3 server: pip install --target $S3_SERVER_HOME $S3_SERVER_PIP_SPEC"
+  local tmp=$S3_SERVER_HOME.tmp
+  rm -rf "$tmp"
+  # With dependencies (moto needs boto3, werkzeug, ...), all inside $tmp: no Python environment is touched.
+  # shellcheck disable=SC2086
+  if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "$py" -m pip install -q --no-cache-dir \
+    --target "$tmp" $S3_SERVER_PIP_SPEC >"$RUNBOOK_LOGS/pip-s3.log" 2>&1; then
+    cat "$RUNBOOK_LOGS/pip-s3.log" >&2
+    die "pip install of the S3 server failed"
+  fi
+  [[ -x $tmp/bin/moto_server ]] || die "pip installed moto but $tmp/bin has no moto_server"
+  PYTHONPATH=$tmp "$py" -c 'import moto.server, flask, flask_cors' ||
+    die "moto in $tmp does not import (log: $RUNBOOK_LOGS/pip-s3.log)"
+  echo "$want" >"$tmp/.installed"
+  rm -rf "$S3_SERVER_HOME"
+  mv "$tmp" "$S3_SERVER_HOME"
+  # bin/moto_server's shebang names $py; s3.sh sets PYTHONPATH to $S3_SERVER_HOME.
+  log "s3 server: moto $(PYTHONPATH=$S3_SERVER_HOME "$py" -c 'import moto; print(moto.__version__)') in $S3_SERVER_HOME"
+}
+
 install_npm() {
   local repo=$RUNBOOK_REPO
   if [[ ${SKIP_NPM:-0} == 1 ]]; then
@@ -144,6 +180,7 @@ main() {
   ensure_dirs
   install_apt
   install_temporal
+  install_s3_server
   install_npm
 }
 

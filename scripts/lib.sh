@@ -47,6 +47,21 @@ TEMPORAL_SEARCH_ATTRIBUTES=(
   RunbookAwaitingApproval=Bool
 )
 
+# Plain PostgreSQL 15 server from Debian (scripts/pg-server.sh).
+PG_SERVER_PORT=15432
+PG_SERVER_USER=runbook
+PG_SERVER_PASSWORD_FILE=$RUNBOOK_HOME/pg-server/password
+
+# S3-compatible server for the storage tests: moto in server mode (PyPI, pip --target;
+# buckets live in memory and are gone after a restart). Tests create their own buckets
+# and credential files (moto accepts any key).
+S3_SERVER_PIP_SPEC="moto[s3]==5.2.5 flask==3.1.3 flask-cors==6.0.5"
+S3_SERVER_HOME=$RUNBOOK_HOME/moto
+S3_SERVER_BIN=$S3_SERVER_HOME/bin/moto_server
+S3_ADDRESS=127.0.0.1:9000
+S3_ENDPOINT=http://$S3_ADDRESS
+S3_REGION=us-east-1
+
 # Repository root (scripts/..).
 RUNBOOK_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -72,13 +87,26 @@ wait_for() {
 # docker with our engine, from Debian's CLI.
 docker_cmd() { "$DOCKER_BIN" "$@"; }
 
-# pid_alive PIDFILE: the pid in PIDFILE is a running process.
+# pid_alive PIDFILE: the pid in PIDFILE is a running process, and the one that wrote the file: a
+# process that started after the file was written is another one that got the pid after a restart.
 pid_alive() {
-  local f=$1 pid
+  local f=$1 pid started written
   [[ -s $f ]] || return 1
   pid=$(<"$f")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  proc_alive "$pid"
+  proc_alive "$pid" || return 1
+  started=$(proc_start_epoch "$pid") || return 1
+  written=$(stat -c %Y "$f") || return 1
+  ((started <= written + 5))
+}
+
+# proc_start_epoch PID: when the process started (seconds since the epoch).
+proc_start_epoch() {
+  local ticks btime
+  ticks=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20) || return 1
+  btime=$(awk '/^btime/ {print $2}' /proc/stat) || return 1
+  [[ $ticks =~ ^[0-9]+$ && $btime =~ ^[0-9]+$ ]] || return 1
+  echo $((btime + ticks / $(getconf CLK_TCK)))
 }
 
 # proc_alive PID: running and not a zombie (PID 1 on these machines reaps

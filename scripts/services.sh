@@ -2,7 +2,7 @@
 # Installs and starts everything the tests and the demo need (idempotent;
 # a warm re-run takes seconds):
 #   install.sh (unless SKIP_INSTALL=1) -> docker engine -> registry -> images
-#   -> sshd -> temporal dev server
+#   -> sshd -> temporal dev server -> PostgreSQL server -> S3-compatible server
 # Usage: services.sh up|down|status
 #   up      install + start all, then print a one-line summary on stdout
 #   down    stop all (reverse order); state in $RUNBOOK_HOME is kept
@@ -30,6 +30,8 @@ up() {
   fi
   bash "$HERE/sshd.sh" start
   bash "$HERE/temporal.sh" start
+  bash "$HERE/pg-server.sh" start
+  bash "$HERE/s3.sh" start
 
   local engine images
   engine=$(docker_cmd version -f '{{.Server.Version}} API {{.Server.APIVersion}}' 2>/dev/null || echo '?')
@@ -40,6 +42,8 @@ up() {
 }
 
 down() {
+  bash "$HERE/s3.sh" stop
+  bash "$HERE/pg-server.sh" stop
   bash "$HERE/temporal.sh" stop
   bash "$HERE/sshd.sh" stop
   bash "$HERE/registry.sh" stop
@@ -49,7 +53,7 @@ down() {
 
 status() {
   local rc=0 s
-  for s in docker-engine registry sshd temporal; do
+  for s in docker-engine registry sshd temporal pg-server s3; do
     bash "$HERE/$s.sh" status || rc=1
   done
   return $rc
