@@ -1,308 +1,318 @@
-// Nightly backup, streaming core: pg_dump runs inside the database container (Docker exec), its
-// stdout is demultiplexed as a stream, compressed by a zstd child process on the worker and written
-// to `<final>.partial` in the storage directory, hashed (sha256 of the compressed bytes) on the way.
-// Only a complete, checked dump is renamed to its final name; the manifest, written last, is what
-// makes a backup finished. Memory use does not depend on the database size: backpressure runs from
-// the file through zstd and the demultiplexer back to the engine socket.
+// Nightly backups: pg_dump streamed through zstd into storage (a directory on the worker or a host,
+// or S3), sha256 and size computed on the way; the restore drill into a scratch database; listing
+// and pruning; and the restore itself. Memory use does not depend on the database size:
+// backpressure runs from the storage through zstd back to pg_dump.
+//
+// Consistency: a psql session exports its snapshot (pg_export_snapshot) and pg_dump runs with
+// --snapshot, so the row counts and checksums in the manifest describe exactly the dumped data.
+// Atomicity: storage shows a dump under its final name only once complete and checked (pg_dump and
+// zstd exited 0); the manifest, written last, is what makes it a backup; the drill's verifiedAt in
+// the manifest is what makes it count for retention.
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
-import path from 'node:path';
-import { PassThrough, Transform, type Readable, type Writable } from 'node:stream';
+import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ApplicationFailure } from '@temporalio/common';
-import type Docker from 'dockerode';
 import {
-  DockerDemux,
   TailBuffer,
   backupFileName,
   backupNameProblem,
   buildManifest,
   listTablesScript,
   manifestFileName,
-  parseListTablesOutput,
+  parseBackupFileName,
   parseManifest,
-  parseTableChecksumsOutput,
-  partialFileName,
-  psqlQueryArgv,
   serializeManifest,
-  tableChecksumsScript,
   zstdCompressArgv,
+  zstdDecompressArgv,
   type BackupManifest,
 } from '../common/commands/backup';
-import { envList, pgClientEnv, pgDumpArgv, type PgConnection } from '../common/commands/sql';
-import type { HostSpec } from '../common/types';
-import { heartbeat } from './context';
-import { engineFailure, type DockerEngines } from './docker';
-import { readPassword } from './postgres';
+import {
+  RESTORE_BEGIN,
+  RESTORE_COMMIT,
+  checksumSessionSql,
+  compareTableStats,
+  createDatabaseSql,
+  databaseExistsQuery,
+  displayTableName,
+  dropDatabaseSql,
+  exportSnapshotSql,
+  pgDumpArgv,
+  psqlApplyArgv,
+  renameDatabaseSql,
+  rowCountSql,
+  scratchDatabaseName,
+  scratchNameProblem,
+  tableChecksumSql,
+  terminateSessionsSql,
+  type TableRef,
+  type TableStat,
+  type TableStats,
+} from '../common/commands/sql';
+import type { DatabaseTarget } from '../common/types';
+import { cancellationSignal, heartbeat } from './context';
+import type { DockerEngines } from './docker';
+import { PsqlSession, clientEnv, clientRunner, lastLines, programFailure, scrub, type ClientProgram, type ClientRunner } from './pg-clients';
+import type { SshPool } from './ssh';
+import { openStorage, storageSpecProblem, StorageNotFound, type BackupStorage, type StorageSpec } from './storage';
 
-export interface BackupRequest {
-  host: HostSpec;
-  /** The PostgreSQL container; pg_dump and psql run inside it and connect over its loopback. */
-  container: string;
-  database: string;
-  user: string;
-  /** Read at use; only ever placed in the exec's environment (PGPASSWORD). */
-  passwordFile?: string;
-  /** A directory on the worker machine. */
-  storageDir: string;
-  app: string;
-  env: string;
-  /** The backup's time (ISO); the workflow passes it so a retried attempt writes the same name. */
-  now?: string;
+export interface BackupDeps {
+  engines: DockerEngines;
+  ssh: SshPool;
 }
 
 export interface BackupOptions {
   heartbeatMs?: number;
   zstdLevel?: number;
-  /** The port PostgreSQL listens on inside the container. */
-  containerPort?: number;
 }
 
-// pg_dump/psql stderr that no retry fixes.
-const PERMANENT = /password authentication failed|no pg_hba\.conf entry|role "[^"]*" does not exist|database "[^"]*" does not exist|permission denied|fe_sendauth: no password supplied|invalid connection option/i;
+/** Dumps hold every row of the database: owner-only, like the archives that hold secrets. */
+const DUMP_MODE = 0o600;
+const MANIFEST_MODE = 0o644;
 
-function scrub(text: string, secret: string | undefined): string {
-  return secret ? text.split(secret).join('***') : text;
+export interface BackupDatabaseRequest {
+  app: string;
+  env: string;
+  target: DatabaseTarget;
+  storage: StorageSpec;
+  /** The backup's time (ISO), from the workflow, so a retried attempt writes the same name. */
+  at: string;
+  /** Content checksums of every table in the manifest (a full read of each table), besides row counts. */
+  checksums?: boolean;
 }
 
-function lastLinesOf(text: string, n = 10): string {
-  return text.split(/\r?\n/).filter((l) => l.trim()).slice(-n).join('\n');
+export interface BackupEntry {
+  file: string;
+  manifest: string;
+  createdAt: string;
+  sizeBytes: number;
+  verified: boolean;
 }
 
-/** A failed client program in the container: permanent (auth, missing db/role) or transient. */
-function programFailure(what: string, exitCode: number, stderr: string, password: string | undefined): Error {
-  const text = scrub(lastLinesOf(stderr), password);
-  const message = `${what} failed (exit code ${exitCode})${text ? `: ${text}` : ''}`;
-  return PERMANENT.test(stderr) ? ApplicationFailure.nonRetryable(message, 'BackupDumpRejected') : new Error(message);
+export interface BackupListing {
+  backups: BackupEntry[];
+  /** Dumps without a manifest and manifests without a dump (left by a crash): never counted, safe to remove. */
+  orphans: string[];
 }
 
-async function execExitCode(exec: Docker.Exec): Promise<number> {
-  let info = await exec.inspect();
-  for (let i = 0; info.Running && i < 100; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    info = await exec.inspect();
-  }
-  if (info.Running) throw new Error('the exec did not finish after its output ended');
-  return info.ExitCode ?? -1;
+function badRequest(message: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(message, 'BackupBadRequest');
 }
 
-/** Starts argv in the container; returns its raw (multiplexed) stream and the exec. */
-async function startExec(docker: Docker, container: string, argv: string[], env: Record<string, string>, withStdin: boolean): Promise<{ exec: Docker.Exec; stream: NodeJS.ReadWriteStream }> {
-  const exec = await docker.getContainer(container).exec({ Cmd: argv, Env: envList(env), AttachStdin: withStdin, AttachStdout: true, AttachStderr: true, Tty: false });
-  const stream = (await exec.start({ hijack: true, stdin: withStdin })) as unknown as NodeJS.ReadWriteStream;
-  return { exec, stream };
+function checkSeries(app: string, env: string, target: DatabaseTarget): void {
+  const problem = backupNameProblem({ app, env, database: target.name });
+  if (problem) throw badRequest(problem);
 }
 
-/** Runs a small psql script inside the container; returns stdout (bounded output only). */
-async function psqlScript(docker: Docker, container: string, conn: PgConnection, script: string, env: Record<string, string>, password: string | undefined, what: string): Promise<string> {
-  const { exec, stream } = await startExec(docker, container, psqlQueryArgv(conn), env, true);
-  const stderr = new TailBuffer();
-  const out: Buffer[] = [];
-  const collect = new PassThrough().on('data', (c: Buffer) => out.push(c));
-  const reading = pipeline(stream as unknown as Readable, new DockerDemux((c) => stderr.write(c)), collect);
-  (stream as unknown as Writable).end(script); // half-close: psql sees EOF after the script
-  await reading;
-  const code = await execExitCode(exec);
-  if (code !== 0) throw programFailure(what, code, stderr.text(), password);
-  return Buffer.concat(out).toString('utf8');
+function open(deps: BackupDeps, spec: StorageSpec): BackupStorage {
+  const problem = storageSpecProblem(spec);
+  if (problem) throw badRequest(`backup storage: ${problem}`);
+  return openStorage(spec, { ssh: deps.ssh });
 }
 
-/** Counts and checksums of every user table, by psql inside the container (its port need not be published). */
-async function tableStatsInContainer(docker: Docker, container: string, conn: PgConnection, env: Record<string, string>, password: string | undefined) {
-  const listed = parseListTablesOutput(await psqlScript(docker, container, conn, listTablesScript(), env, password, `listing the tables of ${conn.database}`));
-  const tables = listed.tables.length
-    ? parseTableChecksumsOutput(await psqlScript(docker, container, conn, tableChecksumsScript(listed.tables), env, password, `checksumming the tables of ${conn.database}`), listed.tables)
-    : [];
-  return { serverVersion: listed.serverVersion, tables };
-}
-
-/** Counts bytes and hashes them as they pass. */
+/** Counts bytes and hashes them as they pass; `check` (if any) runs at the end and can fail the stream. */
 class HashTap extends Transform {
   readonly hash = createHash('sha256');
   bytes = 0;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null, data?: Buffer) => void): void {
+  constructor(private readonly check?: () => Promise<void>) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.hash.update(chunk);
     this.bytes += chunk.length;
     done(null, chunk);
   }
-}
-
-async function fsyncPath(p: string, flags = 'r'): Promise<void> {
-  const fh = await open(p, flags);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
+  override _flush(done: TransformCallback): void {
+    if (!this.check) return done();
+    this.check().then(() => done(), (err: Error) => done(err));
   }
 }
 
-/** sha256 and size of a file, streamed. */
-export async function hashFile(file: string): Promise<{ sizeBytes: number; sha256: string }> {
-  const tap = new HashTap();
-  await pipeline(createReadStream(file), tap, new PassThrough().resume());
-  return { sizeBytes: tap.bytes, sha256: tap.hash.digest('hex') };
+type Zstd = ChildProcessByStdio<Writable, Readable, Readable>;
+
+function startZstd(argv: string[]): { proc: Zstd; exit: Promise<number>; stderr: TailBuffer } {
+  const proc = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+  const stderr = new TailBuffer();
+  proc.stderr.on('data', (c: Buffer) => stderr.write(c));
+  proc.stdin.on('error', () => undefined); // EPIPE when zstd quits: its exit code says why
+  const exit = new Promise<number>((resolve, reject) => {
+    proc.once('error', (err: NodeJS.ErrnoException) =>
+      reject(err.code === 'ENOENT' ? ApplicationFailure.nonRetryable('zstd is not installed on the worker (apt-get install zstd)', 'ZstdMissing') : err),
+    );
+    proc.once('close', (code, signal) => resolve(code ?? (signal ? 128 : -1)));
+  });
+  exit.catch(() => undefined);
+  return { proc, exit, stderr };
 }
 
-/**
- * Recomputes size and sha256 of a backup file and compares them with its manifest. A missing or
- * different file is a non-retryable failure that says what differs.
- */
-export async function verifyBackupFile(req: { file: string; manifest: BackupManifest }): Promise<{ ok: true; sizeBytes: number; sha256: string }> {
-  let got: { sizeBytes: number; sha256: string };
-  try {
-    got = await hashFile(req.file);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw ApplicationFailure.nonRetryable(`backup file ${req.file} does not exist`, 'BackupFileMissing');
-    throw new Error(`cannot read backup file ${req.file}: ${(err as Error).message}`);
-  }
-  const diffs: string[] = [];
-  if (got.sizeBytes !== req.manifest.sizeBytes) diffs.push(`size ${got.sizeBytes} bytes, manifest says ${req.manifest.sizeBytes}`);
-  if (got.sha256 !== req.manifest.sha256) diffs.push(`sha256 ${got.sha256}, manifest says ${req.manifest.sha256}`);
-  if (diffs.length) throw ApplicationFailure.nonRetryable(`backup file ${req.file} does not match its manifest: ${diffs.join('; ')}`, 'BackupChecksumMismatch');
-  return { ok: true, ...got };
-}
-
-/** The finished backup already there (a retried attempt after the manifest was written), if it checks out. */
-async function existingBackup(finalPath: string, manifestPath: string): Promise<BackupManifest | undefined> {
-  let text: string;
-  try {
-    text = await readFile(manifestPath, 'utf8');
-  } catch {
-    return undefined;
-  }
-  try {
-    const manifest = parseManifest(text);
-    await verifyBackupFile({ file: finalPath, manifest });
-    return manifest;
-  } catch {
-    return undefined; // a broken leftover: made again below
-  }
-}
-
-export async function backupDatabase(engines: DockerEngines, req: BackupRequest, options: BackupOptions = {}): Promise<BackupManifest> {
-  const problem = backupNameProblem({ app: req.app, env: req.env, database: req.database });
-  if (problem) throw ApplicationFailure.nonRetryable(problem, 'BackupBadRequest');
-  if (!path.isAbsolute(req.storageDir)) throw ApplicationFailure.nonRetryable(`storageDir must be an absolute path (got ${JSON.stringify(req.storageDir)})`, 'BackupBadRequest');
-  const createdAt = req.now ?? new Date().toISOString();
-  if (Number.isNaN(Date.parse(createdAt))) throw ApplicationFailure.nonRetryable(`now is not a time: ${JSON.stringify(req.now)}`, 'BackupBadRequest');
-
-  const file = backupFileName(req, createdAt);
-  const finalPath = path.join(req.storageDir, file);
-  const partialPath = partialFileName(finalPath);
-  const manifestPath = path.join(req.storageDir, manifestFileName(file));
-  const manifestPartial = partialFileName(manifestPath);
-  const conn: PgConnection = { host: '127.0.0.1', port: options.containerPort ?? 5432, user: req.user, database: req.database, passwordFile: req.passwordFile };
-  const what = `backup of ${req.database} in ${req.container} on ${req.host.name}`;
-
-  try {
-    await mkdir(req.storageDir, { recursive: true, mode: 0o750 });
-  } catch (err) {
-    throw ApplicationFailure.nonRetryable(`cannot create the storage directory ${req.storageDir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'BackupStorage');
-  }
-  const done = await existingBackup(finalPath, manifestPath);
-  if (done) return done;
-
-  const password = await readPassword(conn);
-  const env = pgClientEnv(password, { applicationName: 'temporal-runbooks backup' });
-  let docker: Docker;
-  try {
-    docker = await engines.engine(req.host);
-  } catch (err) {
-    throw engineFailure(req.host, what, err);
-  }
-
-  const t0 = Date.now();
-  const tap = new HashTap();
-  let phase = 'dump';
-  const timer = setInterval(() => heartbeat({ phase, bytes: tap.bytes }), options.heartbeatMs ?? 1000);
-  let zstd: ChildProcessByStdio<Writable, Readable, Readable> | undefined;
-  let dumpStream: NodeJS.ReadWriteStream | undefined;
-  try {
-    await rm(partialPath, { force: true });
-    let started: { exec: Docker.Exec; stream: NodeJS.ReadWriteStream };
+/** Row counts (and checksums) of every user table, through an open session (its snapshot, if any). */
+async function collectStats(session: PsqlSession, checksums: boolean, heartbeatMs: number): Promise<TableStats> {
+  const rows = await session.query(listTablesScript(), 2);
+  if (rows.length === 0) throw new Error('psql returned no server version');
+  const [[serverVersion], ...rest] = rows;
+  const refs: TableRef[] = rest.map(([schema, name]) => ({ schema, name }));
+  const tables: TableStat[] = [];
+  for (const [i, ref] of refs.entries()) {
+    const table = displayTableName(ref);
+    const progress = { phase: 'stats', table, done: i, of: refs.length };
+    heartbeat(progress);
+    const timer = setInterval(() => heartbeat(progress), heartbeatMs);
     try {
-      started = await startExec(docker, req.container, pgDumpArgv(conn), env, false);
-    } catch (err) {
-      throw engineFailure(req.host, `${what}: starting pg_dump`, err);
+      if (checksums) {
+        const [[n, checksum]] = await session.query(`${tableChecksumSql(ref)};`, 2);
+        tables.push({ table, rows: Number(n), checksum });
+      } else {
+        const [[n]] = await session.query(`${rowCountSql(ref)};`, 1);
+        tables.push({ table, rows: Number(n) });
+      }
+    } finally {
+      clearInterval(timer);
     }
-    dumpStream = started.stream;
+  }
+  return { serverVersion, tables };
+}
 
-    zstd = spawn(zstdCompressArgv(options.zstdLevel)[0], zstdCompressArgv(options.zstdLevel).slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-    const zstdStderr = new TailBuffer();
-    zstd.stderr.on('data', (c: Buffer) => zstdStderr.write(c));
-    const zstdExit = new Promise<number>((resolve, reject) => {
-      zstd!.once('error', (err: NodeJS.ErrnoException) =>
-        reject(err.code === 'ENOENT' ? ApplicationFailure.nonRetryable('zstd is not installed on the worker (apt-get install zstd)', 'ZstdMissing') : err),
-      );
-      zstd!.once('close', (code, signal) => resolve(code ?? (signal ? 128 : -1)));
+/** Reads a stored dump back and checks its size and sha256 against the manifest. */
+export async function verifyStoredDump(storage: BackupStorage, manifest: BackupManifest): Promise<{ sizeBytes: number; sha256: string }> {
+  let source: Readable;
+  try {
+    source = await storage.getStream(manifest.file);
+  } catch (err) {
+    if (err instanceof StorageNotFound) throw ApplicationFailure.nonRetryable(`backup ${manifest.file} is missing from ${storage.description}`, 'BackupMissing');
+    throw err;
+  }
+  const tap = new HashTap();
+  await pipeline(source, tap, async function* (chunks: AsyncIterable<Buffer>) {
+    for await (const _ of chunks) {
+      // discard: only the hash matters
+    }
+  });
+  const got = { sizeBytes: tap.bytes, sha256: tap.hash.digest('hex') };
+  const diffs = dumpDiffs(got, manifest);
+  if (diffs.length) throw ApplicationFailure.nonRetryable(`backup ${manifest.file} in ${storage.description} does not match its manifest: ${diffs.join('; ')}`, 'BackupCorrupt');
+  return got;
+}
+
+function dumpDiffs(got: { sizeBytes: number; sha256: string }, manifest: BackupManifest): string[] {
+  const diffs: string[] = [];
+  if (got.sizeBytes !== manifest.sizeBytes) diffs.push(`${got.sizeBytes} bytes, the manifest says ${manifest.sizeBytes}`);
+  if (got.sha256 !== manifest.sha256) diffs.push(`sha256 ${got.sha256}, the manifest says ${manifest.sha256}`);
+  return diffs;
+}
+
+/** The manifest of a backup, or a non-retryable BackupMissing. */
+export async function readManifest(storage: BackupStorage, file: string): Promise<BackupManifest> {
+  const text = await storage.getText(manifestFileName(file));
+  if (text === undefined) throw ApplicationFailure.nonRetryable(`backup ${file} has no manifest in ${storage.description} (not a finished backup)`, 'BackupMissing');
+  try {
+    return parseManifest(text);
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable(`backup ${file} in ${storage.description}: ${(err as Error).message}`, 'BackupCorrupt');
+  }
+}
+
+export async function backupDatabase(deps: BackupDeps, req: BackupDatabaseRequest, options: BackupOptions = {}): Promise<BackupManifest> {
+  checkSeries(req.app, req.env, req.target);
+  if (Number.isNaN(Date.parse(req.at))) throw badRequest(`at is not a time: ${JSON.stringify(req.at)}`);
+  const storage = open(deps, req.storage);
+  const file = backupFileName({ app: req.app, env: req.env, database: req.target.name }, req.at);
+  const manifestName = manifestFileName(file);
+  const runner = clientRunner(deps.engines, req.target);
+  const what = `backup of ${runner.describe(req.target.database)}`;
+  const heartbeatMs = options.heartbeatMs ?? 1000;
+
+  // A retry after the manifest was written: the backup is done if it still checks out.
+  const existing = await storage.getText(manifestName);
+  if (existing !== undefined) {
+    try {
+      const manifest = parseManifest(existing);
+      await verifyStoredDump(storage, manifest);
+      return manifest;
+    } catch {
+      // a broken leftover: made again below
+    }
+  }
+
+  const { env, password } = await clientEnv(req.target, 'temporal-runbooks backup');
+  const signal = cancellationSignal();
+  const t0 = Date.now();
+  let session: PsqlSession | undefined;
+  let dump: ClientProgram | undefined;
+  let zstd: ReturnType<typeof startZstd> | undefined;
+  let phase = 'snapshot';
+  const tap = new HashTap(async () => {
+    // the dump counts only if pg_dump and zstd both finished well: checked before storage commits it
+    const dumpExit = await dump!.exitCode();
+    if (dumpExit !== 0) throw programFailure(`${what}: pg_dump`, dumpExit, dump!.stderrText(), password);
+    const zstdExit = await zstd!.exit;
+    if (zstdExit !== 0) throw new Error(`${what}: zstd failed (exit code ${zstdExit}): ${lastLines(zstd!.stderr.text())}`);
+  });
+  const timer = setInterval(() => heartbeat({ phase, bytes: tap.bytes }), heartbeatMs);
+  let stored = false;
+  try {
+    session = await PsqlSession.open(runner, req.target.database, env, password, what);
+    const [[snapshot]] = await session.query(exportSnapshotSql(), 1);
+    phase = 'dump';
+    dump = await runner.start(pgDumpArgv(runner.connection(req.target.database), { snapshot }), env, false);
+    zstd = startZstd(zstdCompressArgv(options.zstdLevel));
+    // The exporting transaction must stay open until pg_dump has imported the snapshot, which it
+    // does before it writes its first byte.
+    const dumpStarted = new Promise<void>((resolve) => {
+      dump!.stdout.once('data', () => resolve());
+      dump!.stdout.once('end', () => resolve());
+      dump!.stdout.once('close', () => resolve());
     });
-    zstdExit.catch(() => undefined); // observed below
-
-    const dumpStderr = new TailBuffer();
-    const out = createWriteStream(partialPath, { flags: 'wx', mode: 0o640 });
-    const dumping = pipeline(dumpStream as unknown as Readable, new DockerDemux((c) => dumpStderr.write(c)), zstd.stdin);
-    const writing = pipeline(zstd.stdout, tap, out);
-    // Whichever fails first decides; the other side is torn down so nothing waits forever.
-    const results = await Promise.allSettled([
+    const dumping = pipeline(dump.stdout, zstd.proc.stdin);
+    const storing = storage.putStream(file, zstd.proc.stdout.pipe(tap), { mode: DUMP_MODE, signal });
+    const stats = (async () => {
+      const s = await collectStats(session!, req.checksums ?? true, heartbeatMs);
+      await dumpStarted;
+      await session!.close('COMMIT;');
+      return s;
+    })();
+    const [dumped, put, counted] = await Promise.allSettled([
       dumping.catch((err) => {
-        zstd?.kill('SIGKILL');
+        zstd?.proc.kill('SIGKILL');
         throw err;
       }),
-      writing.catch((err) => {
-        (dumpStream as unknown as Readable).destroy();
-        zstd?.kill('SIGKILL');
+      storing.catch((err) => {
+        dump?.abort();
+        zstd?.proc.kill('SIGKILL');
         throw err;
       }),
-      zstdExit,
+      stats.catch((err) => {
+        dump?.abort();
+        zstd?.proc.kill('SIGKILL');
+        throw err;
+      }),
     ]);
-    const [dumped, written, zstdDone] = results;
-    if (written.status === 'rejected') throw written.reason; // the storage side: disk full, permissions
-    if (zstdDone.status === 'rejected') throw zstdDone.reason;
-    if (zstdDone.value !== 0) throw new Error(`${what}: zstd failed (exit code ${zstdDone.value}): ${lastLinesOf(zstdStderr.text())}`);
-    if (dumped.status === 'rejected') throw dumped.reason; // the engine connection broke
-    const dumpExit = await execExitCode(started.exec);
-    if (dumpExit !== 0) throw programFailure(`${what}: pg_dump`, dumpExit, dumpStderr.text(), password);
-
-    phase = 'stats';
-    heartbeat({ phase, bytes: tap.bytes });
-    const stats = await tableStatsInContainer(docker, req.container, conn, env, password);
-
-    phase = 'commit';
-    await fsyncPath(partialPath, 'r+');
+    if (put.status === 'fulfilled') stored = true;
+    if (signal?.aborted) throw ApplicationFailure.fromError(signal.reason ?? new Error('cancelled'));
+    if (put.status === 'rejected') throw put.reason; // includes pg_dump/zstd failures (checked before the commit)
+    if (counted.status === 'rejected') throw counted.reason;
+    if (dumped.status === 'rejected') throw dumped.reason;
+    phase = 'manifest';
     const manifest = buildManifest({
       app: req.app,
       env: req.env,
-      database: req.database,
+      database: req.target.name,
       file,
-      createdAt,
+      createdAt: req.at,
       sizeBytes: tap.bytes,
       sha256: tap.hash.digest('hex'),
       durationMs: Date.now() - t0,
-      serverVersion: stats.serverVersion,
-      tables: stats.tables,
+      serverVersion: counted.value.serverVersion,
+      tables: counted.value.tables,
     });
-    const onDisk = await stat(partialPath);
-    if (onDisk.size !== manifest.sizeBytes) throw new Error(`${what}: wrote ${manifest.sizeBytes} bytes but the file has ${onDisk.size}`);
-    await rename(partialPath, finalPath);
-    const mh = await open(manifestPartial, 'w', 0o640);
-    try {
-      await mh.writeFile(serializeManifest(manifest));
-      await mh.sync();
-    } finally {
-      await mh.close();
-    }
-    await rename(manifestPartial, manifestPath); // the commit: a backup without its manifest is not finished
-    await fsyncPath(req.storageDir);
+    if (put.value.sizeBytes !== manifest.sizeBytes) throw new Error(`${what}: storage received ${put.value.sizeBytes} bytes, zstd produced ${manifest.sizeBytes}`);
+    await storage.putText(manifestName, serializeManifest(manifest), { mode: MANIFEST_MODE });
     return manifest;
   } catch (err) {
-    zstd?.kill('SIGKILL');
-    (dumpStream as unknown as Readable | undefined)?.destroy();
-    await Promise.all([rm(partialPath, { force: true }), rm(manifestPartial, { force: true })]).catch(() => undefined);
-    // renamed but not committed: no manifest means it is not a backup, but do not leave it looking like one
-    if (!(await readFile(manifestPath).then(() => true, () => false))) await rm(finalPath, { force: true }).catch(() => undefined);
+    session?.abort();
+    dump?.abort();
+    zstd?.proc.kill('SIGKILL');
+    // stored but not committed by a manifest: not a backup; do not leave it looking like one
+    if (stored) await storage.remove(file).catch(() => undefined);
     if (err instanceof ApplicationFailure) throw err;
     const message = scrub((err as Error)?.message ?? String(err), password);
     throw new Error(message.startsWith(what) ? message : `${what}: ${message}`);
@@ -311,16 +321,312 @@ export async function backupDatabase(engines: DockerEngines, req: BackupRequest,
   }
 }
 
-export function createBackupActivities(engines: DockerEngines, options: BackupOptions = {}) {
-  return {
-    /** Streams pg_dump → zstd → `<storageDir>/<app>-<env>-<db>-<time>.sql.zst` and writes its manifest. */
-    async backupDatabase(req: BackupRequest): Promise<BackupManifest> {
-      return backupDatabase(engines, req, options);
+/**
+ * Streams a stored dump into `database` in one transaction, committed only if the whole file
+ * decompressed and its size and sha256 match the manifest. Anything else rolls back.
+ */
+async function applyDump(runner: ClientRunner, database: string, storage: BackupStorage, manifest: BackupManifest, env: Record<string, string>, password: string | undefined, heartbeatMs: number): Promise<void> {
+  const what = `restore of ${manifest.file} into ${runner.describe(database)}`;
+  let source: Readable;
+  try {
+    source = await storage.getStream(manifest.file);
+  } catch (err) {
+    if (err instanceof StorageNotFound) throw ApplicationFailure.nonRetryable(`backup ${manifest.file} is missing from ${storage.description}`, 'BackupMissing');
+    throw err;
+  }
+  const psql = await runner.start(psqlApplyArgv(runner.connection(database)), env, true);
+  psql.stdout.resume(); // set_config() rows and the like: not needed
+  const zstd = startZstd(zstdDecompressArgv());
+  const tap = new HashTap();
+  let problem: string | undefined;
+  const reading = pipeline(source, tap, zstd.proc.stdin);
+  reading.catch(() => undefined);
+  const gate = new Transform({
+    transform: (chunk, _enc, done) => done(null, chunk),
+    flush(done) {
+      (async () => {
+        await reading;
+        const code = await zstd.exit;
+        const diffs = dumpDiffs({ sizeBytes: tap.bytes, sha256: tap.hash.digest('hex') }, manifest);
+        if (code !== 0) diffs.unshift(`zstd cannot decompress it (exit code ${code}: ${lastLines(zstd.stderr.text(), 3)})`);
+        return diffs;
+      })().then(
+        (diffs) => {
+          if (diffs.length) {
+            problem = diffs.join('; ');
+            return done(new Error(problem));
+          }
+          done(null, RESTORE_COMMIT);
+        },
+        (err: Error) => done(err),
+      );
     },
+  });
+  gate.push(RESTORE_BEGIN);
+  const timer = setInterval(() => heartbeat({ phase: 'restore', bytes: tap.bytes, of: manifest.sizeBytes }), heartbeatMs);
+  try {
+    const writing = await pipeline(zstd.proc.stdout, gate, psql.stdin!).then(
+      () => undefined,
+      (err: Error) => err,
+    );
+    if (problem) {
+      psql.abort();
+      throw ApplicationFailure.nonRetryable(`${what}: the backup is damaged, nothing was committed: ${problem}`, 'BackupCorrupt');
+    }
+    const code = await psql.exitCode();
+    if (code === 3) throw ApplicationFailure.nonRetryable(`${what}: psql stopped at an error, rolled back: ${scrub(lastLines(psql.stderrText(), 5), password)}`, 'BackupRestoreFailed');
+    if (code !== 0) throw programFailure(what, code, psql.stderrText(), password);
+    if (writing) throw new Error(`${what}: ${scrub(writing.message, password)}`);
+  } finally {
+    clearInterval(timer);
+    source.destroy();
+    zstd.proc.kill('SIGKILL');
+  }
+}
 
-    /** Recomputes size and sha256 of a backup file; throws (non-retryable) on a mismatch. */
-    async verifyBackupFile(req: { file: string; manifest: BackupManifest }): Promise<{ ok: true; sizeBytes: number; sha256: string }> {
-      return verifyBackupFile(req);
-    },
+/** Runs `sql` in a short autocommit psql session on `database` (CREATE/DROP/ALTER DATABASE). */
+async function adminSql(runner: ClientRunner, database: string, env: Record<string, string>, password: string | undefined, what: string, sql: string, fieldsPerRow = 1): Promise<string[][]> {
+  const session = await PsqlSession.open(runner, database, env, password, what);
+  try {
+    const rows = await session.query(sql, fieldsPerRow);
+    await session.close();
+    return rows;
+  } catch (err) {
+    session.abort();
+    throw err;
+  }
+}
+
+async function statsOf(runner: ClientRunner, database: string, env: Record<string, string>, password: string | undefined, checksums: boolean, heartbeatMs: number): Promise<TableStats> {
+  const session = await PsqlSession.open(runner, database, env, password, `statistics of ${database}`);
+  try {
+    await session.query(`${checksumSessionSql().map((s) => `${s};`).join('\n')}`, 1);
+    const stats = await collectStats(session, checksums, heartbeatMs);
+    await session.close();
+    return stats;
+  } catch (err) {
+    session.abort();
+    throw err;
+  }
+}
+
+export interface DrillRequest {
+  app: string;
+  env: string;
+  target: DatabaseTarget;
+  storage: StorageSpec;
+  file: string;
+  /** When the drill ran (ISO, from the workflow); recorded as the manifest's verifiedAt. */
+  at: string;
+}
+
+export interface DrillResult {
+  file: string;
+  scratchDatabase: string;
+  tables: number;
+  rows: number;
+  durationMs: number;
+}
+
+/**
+ * The restore drill: restores the dump into a scratch database on the same server, compares every
+ * table's rows (and checksums) with the manifest, drops the scratch database, and marks the
+ * manifest verified. A mismatch or a damaged file is a non-retryable BackupDrillFailed/BackupCorrupt.
+ */
+export async function drillRestore(deps: BackupDeps, req: DrillRequest, options: BackupOptions = {}): Promise<DrillResult> {
+  checkSeries(req.app, req.env, req.target);
+  const storage = open(deps, req.storage);
+  if (!parseBackupFileName(req.file, { app: req.app, env: req.env, database: req.target.name })) throw badRequest(`${req.file} is not a backup of ${req.app}/${req.env}/${req.target.name}`);
+  const manifest = await readManifest(storage, req.file);
+  const runner = clientRunner(deps.engines, req.target);
+  const scratch = scratchDatabaseName('drill', req.target.name, manifest.createdAt);
+  const problem = scratchNameProblem(scratch, req.target.database);
+  if (problem) throw badRequest(problem);
+  const { env, password } = await clientEnv(req.target, 'temporal-runbooks restore drill');
+  const heartbeatMs = options.heartbeatMs ?? 1000;
+  const t0 = Date.now();
+  const admin = (sql: string) => adminSql(runner, req.target.database, env, password, `restore drill of ${req.file}`, sql);
+  // a leftover from an interrupted attempt goes first
+  await admin(`${dropDatabaseSql(scratch)};\n${createDatabaseSql(scratch)};`);
+  try {
+    await applyDump(runner, scratch, storage, manifest, env, password, heartbeatMs);
+    const checksums = manifest.tables.some((t) => t.checksum !== undefined);
+    const restored = await statsOf(runner, scratch, env, password, checksums, heartbeatMs);
+    const diffs = compareTableStats(manifest, restored);
+    if (diffs.length) throw ApplicationFailure.nonRetryable(`restore drill of ${req.file}: the restored copy differs from the manifest: ${diffs.join('; ')}`, 'BackupDrillFailed');
+    const durationMs = Date.now() - t0;
+    await storage.putText(manifestFileName(req.file), serializeManifest({ ...manifest, verifiedAt: req.at, drillDurationMs: durationMs }), { mode: MANIFEST_MODE });
+    return { file: req.file, scratchDatabase: scratch, tables: restored.tables.length, rows: restored.tables.reduce((n, t) => n + t.rows, 0), durationMs };
+  } finally {
+    await admin(`${dropDatabaseSql(scratch)};`).catch(() => undefined);
+  }
+}
+
+export async function listBackups(deps: BackupDeps, req: { app: string; env: string; target: DatabaseTarget; storage: StorageSpec }): Promise<BackupListing> {
+  checkSeries(req.app, req.env, req.target);
+  const storage = open(deps, req.storage);
+  const series = { app: req.app, env: req.env, database: req.target.name };
+  const objects = await storage.list(`${req.app}-${req.env}-${req.target.name}-`);
+  const names = new Set(objects.map((o) => o.name));
+  const backups: BackupEntry[] = [];
+  const orphans: string[] = [];
+  for (const o of objects) {
+    const parsed = parseBackupFileName(o.name, series);
+    if (parsed) {
+      const manifestName = manifestFileName(o.name);
+      if (!names.has(manifestName)) {
+        orphans.push(o.name);
+        continue;
+      }
+      const text = await storage.getText(manifestName);
+      let manifest: BackupManifest | undefined;
+      try {
+        manifest = text === undefined ? undefined : parseManifest(text);
+      } catch {
+        manifest = undefined;
+      }
+      if (!manifest || manifest.sizeBytes !== o.sizeBytes) {
+        backups.push({ file: o.name, manifest: manifestName, createdAt: parsed.createdAt, sizeBytes: o.sizeBytes, verified: false });
+        continue;
+      }
+      backups.push({ file: o.name, manifest: manifestName, createdAt: manifest.createdAt, sizeBytes: o.sizeBytes, verified: manifest.verifiedAt !== undefined });
+    } else if (o.name.endsWith('.manifest.json')) {
+      const dumpName = o.name.slice(0, -'.manifest.json'.length) + '.sql.zst';
+      if (parseBackupFileName(dumpName, series) && !names.has(dumpName)) orphans.push(o.name);
+    }
+  }
+  backups.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  return { backups, orphans };
+}
+
+/** Removes backups (manifest first, so a crash half-way leaves an orphan, never a false backup) and orphans. */
+export async function pruneBackups(deps: BackupDeps, req: { app: string; env: string; target: DatabaseTarget; storage: StorageSpec; files: string[]; orphans?: string[] }): Promise<{ removed: string[] }> {
+  checkSeries(req.app, req.env, req.target);
+  const storage = open(deps, req.storage);
+  const series = { app: req.app, env: req.env, database: req.target.name };
+  for (const f of [...req.files, ...(req.orphans ?? [])]) {
+    const dump = f.endsWith('.manifest.json') ? f.slice(0, -'.manifest.json'.length) + '.sql.zst' : f;
+    if (!parseBackupFileName(dump, series)) throw badRequest(`refusing to prune ${f}: not a backup of ${req.app}/${req.env}/${req.target.name}`);
+  }
+  const removed: string[] = [];
+  for (const f of req.files) {
+    await storage.remove(manifestFileName(f));
+    await storage.remove(f);
+    removed.push(f);
+    heartbeat({ phase: 'prune', removed: removed.length });
+  }
+  for (const f of req.orphans ?? []) {
+    await storage.remove(f);
+    removed.push(f);
+  }
+  return { removed };
+}
+
+export interface RestoreRequest {
+  app: string;
+  env: string;
+  target: DatabaseTarget;
+  storage: StorageSpec;
+  file: string;
+  /** A token unique to the restore run (the workflow's start time), used in the side databases' names. */
+  runTag: string;
+}
+
+/** Names of the databases a restore uses beside the live one. */
+export function restoreDatabaseNames(target: DatabaseTarget, runTag: string): { incoming: string; previous: string } {
+  return { incoming: scratchDatabaseName('restore', target.name, runTag), previous: scratchDatabaseName('previous', target.name, runTag) };
+}
+
+/**
+ * Restores a backup into a fresh side database and checks it against the manifest; the live
+ * database is not touched. `swapInRestoredDatabase` then puts it in place.
+ */
+export async function prepareRestore(deps: BackupDeps, req: RestoreRequest, options: BackupOptions = {}): Promise<{ incoming: string; tables: number; rows: number }> {
+  checkSeries(req.app, req.env, req.target);
+  const storage = open(deps, req.storage);
+  if (!parseBackupFileName(req.file, { app: req.app, env: req.env, database: req.target.name })) throw badRequest(`${req.file} is not a backup of ${req.app}/${req.env}/${req.target.name}`);
+  const manifest = await readManifest(storage, req.file);
+  const runner = clientRunner(deps.engines, req.target);
+  const { incoming } = restoreDatabaseNames(req.target, req.runTag);
+  const { env, password } = await clientEnv(req.target, 'temporal-runbooks restore');
+  const heartbeatMs = options.heartbeatMs ?? 1000;
+  const admin = (sql: string) => adminSql(runner, req.target.database, env, password, `restore of ${req.file}`, sql);
+  await admin(`${dropDatabaseSql(incoming)};\n${createDatabaseSql(incoming)};`);
+  try {
+    await applyDump(runner, incoming, storage, manifest, env, password, heartbeatMs);
+    const restored = await statsOf(runner, incoming, env, password, manifest.tables.some((t) => t.checksum !== undefined), heartbeatMs);
+    const diffs = compareTableStats(manifest, restored);
+    if (diffs.length) throw ApplicationFailure.nonRetryable(`restore of ${req.file}: the restored copy differs from the manifest: ${diffs.join('; ')}`, 'BackupRestoreFailed');
+    return { incoming, tables: restored.tables.length, rows: restored.tables.reduce((n, t) => n + t.rows, 0) };
+  } catch (err) {
+    await admin(`${dropDatabaseSql(incoming)};`).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function databaseExists(runner: ClientRunner, maintenance: string, name: string, env: Record<string, string>, password: string | undefined): Promise<boolean> {
+  return (await adminSql(runner, maintenance, env, password, `looking up database ${name}`, databaseExistsQuery(name))).length > 0;
+}
+
+/**
+ * Puts the restored database in place: live → previous, incoming → live, in that order, each step
+ * idempotent (a retry after a crash finds where it stopped). Sessions on the live database are ended
+ * first (the app is stopped by then). Runs on the maintenance database `postgres`.
+ */
+export async function swapInRestoredDatabase(deps: BackupDeps, req: { target: DatabaseTarget; runTag: string; maintenanceDatabase?: string }): Promise<{ live: string; previous: string }> {
+  const runner = clientRunner(deps.engines, req.target);
+  const { incoming, previous } = restoreDatabaseNames(req.target, req.runTag);
+  const live = req.target.database;
+  const maintenance = req.maintenanceDatabase ?? 'postgres';
+  const { env, password } = await clientEnv(req.target, 'temporal-runbooks restore');
+  const exists = (name: string) => databaseExists(runner, maintenance, name, env, password);
+  const admin = (sql: string) => adminSql(runner, maintenance, env, password, `swapping in the restored ${live}`, sql);
+  if (!(await exists(previous))) {
+    if (!(await exists(incoming))) throw ApplicationFailure.nonRetryable(`the restored database ${incoming} does not exist: run the restore again`, 'BackupRestoreFailed');
+    await admin(`${terminateSessionsSql(live)}\n${renameDatabaseSql(live, previous)}`);
+  }
+  if (await exists(incoming)) {
+    await admin(`${terminateSessionsSql(incoming)}\n${renameDatabaseSql(incoming, live)}`);
+  }
+  return { live, previous };
+}
+
+/** Undoes swapInRestoredDatabase: the restored copy goes aside (kept for inspection) and previous is live again. */
+export async function swapBackPreviousDatabase(deps: BackupDeps, req: { target: DatabaseTarget; runTag: string; maintenanceDatabase?: string }): Promise<{ live: string; restoredKeptAs: string }> {
+  const runner = clientRunner(deps.engines, req.target);
+  const { incoming, previous } = restoreDatabaseNames(req.target, req.runTag);
+  const live = req.target.database;
+  const maintenance = req.maintenanceDatabase ?? 'postgres';
+  const { env, password } = await clientEnv(req.target, 'temporal-runbooks restore');
+  const exists = (name: string) => databaseExists(runner, maintenance, name, env, password);
+  const admin = (sql: string) => adminSql(runner, maintenance, env, password, `putting back the previous ${live}`, sql);
+  if (await exists(previous)) {
+    if (await exists(live)) await admin(`${terminateSessionsSql(live)}\n${dropDatabaseSql(incoming)};\n${renameDatabaseSql(live, incoming)}`);
+    await admin(`${terminateSessionsSql(previous)}\n${renameDatabaseSql(previous, live)}`);
+  }
+  return { live, restoredKeptAs: incoming };
+}
+
+/** Drops the pre-restore copy once the restored database is live and the app is healthy. */
+export async function dropPreviousDatabase(deps: BackupDeps, req: { target: DatabaseTarget; runTag: string; maintenanceDatabase?: string }): Promise<{ dropped: string }> {
+  const runner = clientRunner(deps.engines, req.target);
+  const { previous } = restoreDatabaseNames(req.target, req.runTag);
+  const { env, password } = await clientEnv(req.target, 'temporal-runbooks restore');
+  await adminSql(runner, req.maintenanceDatabase ?? 'postgres', env, password, `dropping ${previous}`, `${dropDatabaseSql(previous)};`);
+  return { dropped: previous };
+}
+
+export function createBackupActivities(deps: BackupDeps, options: BackupOptions = {}) {
+  return {
+    /** pg_dump → zstd → storage, with sha256, row counts/checksums (same snapshot) and the manifest. */
+    backupDatabase: (req: BackupDatabaseRequest) => backupDatabase(deps, req, options),
+    /** Restore into a scratch database, compare with the manifest, drop it, mark the backup verified. */
+    drillRestore: (req: DrillRequest) => drillRestore(deps, req, options),
+    listBackups: (req: { app: string; env: string; target: DatabaseTarget; storage: StorageSpec }) => listBackups(deps, req),
+    pruneBackups: (req: { app: string; env: string; target: DatabaseTarget; storage: StorageSpec; files: string[]; orphans?: string[] }) => pruneBackups(deps, req),
+    prepareRestore: (req: RestoreRequest) => prepareRestore(deps, req, options),
+    swapInRestoredDatabase: (req: { target: DatabaseTarget; runTag: string }) => swapInRestoredDatabase(deps, req),
+    swapBackPreviousDatabase: (req: { target: DatabaseTarget; runTag: string }) => swapBackPreviousDatabase(deps, req),
+    dropPreviousDatabase: (req: { target: DatabaseTarget; runTag: string }) => dropPreviousDatabase(deps, req),
   };
 }

@@ -19,3 +19,12 @@ export function heartbeat(details?: unknown): void {
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Aborted when the activity is cancelled (delivered with a heartbeat) or its worker shuts down. */
+export function cancellationSignal(): AbortSignal | undefined {
+  try {
+    return Context.current().cancellationSignal;
+  } catch {
+    return undefined;
+  }
+}

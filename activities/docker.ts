@@ -399,6 +399,43 @@ export function createDockerActivities(engines: DockerEngines, readSecretEnv: (s
     },
 
     /** Removes what one run created (containers, then networks) on a host; volumes are kept. */
+    /** Stops the named containers gracefully (idempotent); returns those that were running, to start again later. */
+    async stopContainers(req: HostRequest & { names: string[]; timeoutSeconds: number }): Promise<{ host: string; stopped: string[] }> {
+      return withEngine(req.host, `stop ${req.names.join(', ')}`, async (d) => {
+        const stopped: string[] = [];
+        for (const name of req.names) {
+          const info = await inspectContainer(d, name);
+          if (!info || info.status !== 'running') continue;
+          try {
+            await d.getContainer(name).stop({ t: req.timeoutSeconds });
+          } catch (err) {
+            if (statusCode(err) !== 304) throw err; // 304: already stopped by a retried attempt
+          }
+          stopped.push(name);
+        }
+        return { host: req.host.name, stopped };
+      });
+    },
+
+    /** Starts the named containers unless running (idempotent); a missing one is an error that names it. */
+    async startContainers(req: HostRequest & { names: string[] }): Promise<{ host: string; started: string[] }> {
+      return withEngine(req.host, `start ${req.names.join(', ')}`, async (d) => {
+        const started: string[] = [];
+        for (const name of req.names) {
+          const info = await inspectContainer(d, name);
+          if (!info) throw ApplicationFailure.nonRetryable(`container ${name} does not exist on ${req.host.name}`, 'ContainerMissing');
+          if (info.status === 'running') continue;
+          try {
+            await d.getContainer(name).start();
+          } catch (err) {
+            if (statusCode(err) !== 304) throw err;
+          }
+          started.push(name);
+        }
+        return { host: req.host.name, started };
+      });
+    },
+
     async removeRunResources(req: HostRequest & { app: string; env: string; runId: string }): Promise<{ host: string; removedContainers: string[]; removedNetworks: string[] }> {
       return withEngine(req.host, `clean up run ${req.runId}`, async (d) => {
         const labels = { 'runbook.app': req.app, 'runbook.env': req.env, 'runbook.run-id': req.runId };

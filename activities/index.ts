@@ -1,11 +1,13 @@
 // createActivities(deps): every activity, each bound to injected dependencies.
 import type { ContainerSpec } from '../common/types';
+import { createBackupActivities } from './backup';
 import type { ActivityDeps } from './deps';
 import { createDockerActivities } from './docker';
 import { dockerEnvFrom } from './envfiles';
 import { createHealthActivities } from './health';
 import { createInventoryActivities } from './inventory';
 import { createLockActivities } from './lock';
+import { createNotifyActivities } from './notify';
 import { createPreflightActivities } from './preflight';
 import { createProxyActivities } from './proxy';
 
@@ -18,6 +20,8 @@ export function createActivities(deps: ActivityDeps) {
     ...createHealthActivities(deps.engines),
     ...createProxyActivities(deps.engines),
     ...createLockActivities(deps),
+    ...createBackupActivities({ engines: deps.engines, ssh: deps.ssh }),
+    ...createNotifyActivities(),
   };
 }
 

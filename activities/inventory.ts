@@ -2,8 +2,8 @@
 import { readFile } from 'node:fs/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import { InventoryError, parseInventory, type Inventory } from '../common/inventory';
-import { buildDeployPlan, PlanError } from '../common/plan';
-import type { DeployPlan, FirstDeployInput } from '../common/types';
+import { buildBackupPlan, buildDeployPlan, PlanError } from '../common/plan';
+import type { BackupPlan, DeployPlan, FirstDeployInput, RunbookTarget } from '../common/types';
 import { activityInfoOrUndefined } from './context';
 import type { ActivityDeps } from './deps';
 
@@ -30,6 +30,17 @@ export function createInventoryActivities(deps: ActivityDeps) {
       const runId = activityInfoOrUndefined()?.workflowExecution?.runId ?? 'direct';
       try {
         return buildDeployPlan(inventory, input, runId);
+      } catch (err) {
+        if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
+        throw err;
+      }
+    },
+
+    /** The backup plan of an app/env: databases, storage, retention, schedule (recorded in history). */
+    async resolveBackupPlan(target: RunbookTarget): Promise<BackupPlan> {
+      const inventory = await loadInventory(deps.inventoryPath);
+      try {
+        return buildBackupPlan(inventory, target);
       } catch (err) {
         if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
         throw err;

@@ -5,6 +5,7 @@ import { isValidVersion, NAME_PATTERN } from '../common/naming';
 import type { FirstDeployResult, RunbookStatus, StepRecord } from '../common/types';
 import { formatPlan, formatPreflight, formatStatus, formatStep, stepChanges } from './format';
 import { failureText, RunbookClient } from './runbooks';
+import { backupScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, describeBackupSchedule, formatSchedule, upsertBackupSchedule } from './schedules';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -162,6 +163,87 @@ export function buildCli(): Command {
         for (const r of rows) console.log(`${r.workflowId}  ${r.status}  step=${r.step ?? '-'}${r.awaiting ? '  AWAITING APPROVAL' : ''}  started ${r.startTime.toISOString()}`);
       }),
     );
+
+  program
+    .command('backup <app>')
+    .description('one backup now (nightlyBackup outside its schedule): dump, restore drill, retention')
+    .requiredOption('--env <env>')
+    .option('--skip-prune', 'do not apply retention this time')
+    .option('--detach', 'start and return; do not watch')
+    .action(
+      withClient(async (rc, app: string, opts: { env: string; skipPrune?: boolean; detach?: boolean }) => {
+        checkName('app', app);
+        checkName('env', opts.env);
+        const handle = await rc.startNightlyBackup({ app, env: opts.env, ...(opts.skipPrune ? { skipPrune: true } : {}) });
+        console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})\n  UI: ${uiUrl(rc, handle.workflowId)}`);
+        return opts.detach ? 0 : watch(rc, handle.workflowId);
+      }),
+    );
+
+  program
+    .command('restore <app>')
+    .description('restore a database from a verified backup (restoreBackup; waits for approval of gate "restore")')
+    .requiredOption('--env <env>')
+    .option('--backup <file>', 'backup file name, or "latest" (the newest verified one)', 'latest')
+    .option('--database <name>', 'which database (its name in the inventory\'s backup section); needed when there are several')
+    .option('--keep-previous', 'keep the pre-restore database beside the restored one')
+    .option('--approval-timeout <duration>', 'how long the approval waits (default 7d, at most 30d)')
+    .option('--detach', 'start and return; do not watch')
+    .action(
+      withClient(async (rc, app: string, opts: { env: string; backup: string; database?: string; keepPrevious?: boolean; approvalTimeout?: string; detach?: boolean }) => {
+        checkName('app', app);
+        checkName('env', opts.env);
+        const handle = await rc.startRestore({
+          app,
+          env: opts.env,
+          backup: opts.backup,
+          ...(opts.database ? { database: opts.database } : {}),
+          ...(opts.keepPrevious ? { keepPrevious: true } : {}),
+          ...(opts.approvalTimeout ? { approvalTimeout: opts.approvalTimeout } : {}),
+        });
+        console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})\n  UI: ${uiUrl(rc, handle.workflowId)}\n  approve: runbook approve ${handle.workflowId} --gate restore --by <name>`);
+        return opts.detach ? 0 : watch(rc, handle.workflowId);
+      }),
+    );
+
+  const schedule = program.command('schedule').description('Temporal Schedules of the runbooks');
+  schedule
+    .command('backup <app>')
+    .description(`create or update the nightly backup schedule of an app/env (overlap: skip)`)
+    .requiredOption('--env <env>')
+    .option('--cron <expr>', 'when, as 5 cron fields', DEFAULT_BACKUP_CRON)
+    .option('--timezone <tz>', 'IANA time zone of the cron expression', 'UTC')
+    .option('--catchup-window <duration>', 'how late a missed run may still start (e.g. after the server was down)', DEFAULT_CATCHUP_WINDOW)
+    .action(
+      withClient(async (rc, app: string, opts: { env: string; cron: string; timezone: string; catchupWindow: string }) => {
+        checkName('app', app);
+        checkName('env', opts.env);
+        const r = await upsertBackupSchedule(rc.client, { app, env: opts.env, cron: opts.cron, timezone: opts.timezone, catchupWindow: opts.catchupWindow, taskQueue: rc.settings.taskQueue });
+        console.log(`${r.created ? 'created' : 'updated'} ${r.scheduleId}`);
+        console.log(formatSchedule(await describeBackupSchedule(rc.client, app, opts.env)));
+      }),
+    );
+  const scheduleVerb = (verb: 'show' | 'pause' | 'resume' | 'trigger' | 'delete', description: string, run: (h: ReturnType<RunbookClient['client']['schedule']['getHandle']>, note: string) => Promise<void>) =>
+    schedule
+      .command(`${verb} <app>`)
+      .description(description)
+      .requiredOption('--env <env>')
+      .option('--note <text>', 'why (kept on the schedule)')
+      .action(
+        withClient(async (rc, app: string, opts: { env: string; note?: string }) => {
+          checkName('app', app);
+          checkName('env', opts.env);
+          const handle = rc.client.schedule.getHandle(backupScheduleId(app, opts.env));
+          await run(handle, opts.note ?? `${verb} from the runbook CLI`);
+          if (verb !== 'delete') console.log(formatSchedule(await handle.describe()));
+          else console.log(`deleted ${handle.scheduleId}`);
+        }),
+      );
+  scheduleVerb('show', 'the backup schedule: state, next runs, recent and skipped runs', async () => undefined);
+  scheduleVerb('pause', 'pause the backup schedule (no runs until resumed)', (h, note) => h.pause(note));
+  scheduleVerb('resume', 'resume a paused backup schedule', (h, note) => h.unpause(note));
+  scheduleVerb('trigger', 'start a backup now through the schedule (skipped if one is running)', (h) => h.trigger());
+  scheduleVerb('delete', 'delete the backup schedule (backups already taken stay)', (h) => h.delete());
 
   const lock = program.command('lock').description('the per-app/env lock held by mutating runbooks');
   lock

@@ -2,7 +2,7 @@
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { lockWorkflowId, runbookWorkflowId, type RunbookName } from '../common/naming';
 import { SA_APP, SA_AWAITING_APPROVAL, SA_ENV, SA_STEP } from '../common/search-attributes';
-import type { DecisionRecord, FirstDeployInput, LockHolder, RunbookStatus, RunbookTarget } from '../common/types';
+import type { DecisionRecord, FirstDeployInput, LockHolder, NightlyBackupInput, RestoreBackupInput, RunbookStatus, RunbookTarget } from '../common/types';
 import { decideUpdate, lockHolderQuery, releaseLockSignal, rejectSignal, approveSignal, statusQuery } from '../workflows/lib/definitions';
 import { connectionSettings, type ConnectionSettings } from './connection';
 
@@ -59,6 +59,15 @@ export class RunbookClient {
   startFirstDeploy(input: FirstDeployInput): Promise<WorkflowHandleWithFirstExecutionRunId> {
     const what = input.dryRun ? 'Dry run of first deploy' : 'First deploy';
     return this.start('firstDeploy', { ...input }, `${what} of ${input.app} ${input.version ?? '(inventory version)'} to ${input.env}`);
+  }
+
+  /** One backup night now, outside the schedule (same workflow, same retention). */
+  startNightlyBackup(input: NightlyBackupInput): Promise<WorkflowHandleWithFirstExecutionRunId> {
+    return this.start('nightlyBackup', { ...input }, `Backup of ${input.app}/${input.env} (started by hand)`);
+  }
+
+  startRestore(input: RestoreBackupInput): Promise<WorkflowHandleWithFirstExecutionRunId> {
+    return this.start('restoreBackup', { ...input }, `Restore of ${input.app}/${input.env}${input.database ? ` ${input.database}` : ''} from ${input.backup ?? 'the latest verified backup'} (needs approval)`);
   }
 
   handle(workflowId: string): WorkflowHandle {

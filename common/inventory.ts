@@ -82,6 +82,64 @@ const environmentSchema = z.strictObject({
   goLiveApproval: z.boolean().default(false),
 });
 
+const nonNegativeInt = z.number({ error: 'must be a number' }).int({ error: 'must be a whole number' }).min(0, { error: 'must be 0 or more' });
+
+const backupDatabaseSchema = z
+  .strictObject({
+    /** Logical name in backup file names. */
+    name: name('database name'),
+    database: z.string().min(1),
+    user: z.string().min(1),
+    passwordFile: absolutePath.optional(),
+    /** The dependency container it runs in (on the environment's first host)... */
+    dependency: name('dependency name').optional(),
+    /** ...or a server the worker reaches by address. */
+    server: z.strictObject({ address: z.string().min(1), port: port.default(5432) }).optional(),
+    /** Port inside the container. */
+    port: port.default(5432),
+  })
+  .refine((d) => (d.dependency === undefined) !== (d.server === undefined), { error: 'needs exactly one of "dependency" (a container) or "server" (an address)' });
+
+const backupStorageSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('directory'),
+    path: absolutePath,
+    /** A host of the inventory (over SSH); absent: the worker's own filesystem. */
+    host: name('host name').optional(),
+  }),
+  z.strictObject({
+    type: z.literal('s3'),
+    bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { error: 'must be an S3 bucket name' }),
+    prefix: z.string().regex(/^([^/].*\/)?$/, { error: 'must be empty or end with "/" (and not start with one)' }).default(''),
+    region: z.string().min(1).default('us-east-1'),
+    endpoint: z.url({ error: 'must be a URL' }).optional(),
+    forcePathStyle: z.boolean().default(false),
+    accessKeyIdFile: absolutePath.optional(),
+    secretAccessKeyFile: absolutePath.optional(),
+  }),
+]);
+
+const retentionSchema = z
+  .strictObject({
+    daily: nonNegativeInt.optional(),
+    weekly: nonNegativeInt.optional(),
+    monthly: nonNegativeInt.optional(),
+    yearly: nonNegativeInt.optional(),
+    last: nonNegativeInt.optional(),
+    keepDays: nonNegativeInt.optional(),
+  })
+  .refine((r) => Object.values(r).some((v) => v !== undefined && v > 0), { error: 'must keep something: set at least one of daily, weekly, monthly, yearly, last, keepDays' });
+
+const backupSchema = z.strictObject({
+  storage: backupStorageSchema,
+  databases: z.array(backupDatabaseSchema).min(1, { error: 'must list at least one database' }),
+  retention: retentionSchema.default({ daily: 7, weekly: 4, monthly: 3 }),
+  /** Content checksums of every table in the manifest and the drill (one extra read of each table). */
+  checksums: z.boolean().default(true),
+  /** Failure alerts: the webhook URL is a secret (Slack-style URLs are credentials), read from a file. */
+  notify: z.strictObject({ webhookUrlFile: absolutePath }).optional(),
+});
+
 const appSchema = z.strictObject({
   image: imageRepository,
   port,
@@ -102,6 +160,7 @@ const appSchema = z.strictObject({
     })
     .default({ path: '/', expectStatus: 200 }),
   stopTimeoutSeconds: positiveInt.default(30),
+  backup: backupSchema.optional(),
   environments: z.record(name('environment name'), environmentSchema),
 });
 
@@ -115,6 +174,7 @@ export type HostConfig = z.infer<typeof hostSchema>;
 export type AppConfig = z.infer<typeof appSchema>;
 export type EnvironmentConfig = z.infer<typeof environmentSchema>;
 export type DependencyConfig = z.infer<typeof dependencySchema>;
+export type BackupConfig = z.infer<typeof backupSchema>;
 
 export class InventoryError extends Error {
   constructor(readonly problems: string[]) {
@@ -174,6 +234,21 @@ function crossReferenceProblems(inventory: Inventory): string[] {
       if (dep.name === 'web' || dep.name === 'proxy' || dep.name === 'migrate') problems.push(`apps.${appName}.dependencies.${i}.name: "${dep.name}" is reserved`);
       depNames.add(dep.name);
     });
+    if (app.backup) {
+      const names = new Set<string>();
+      app.backup.databases.forEach((db, i) => {
+        const at = `apps.${appName}.backup.databases.${i}`;
+        if (names.has(db.name)) problems.push(`${at}.name: "${db.name}" is used twice`);
+        names.add(db.name);
+        if (db.dependency !== undefined && !depNames.has(db.dependency)) {
+          problems.push(`${at}.dependency: unknown dependency "${db.dependency}" (known: ${[...depNames].join(', ') || 'none'})`);
+        }
+      });
+      const storage = app.backup.storage;
+      if (storage.type === 'directory' && storage.host !== undefined && !inventory.hosts[storage.host]) {
+        problems.push(`apps.${appName}.backup.storage.host: unknown host "${storage.host}" (known: ${Object.keys(inventory.hosts).join(', ') || 'none'})`);
+      }
+    }
     if (Object.keys(app.environments).length === 0) problems.push(`apps.${appName}.environments: must define at least one environment`);
     for (const [envName, env] of Object.entries(app.environments)) {
       const at = `apps.${appName}.environments.${envName}`;

@@ -12,7 +12,7 @@ import {
   volumeName,
   webContainerName,
 } from './naming';
-import type { ContainerSpec, DeployPlan, FirstDeployInput, HostSpec, PreflightRequest, ReplicaPlan, RunbookTarget } from './types';
+import type { BackupPlan, BackupPolicy, ContainerSpec, DatabaseTarget, DeployPlan, FirstDeployInput, HostSpec, PreflightRequest, ReplicaPlan, RunbookTarget, StorageSpec } from './types';
 
 /** Bad input: the runbook stops before any side effect. */
 export class PlanError extends Error {
@@ -183,4 +183,57 @@ export function preflightRequests(plan: DeployPlan): PreflightRequest[] {
     ports: plan.portsToCheck.filter((p) => p.host === host.name).map(({ bindAddress, port, owner }) => ({ bindAddress, port, owner })),
     ...(i === 0 && plan.domain ? { domain: { name: plan.domain.name, address: plan.domain.address } } : {}),
   }));
+}
+
+/** The backup plan of an app/env: databases with their location, storage, retention. The schedule lives in Temporal (`runbook schedule backup`). */
+export function buildBackupPlan(inventory: Inventory, target: RunbookTarget): BackupPlan {
+  const { app, env } = findTarget(inventory, target);
+  const backup = app.backup;
+  if (!backup) throw new PlanError(`app "${target.app}" has no backup section in the inventory (apps.${target.app}.backup)`);
+  const firstHost = hostSpec(inventory, env.hosts[0]);
+  const targets: DatabaseTarget[] = backup.databases.map((db) => ({
+    name: db.name,
+    database: db.database,
+    user: db.user,
+    ...(db.passwordFile !== undefined ? { passwordFile: db.passwordFile } : {}),
+    location: db.server
+      ? { kind: 'server' as const, address: db.server.address, port: db.server.port }
+      : { kind: 'container' as const, host: firstHost, container: dependencyContainerName(target.app, target.env, db.dependency!), port: db.port },
+  }));
+  const s = backup.storage;
+  let storage: StorageSpec;
+  if (s.type === 'directory') {
+    const host = s.host !== undefined ? hostSpec(inventory, s.host) : undefined;
+    storage = { type: 'directory', path: s.path, ...(host?.ssh ? { host } : {}) };
+  } else {
+    storage = {
+      type: 's3',
+      bucket: s.bucket,
+      prefix: s.prefix,
+      region: s.region,
+      forcePathStyle: s.forcePathStyle,
+      ...(s.endpoint !== undefined ? { endpoint: s.endpoint } : {}),
+      ...(s.accessKeyIdFile !== undefined ? { accessKeyIdFile: s.accessKeyIdFile } : {}),
+      ...(s.secretAccessKeyFile !== undefined ? { secretAccessKeyFile: s.secretAccessKeyFile } : {}),
+    };
+  }
+  const retention: BackupPolicy = Object.fromEntries(Object.entries(backup.retention).filter(([, v]) => v !== undefined));
+  const web = env.hosts.map((h) => ({
+    host: hostSpec(inventory, h),
+    containers: Array.from({ length: env.replicas }, (_, i) => webContainerName(target.app, target.env, env.hosts.indexOf(h) * env.replicas + i + 1)),
+  }));
+  return {
+    app: target.app,
+    env: target.env,
+    targets,
+    storage,
+    retention,
+    checksums: backup.checksums,
+    ...(backup.notify ? { notify: { webhookUrlFile: backup.notify.webhookUrlFile } } : {}),
+    web,
+    healthUrl: `http://${env.proxy.bindAddress === '0.0.0.0' ? '127.0.0.1' : env.proxy.bindAddress}:${env.proxy.hostPort}${app.healthCheck.path}`,
+    stopTimeoutSeconds: app.stopTimeoutSeconds,
+    healthTimeoutSeconds: app.healthCheck.timeoutSeconds,
+    approval: { approvers: [...env.approvers], minApprovals: env.minApprovals },
+  };
 }

@@ -37,6 +37,21 @@ export interface HostSpec {
   minFreeDiskMb: number;
 }
 
+/** Where a PostgreSQL database lives: in a container on a host (reached by Docker exec) or a server by address. */
+export type DatabaseLocation =
+  | { kind: 'container'; host: HostSpec; container: string; port: number }
+  | { kind: 'server'; address: string; port: number };
+
+export interface DatabaseTarget {
+  /** Logical name, part of backup file names (the inventory's backup.databases[].name). */
+  name: string;
+  database: string;
+  user: string;
+  /** Read at use; never in inputs, results or errors. */
+  passwordFile?: string;
+  location: DatabaseLocation;
+}
+
 export interface EnvFileRef {
   path: string;
   required: string[];
@@ -230,4 +245,72 @@ export interface PreflightRequest {
   secretFiles: string[];
   ports: { bindAddress: string; port: number; owner: string }[];
   domain?: { name: string; address: string };
+}
+
+// ---- backups ----
+
+/** A directory on the worker's filesystem (`host` absent) or on a host reached over SSH. */
+export interface DirectoryStorageSpec {
+  type: 'directory';
+  path: string;
+  host?: HostSpec;
+}
+
+/** An S3-compatible bucket; credentials are read from files at use (never in inputs). */
+export interface S3StorageSpec {
+  type: 's3';
+  bucket: string;
+  /** Key prefix without a leading slash, e.g. `backups/shop/production/` ('' for none). */
+  prefix: string;
+  region: string;
+  /** For S3-compatible servers (MinIO, Ceph, a local test server); absent means AWS. */
+  endpoint?: string;
+  forcePathStyle?: boolean;
+  accessKeyIdFile?: string;
+  secretAccessKeyFile?: string;
+}
+
+export type StorageSpec = DirectoryStorageSpec | S3StorageSpec;
+
+export interface BackupPolicy {
+  daily?: number;
+  weekly?: number;
+  monthly?: number;
+  yearly?: number;
+  last?: number;
+  keepDays?: number;
+}
+
+/** Everything a backup night or a restore needs, resolved from the inventory (recorded in history). */
+export interface BackupPlan {
+  app: string;
+  env: string;
+  targets: DatabaseTarget[];
+  storage: StorageSpec;
+  retention: BackupPolicy;
+  checksums: boolean;
+  notify?: { webhookUrlFile: string };
+  /** The app's web containers (stopped during a restore) and where they run. */
+  web: { host: HostSpec; containers: string[] }[];
+  /** Where the app is health-checked after a restore. */
+  healthUrl?: string;
+  stopTimeoutSeconds: number;
+  healthTimeoutSeconds: number;
+  /** Who approves a restore (the environment's approvers). */
+  approval: ApprovalPolicy;
+}
+
+export interface NightlyBackupInput extends RunbookTarget {
+  /** Skip retention pruning this night (the backup and drill still run). */
+  skipPrune?: boolean;
+}
+
+export interface RestoreBackupInput extends RunbookTarget {
+  /** The database (its logical name in the inventory); default: the only one. */
+  database?: string;
+  /** A backup file name, or "latest" (the newest verified one). Default "latest". */
+  backup?: string;
+  approvalTimeout?: string;
+  /** Keep the pre-restore copy of the database instead of dropping it after success. */
+  keepPrevious?: boolean;
 }

@@ -89,6 +89,9 @@ export interface BackupManifest {
   durationMs: number;
   serverVersion: string;
   tables: TableStat[];
+  /** Set by the restore drill once the dump restored and matched every table: only then does it count. */
+  verifiedAt?: string;
+  drillDurationMs?: number;
 }
 
 export function buildManifest(input: Omit<BackupManifest, 'compression'>): BackupManifest {
@@ -104,6 +107,8 @@ export function buildManifest(input: Omit<BackupManifest, 'compression'>): Backu
     durationMs: input.durationMs,
     serverVersion: input.serverVersion,
     tables: input.tables.map((t) => ({ table: t.table, rows: t.rows, ...(t.checksum !== undefined ? { checksum: t.checksum } : {}) })),
+    ...(input.verifiedAt !== undefined ? { verifiedAt: input.verifiedAt } : {}),
+    ...(input.drillDurationMs !== undefined ? { drillDurationMs: input.drillDurationMs } : {}),
   };
   const problems = manifestProblems(m);
   if (problems.length) throw new Error(`invalid backup manifest: ${problems.join('; ')}`);
@@ -128,6 +133,8 @@ export function manifestProblems(value: unknown): string[] {
   if (m.compression !== 'zstd') p.push(`compression: must be "zstd" (got ${JSON.stringify(m.compression)})`);
   if (typeof m.createdAt === 'string' && (Number.isNaN(Date.parse(m.createdAt)) || !/^\d{4}-\d{2}-\d{2}T/.test(m.createdAt))) p.push('createdAt: must be an ISO 8601 time');
   if (typeof m.file === 'string' && (m.file.includes('/') || m.file.includes('\\') || !m.file.endsWith(BACKUP_SUFFIX))) p.push(`file: must be a plain ${BACKUP_SUFFIX} file name`);
+  if (m.verifiedAt !== undefined && (typeof m.verifiedAt !== 'string' || Number.isNaN(Date.parse(m.verifiedAt)))) p.push('verifiedAt: must be an ISO 8601 time');
+  if (m.drillDurationMs !== undefined && (typeof m.drillDurationMs !== 'number' || !Number.isSafeInteger(m.drillDurationMs) || m.drillDurationMs < 0)) p.push('drillDurationMs: must be a non-negative integer');
   if (!Array.isArray(m.tables)) p.push('tables: must be an array');
   else {
     m.tables.forEach((t: unknown, i: number) => {

@@ -177,8 +177,53 @@ function connectionArgs(conn: Pick<PgConnection, 'host' | 'port' | 'user' | 'dat
  * pg_dump of one database as plain SQL on stdout, restorable anywhere by psql: no ownership or grants
  * (the restore target's roles differ), UTF8. --no-password: fail at once rather than prompt.
  */
-export function pgDumpArgv(conn: Pick<PgConnection, 'host' | 'port' | 'user' | 'database'>): string[] {
-  return ['pg_dump', '--format=plain', '--no-owner', '--no-privileges', '--encoding=UTF8', ...connectionArgs(conn)];
+export function pgDumpArgv(conn: Pick<PgConnection, 'host' | 'port' | 'user' | 'database'>, options: { snapshot?: string } = {}): string[] {
+  if (options.snapshot !== undefined && !/^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$/i.test(options.snapshot)) throw new Error(`not a snapshot id: ${JSON.stringify(options.snapshot)}`);
+  return [
+    'pg_dump', '--format=plain', '--no-owner', '--no-privileges', '--encoding=UTF8',
+    ...(options.snapshot !== undefined ? [`--snapshot=${options.snapshot}`] : []),
+    ...connectionArgs(conn),
+  ];
+}
+
+/**
+ * psql applying a dump read from stdin inside a transaction the caller controls: the caller sends
+ * BEGIN first and COMMIT only once the whole input checked out (size, sha256, decompressor exit 0);
+ * without the COMMIT, EOF ends psql and the server rolls the transaction back. --single-transaction
+ * would commit at EOF, whatever the input was. Output: discarded by the caller.
+ */
+export function psqlApplyArgv(conn: Pick<PgConnection, 'host' | 'port' | 'user' | 'database'>): string[] {
+  return ['psql', '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--file=-', ...connectionArgs(conn)];
+}
+
+/** The statement a dump restore starts with (see psqlApplyArgv). */
+export const RESTORE_BEGIN = 'BEGIN;\n';
+/** The statement that commits a checked restore. */
+export const RESTORE_COMMIT = 'COMMIT;\n';
+
+/** Starts the read-only snapshot that pg_dump --snapshot shares: one row, the snapshot id. */
+export function exportSnapshotSql(): string {
+  return `${beginSnapshotSql()};\n${checksumSessionSql().map((s) => `${s};`).join('\n')}\nSELECT pg_catalog.pg_export_snapshot();`;
+}
+
+/** Ends other sessions on a database (before a rename); returns nothing useful. */
+export function terminateSessionsSql(database: string): string {
+  return `SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity WHERE datname = ${quoteLiteral(database)} AND pid <> pg_catalog.pg_backend_pid();`;
+}
+
+export function renameDatabaseSql(from: string, to: string): string {
+  return `ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)};`;
+}
+
+/** A string literal ('' doubled; standard_conforming_strings is on since 9.1). */
+export function quoteLiteral(value: string): string {
+  if (value.includes('\0')) throw new Error('a literal cannot contain NUL');
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+/** Does a database exist, as a psql query with the name inlined (psql has no bind parameters): one row "1" or none. */
+export function databaseExistsQuery(name: string): string {
+  return `SELECT 1 FROM pg_catalog.pg_database WHERE datname = ${quoteLiteral(name)};`;
 }
 
 /**

@@ -1,48 +1,84 @@
-// The streaming backup against a real PostgreSQL 15 container on the test engine: pg_dump (exec) →
-// zstd → file with sha256 and manifest; restore round trip into a scratch database; corruption,
-// truncation and a missing database.
+// Backups against real PostgreSQL 15 — in a container on the test engine (pg_dump/psql by Docker
+// exec) and a plain Debian server (pg_dump/psql on the worker) — into real storage (a directory on
+// the worker, a directory over SSH, S3 on the local moto server): backup → drill → restore round
+// trips compared by per-table content checksums; damaged dumps; a worker killed mid-dump.
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import Docker from 'dockerode';
 import { Client } from 'pg';
-import { createBackupActivities } from '../../activities/backup';
+import { createBackupActivities, restoreDatabaseNames } from '../../activities/backup';
 import { DockerEngines } from '../../activities/docker';
-import { createPostgresActivities, type PgConnection, type TableStats } from '../../activities/postgres';
+import { tableStats, type PgConnection } from '../../activities/postgres';
 import { SshPool } from '../../activities/ssh';
-import { manifestFileName, parseManifest, zstdDecompressArgv, type BackupManifest } from '../../common/commands/backup';
-import { compareTableStats, envList, pgClientEnv, psqlRestoreArgv, scratchDatabaseName } from '../../common/commands/sql';
-import { localHost } from '../helpers/hosts';
-import { DOCKER_SOCK } from '../helpers/paths';
+import { manifestFileName, parseManifest, type BackupManifest } from '../../common/commands/backup';
+import { compareTableStats, type TableStats } from '../../common/commands/sql';
+import type { DatabaseTarget, StorageSpec } from '../../common/types';
+import { localHost, sshHost } from '../helpers/hosts';
+import { DOCKER_SOCK, RUNBOOK_HOME } from '../helpers/paths';
 import { rejectionOf } from '../helpers/rejection';
 import { startPostgresContainer, stopwatch, waitContainerHealthy } from '../helpers/postgres-container';
 
-jest.setTimeout(180_000);
+jest.setTimeout(240_000);
 
 const docker = new Docker({ socketPath: DOCKER_SOCK });
-const container = `it-backup-${randomBytes(4).toString('hex')}`;
+const tag = randomBytes(4).toString('hex');
+const container = `it-backup-${tag}`;
 const password = `pw-${randomBytes(12).toString('hex')}`;
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'runbook-it-backup-'));
-const storageDir = path.join(tmp, 'backups');
 const passwordFile = path.join(tmp, 'pg-password');
 writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
+const serverPasswordFile = `${RUNBOOK_HOME}/pg-server/password`;
+const serverPort = Number(process.env.PG_SERVER_PORT ?? 15432);
+const serverDb = `it_backup_${tag}`;
 
-const engines = new DockerEngines(new SshPool(), path.join(tmp, 'sockets'));
-const backups = createBackupActivities(engines, { heartbeatMs: 200 });
-const pgActs = createPostgresActivities();
-let conn: PgConnection; // from the test process, through the published port
-const inside = { host: '127.0.0.1', port: 5432, user: 'app', database: 'shop' };
+const ssh = new SshPool();
+const engines = new DockerEngines(ssh, path.join(tmp, 'sockets'));
+const acts = createBackupActivities({ engines, ssh }, { heartbeatMs: 200 });
 const { timings, timed } = stopwatch();
-const startPostgres = () => startPostgresContainer(docker, { name: container, password, label: 'it-backup', portBase: 18400 });
-const waitHealthy = (timeoutMs: number) => waitContainerHealthy(docker, container, timeoutMs);
 
-async function sql(database: string, text: string): Promise<void> {
-  const client = new Client({ ...conn, database, password });
+const s3Endpoint = process.env.S3_ENDPOINT ?? 'http://127.0.0.1:9000';
+const s3Bucket = `it-backup-${tag}`;
+const s3KeyFile = path.join(tmp, 's3-key');
+const s3SecretFile = path.join(tmp, 's3-secret');
+writeFileSync(s3KeyFile, 'testing\n', { mode: 0o600 });
+writeFileSync(s3SecretFile, 'testing-secret\n', { mode: 0o600 });
+
+const localDir = path.join(tmp, 'local-backups');
+const sshDir = path.join(tmp, 'ssh-backups'); // the SSH "host" is this machine: checked through the filesystem
+const storages: Record<'local' | 'ssh' | 's3', StorageSpec> = {
+  local: { type: 'directory', path: localDir },
+  ssh: { type: 'directory', path: sshDir, host: sshHost() },
+  s3: { type: 's3', bucket: s3Bucket, prefix: 'nightly/', region: 'us-east-1', endpoint: s3Endpoint, forcePathStyle: true, accessKeyIdFile: s3KeyFile, secretAccessKeyFile: s3SecretFile },
+};
+
+let containerConn: PgConnection; // from the test process, through the published port
+const serverConn = (database: string): PgConnection => ({ host: '127.0.0.1', port: serverPort, user: 'runbook', database, passwordFile: serverPasswordFile });
+
+const containerTarget = (over: Partial<DatabaseTarget> = {}): DatabaseTarget => ({
+  name: 'main',
+  database: 'shop',
+  user: 'app',
+  passwordFile,
+  location: { kind: 'container', host: localHost, container, port: 5432 },
+  ...over,
+});
+const serverTarget = (over: Partial<DatabaseTarget> = {}): DatabaseTarget => ({
+  name: 'reports',
+  database: serverDb,
+  user: 'runbook',
+  passwordFile: serverPasswordFile,
+  location: { kind: 'server', address: '127.0.0.1', port: serverPort },
+  ...over,
+});
+
+async function sql(conn: PgConnection, text: string): Promise<void> {
+  const client = new Client({ ...conn, password: readFileSync(conn.passwordFile!, 'utf8').trim() });
   await client.connect();
   try {
     await client.query(text);
@@ -51,42 +87,14 @@ async function sql(database: string, text: string): Promise<void> {
   }
 }
 
-/** `zstd -d -c file | psql` (psql inside the container, reading the exec's stdin); both exit codes. */
-async function restore(file: string, database: string): Promise<{ zstd: number; zstdStderr: string; psql: number; psqlStderr: string }> {
-  const e = await docker.getContainer(container).exec({ Cmd: psqlRestoreArgv({ ...inside, database }), Env: envList(pgClientEnv(password)), AttachStdin: true, AttachStdout: true, AttachStderr: true });
-  const stream = (await e.start({ hijack: true, stdin: true })) as unknown as NodeJS.ReadWriteStream & { end(): void };
-  const stderr: Buffer[] = [];
-  docker.modem.demuxStream(stream, new PassThrough().resume(), new PassThrough().on('data', (c: Buffer) => stderr.push(c)));
-  const done = new Promise<void>((resolve, reject) => stream.on('end', resolve).on('close', resolve).on('error', reject));
-  // zstd starts only now, with the exec attached: its output cannot end before it is piped
-  const argv = zstdDecompressArgv(file);
-  const z = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-  let zstdStderr = '';
-  z.stderr.on('data', (c: Buffer) => (zstdStderr += c.toString()));
-  const zstdExit = new Promise<number>((resolve) => z.once('close', (code) => resolve(code ?? -1)));
-  (z.stdout as Readable).on('end', () => stream.end());
-  z.stdout.pipe(stream as unknown as NodeJS.WritableStream, { end: false });
-  await done;
-  let info = await e.inspect();
-  for (let i = 0; info.Running && i < 50; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    info = await e.inspect();
-  }
-  return { zstd: await zstdExit, zstdStderr, psql: info.ExitCode ?? -1, psqlStderr: Buffer.concat(stderr).toString() };
-}
+const checksums = (conn: PgConnection) => tableStats(conn, { checksums: true });
 
-function sha256(file: string): string {
-  return createHash('sha256').update(readFileSync(file)).digest('hex');
-}
-
-const failure = rejectionOf;
-
-// Random md5 text: barely compressible, like real-world ids, tokens and hashes.
-const SCHEMA = `
+// Random md5 text: barely compressible, like real-world ids, tokens and hashes; awkward names and values.
+const SCHEMA = (rows: number) => `
 CREATE TABLE events (id bigint PRIMARY KEY, token text NOT NULL, payload text, at timestamptz NOT NULL, amount numeric(12,2));
 INSERT INTO events SELECT g, md5(random()::text), md5(random()::text) || md5(random()::text) || md5(random()::text),
   timestamptz '2024-01-01 00:00:00+00' + g * interval '7 seconds', round((random() * 10000)::numeric, 2)
-FROM generate_series(1, 20000) g;
+FROM generate_series(1, ${rows}) g;
 CREATE TABLE customers (id serial PRIMARY KEY, email text NOT NULL UNIQUE, name text, notes text);
 INSERT INTO customers (email, name, notes) SELECT 'c' || g || '@example.com', 'Zoë #' || g, CASE WHEN g % 3 = 0 THEN NULL ELSE md5(random()::text) || E'\\ttab\\nnewline' END
 FROM generate_series(1, 5000) g;
@@ -96,159 +104,225 @@ INSERT INTO "Billing"."Invoice Lines" SELECT g, g * 1.5, decode(md5(random()::te
 CREATE TABLE empty_table (x int);
 `;
 
-let source: TableStats;
-let manifest: BackupManifest;
-let backupPath: string;
-
 beforeAll(async () => {
   const t0 = Date.now();
-  const port = await startPostgres();
-  await waitHealthy(60_000);
+  const port = await startPostgresContainer(docker, { name: container, password, label: 'it-backup', portBase: 18400 });
+  await waitContainerHealthy(docker, container, 60_000);
   timings['container start → healthy'] = Date.now() - t0;
-  conn = { host: '127.0.0.1', port, user: 'app', database: 'shop', passwordFile };
-  await timed('load test data', sql('shop', SCHEMA));
-  source = await pgActs.tableStats(conn, { checksums: true });
+  containerConn = { host: '127.0.0.1', port, user: 'app', database: 'shop', passwordFile };
+  await sql(serverConn('postgres'), `DROP DATABASE IF EXISTS ${serverDb}`);
+  await sql(serverConn('postgres'), `CREATE DATABASE ${serverDb}`);
+  await Promise.all([timed('load (container)', sql(containerConn, SCHEMA(20_000))), timed('load (server)', sql(serverConn(serverDb), SCHEMA(10_000)))]);
+  await new S3Client({ endpoint: s3Endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing-secret' } }).send(new CreateBucketCommand({ Bucket: s3Bucket }));
 });
 
 afterAll(async () => {
   await docker.getContainer(container).remove({ force: true, v: true }).catch(() => undefined);
+  await sql(serverConn('postgres'), `DROP DATABASE IF EXISTS ${serverDb} WITH (FORCE)`).catch(() => undefined);
   await engines.closeAll();
+  await ssh.closeAll();
   rmSync(tmp, { recursive: true, force: true });
   // eslint-disable-next-line no-console
   console.log(`timings (ms): ${JSON.stringify(timings, null, 1)}`);
 });
 
-const request = () => ({ host: localHost, container, database: 'shop', user: 'app', passwordFile, storageDir, app: 'shop', env: 'production', now: '2025-01-02T03:04:05.000Z' });
+const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
-describe('backupDatabase', () => {
-  it('streams pg_dump through zstd into a file with a matching manifest', async () => {
-    manifest = await timed('backupDatabase', backups.backupDatabase(request()));
-    const name = 'shop-production-shop-20250102T030405Z.sql.zst';
-    expect(readdirSync(storageDir).sort()).toEqual([manifestFileName(name), name]);
-    backupPath = path.join(storageDir, name);
-    expect(manifest).toMatchObject({ app: 'shop', env: 'production', database: 'shop', file: name, createdAt: '2025-01-02T03:04:05.000Z', compression: 'zstd' });
+describe.each([
+  { kind: 'container', storage: 'local' as const, target: containerTarget, conn: () => containerConn },
+  { kind: 'Debian server', storage: 'ssh' as const, target: serverTarget, conn: () => serverConn(serverDb) },
+  { kind: 'container', storage: 's3' as const, target: containerTarget, conn: () => containerConn },
+])('PostgreSQL in a $kind, storage $storage', ({ kind, storage, target, conn }) => {
+  const at = storage === 's3' ? '2025-01-02T04:00:00.000Z' : '2025-01-02T03:04:05.000Z';
+  const req = () => ({ app: 'shop', env: 'production', target: target(), storage: storages[storage], at });
+  let source: TableStats;
+  let manifest: BackupManifest;
+
+  it('backs up: the manifest holds the same row counts and content checksums as the live tables', async () => {
+    source = await checksums(conn());
+    manifest = await timed(`backup (${kind}, ${storage})`, acts.backupDatabase(req()));
+    expect(manifest).toMatchObject({ app: 'shop', env: 'production', database: target().name, createdAt: at, compression: 'zstd' });
+    expect(manifest.file).toBe(`shop-production-${target().name}-${at.replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}.sql.zst`);
     expect(manifest.serverVersion).toMatch(/^15\.\d+/);
-    expect(manifest.durationMs).toBeGreaterThan(0);
-    // checked independently of the activity
-    expect(manifest.sizeBytes).toBe(statSync(backupPath).size);
-    expect(manifest.sha256).toBe(sha256(backupPath));
-    expect(parseManifest(readFileSync(path.join(storageDir, manifestFileName(name)), 'utf8'))).toEqual(manifest);
-    // the same counts and checksums as tableStats over the network
     expect(manifest.tables).toEqual(source.tables);
-    expect(manifest.tables.map((t) => [t.table, t.rows])).toEqual([
-      ['"Billing"."Invoice Lines"', 3000],
-      ['public.customers', 5000],
-      ['public.empty_table', 0],
-      ['public.events', 20000],
-    ]);
-    timings['backup bytes (zstd)'] = manifest.sizeBytes;
-    expect(manifest.sizeBytes).toBeGreaterThan(1_000_000); // random text stays big
-    for (const text of [JSON.stringify(manifest), readFileSync(path.join(storageDir, manifestFileName(name)), 'utf8')]) expect(text).not.toContain(password);
+    expect(manifest.verifiedAt).toBeUndefined();
+    if (storage !== 's3') {
+      const dir = storage === 'local' ? localDir : sshDir;
+      const file = path.join(dir, manifest.file);
+      expect(statSync(file).size).toBe(manifest.sizeBytes);
+      expect(sha256(file)).toBe(manifest.sha256);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      expect(readdirSync(dir).filter((f) => f.includes(target().name)).sort()).toEqual([manifestFileName(manifest.file), manifest.file]);
+    }
+    expect(JSON.stringify(manifest)).not.toContain(password);
   });
 
   it('a retried attempt with the same time returns the finished backup', async () => {
-    const again = await backups.backupDatabase(request());
-    expect(again).toEqual(manifest);
-    expect(readdirSync(storageDir)).toHaveLength(2);
+    expect(await acts.backupDatabase(req())).toEqual(manifest);
   });
 
-  it('heartbeats the compressed byte count while it runs, as an activity', async () => {
-    const env = new MockActivityEnvironment();
-    const beats: { phase: string; bytes: number }[] = [];
-    env.on('heartbeat', (d: { phase: string; bytes: number }) => beats.push(d));
-    const dir = path.join(tmp, 'heartbeat');
-    const m = (await env.run(backups.backupDatabase, { ...request(), storageDir: dir, now: '2025-01-03T03:04:05Z' })) as BackupManifest;
-    expect(beats.length).toBeGreaterThan(0);
-    expect(beats.at(-1)).toEqual({ phase: 'stats', bytes: m.sizeBytes });
-    expect(readdirSync(dir)).toEqual(['shop-production-shop-20250103T030405Z.manifest.json', 'shop-production-shop-20250103T030405Z.sql.zst']);
+  it('the drill restores into a scratch database, matches every table and marks the backup verified', async () => {
+    const drill = await timed(`drill (${kind}, ${storage})`, acts.drillRestore({ ...req(), file: manifest.file, at: '2025-01-02T05:00:00.000Z' }));
+    expect(drill.tables).toBe(source.tables.length);
+    expect(drill.rows).toBe(source.tables.reduce((n, t) => n + t.rows, 0));
+    const listing = await acts.listBackups(req());
+    expect(listing.backups.find((b) => b.file === manifest.file)).toMatchObject({ verified: true, sizeBytes: manifest.sizeBytes });
+    // the scratch database is gone
+    const probe = await rejectionOf(checksums({ ...conn(), database: drill.scratchDatabase }));
+    expect(probe.message).toMatch(/does not exist/);
   });
 
-  it('verifyBackupFile: ok for the file, a clear mismatch for a corrupted copy', async () => {
-    expect(await backups.verifyBackupFile({ file: backupPath, manifest })).toEqual({ ok: true, sizeBytes: manifest.sizeBytes, sha256: manifest.sha256 });
-    const corrupt = path.join(tmp, 'corrupt.sql.zst');
-    copyFileSync(backupPath, corrupt);
-    const bytes = readFileSync(corrupt);
+  it('restore round trip: the live database gets back exactly the backed-up content, the old one kept aside', async () => {
+    await sql(conn(), 'DELETE FROM events WHERE id % 2 = 0; UPDATE customers SET name = \'changed\'; DROP TABLE empty_table');
+    const changed = await checksums(conn());
+    expect(compareTableStats(source, changed)).not.toEqual([]);
+    const runTag = `it-${storage}`;
+    const prepared = await timed(`prepareRestore (${kind}, ${storage})`, acts.prepareRestore({ ...req(), file: manifest.file, runTag }));
+    expect(prepared.tables).toBe(source.tables.length);
+    // the live database was not touched yet
+    expect(compareTableStats(changed, await checksums(conn()))).toEqual([]);
+    const swapped = await acts.swapInRestoredDatabase({ target: target(), runTag });
+    expect(swapped.previous).toBe(restoreDatabaseNames(target(), runTag).previous);
+    expect((await checksums(conn())).tables).toEqual(source.tables); // every row of every table, by content
+    expect(compareTableStats(changed, await checksums({ ...conn(), database: swapped.previous }))).toEqual([]);
+    // idempotent: a retried swap changes nothing
+    await acts.swapInRestoredDatabase({ target: target(), runTag });
+    expect((await checksums(conn())).tables).toEqual(source.tables);
+    // and reversible: swap back, then forward again and drop the previous copy
+    await acts.swapBackPreviousDatabase({ target: target(), runTag });
+    expect(compareTableStats(changed, await checksums(conn()))).toEqual([]);
+    await acts.prepareRestore({ ...req(), file: manifest.file, runTag });
+    await acts.swapInRestoredDatabase({ target: target(), runTag });
+    await acts.dropPreviousDatabase({ target: target(), runTag });
+    expect((await checksums(conn())).tables).toEqual(source.tables);
+  });
+});
+
+describe('damaged backups fail the drill and never count', () => {
+  const storage = storages.local;
+  const base = { app: 'shop', env: 'damaged', target: containerTarget(), storage };
+
+  async function freshBackup(at: string): Promise<{ manifest: BackupManifest; file: string }> {
+    const manifest = await acts.backupDatabase({ ...base, at });
+    return { manifest, file: path.join(localDir, manifest.file) };
+  }
+
+  it('a corrupted byte: BackupCorrupt, nothing committed, not verified', async () => {
+    const { manifest, file } = await freshBackup('2025-02-01T02:00:00Z');
+    const bytes = readFileSync(file);
     bytes[Math.floor(bytes.length / 2)] ^= 0xff;
-    writeFileSync(corrupt, bytes);
-    const f = await failure(backups.verifyBackupFile({ file: corrupt, manifest }));
-    expect((f as ApplicationFailure).nonRetryable).toBe(true);
-    expect((f as ApplicationFailure).type).toBe('BackupChecksumMismatch');
-    expect(f.message).toMatch(new RegExp(`^backup file .*corrupt\\.sql\\.zst does not match its manifest: sha256 [0-9a-f]{64}, manifest says ${manifest.sha256}$`));
-    const missing = await failure(backups.verifyBackupFile({ file: path.join(tmp, 'nope.sql.zst'), manifest }));
-    expect((missing as ApplicationFailure).type).toBe('BackupFileMissing');
+    writeFileSync(file, bytes, { mode: 0o600 });
+    const f = (await rejectionOf(acts.drillRestore({ ...base, file: manifest.file, at: '2025-02-01T03:00:00Z' }))) as ApplicationFailure;
+    expect(f.nonRetryable).toBe(true);
+    expect(f.type).toBe('BackupCorrupt');
+    expect(f.message).toMatch(/the backup is damaged, nothing was committed: .*sha256 [0-9a-f]{64}, the manifest says/);
+    const listing = await acts.listBackups(base);
+    expect(listing.backups.find((b) => b.file === manifest.file)?.verified).toBe(false);
+  });
+
+  it('a truncated file: zstd says so, BackupCorrupt, not verified', async () => {
+    const { manifest, file } = await freshBackup('2025-02-02T02:00:00Z');
+    truncateSync(file, Math.floor(manifest.sizeBytes * 0.6));
+    const f = (await rejectionOf(acts.drillRestore({ ...base, file: manifest.file, at: '2025-02-02T03:00:00Z' }))) as ApplicationFailure;
+    expect(f.type).toBe('BackupCorrupt');
+    expect(f.message).toMatch(/zstd cannot decompress it|bytes, the manifest says/);
+    expect((await acts.listBackups(base)).backups.find((b) => b.file === manifest.file)?.verified).toBe(false);
+  });
+
+  it('a missing manifest: the dump is an orphan, never listed as a backup', async () => {
+    const { manifest } = await freshBackup('2025-02-03T02:00:00Z');
+    rmSync(path.join(localDir, manifestFileName(manifest.file)));
+    const listing = await acts.listBackups(base);
+    expect(listing.backups.map((b) => b.file)).not.toContain(manifest.file);
+    expect(listing.orphans).toContain(manifest.file);
+    const f = (await rejectionOf(acts.drillRestore({ ...base, file: manifest.file, at: '2025-02-03T03:00:00Z' }))) as ApplicationFailure;
+    expect(f.type).toBe('BackupMissing');
+  });
+
+  it('pruning refuses files of another series', async () => {
+    const other = path.join(localDir, 'shop-production-main-20250102T030405Z.sql.zst');
+    if (!existsSync(other)) writeFileSync(other, 'another series');
+    const f = (await rejectionOf(acts.pruneBackups({ ...base, files: ['shop-production-main-20250102T030405Z.sql.zst'] }))) as ApplicationFailure;
+    expect(f.nonRetryable).toBe(true);
+    expect(f.message).toMatch(/refusing to prune/);
+    expect(existsSync(other)).toBe(true);
   });
 });
 
-describe('restore', () => {
-  it('zstd -d | psql into a scratch database reproduces every count and checksum', async () => {
-    const scratch = scratchDatabaseName('shop', 'restore', randomBytes(3).toString('hex'));
-    await pgActs.createScratchDatabase(conn, scratch);
-    const r = await timed('restore (zstd -d | psql)', restore(backupPath, scratch));
-    expect(r).toEqual({ zstd: 0, zstdStderr: '', psql: 0, psqlStderr: '' });
-    const copy = await timed('tableStats (scratch)', pgActs.tableStats({ ...conn, database: scratch }, { checksums: true }));
-    expect(compareTableStats(manifest, copy)).toEqual([]);
-    expect(copy.tables).toEqual(manifest.tables);
-    await pgActs.dropScratchDatabase(conn, scratch);
+describe('failures before anything is stored', () => {
+  const base = { app: 'shop', env: 'failing', storage: storages.local, at: '2025-03-01T02:00:00Z' };
+  const leftovers = () => (existsSync(localDir) ? readdirSync(localDir).filter((f) => f.startsWith('shop-failing-')) : []);
+
+  it('a database that does not exist: non-retryable, the server message, nothing left', async () => {
+    const f = (await rejectionOf(acts.backupDatabase({ ...base, target: containerTarget({ database: 'no_such_db' }) }))) as ApplicationFailure;
+    expect(f.nonRetryable).toBe(true);
+    expect(f.message).toMatch(/database "no_such_db" does not exist/);
+    expect(leftovers()).toEqual([]);
   });
 
-  it('a truncated file fails: zstd reports it and psql restores nothing', async () => {
-    const truncated = path.join(tmp, 'truncated.sql.zst');
-    copyFileSync(backupPath, truncated);
-    truncateSync(truncated, Math.floor(manifest.sizeBytes * 0.6));
-    const f = await failure(backups.verifyBackupFile({ file: truncated, manifest }));
-    expect(f.message).toMatch(/size \d+ bytes, manifest says/);
-    const scratch = scratchDatabaseName('shop', 'truncated', randomBytes(3).toString('hex'));
-    await pgActs.createScratchDatabase(conn, scratch);
-    const r = await restore(truncated, scratch);
-    expect(r.zstd).not.toBe(0);
-    expect(r.zstdStderr).toMatch(/truncated|premature end|unexpected end/i);
-    // psql saw an incomplete script (a statement cut in the middle, or a COPY without its end):
-    // whatever it did, it ran in one transaction, so the scratch database has no tables, or failed.
-    const stats = await pgActs.tableStats({ ...conn, database: scratch }, { checksums: false });
-    if (r.psql === 0) expect(compareTableStats(manifest, stats)).not.toEqual([]);
-    else expect(stats.tables).toEqual([]);
-    await pgActs.dropScratchDatabase(conn, scratch);
-  });
-});
-
-describe('failures', () => {
-  it('a database that does not exist: non-retryable, pg_dump stderr in the message, no file left', async () => {
-    const dir = path.join(tmp, 'missing-db');
-    const f = await failure(backups.backupDatabase({ ...request(), storageDir: dir, database: 'no_such_db' }));
-    expect(f).toBeInstanceOf(ApplicationFailure);
-    expect((f as ApplicationFailure).nonRetryable).toBe(true);
-    expect(f.message).toMatch(/pg_dump failed \(exit code 1\): .*database "no_such_db" does not exist/s);
-    expect(f.message).not.toContain(password);
-    expect(readdirSync(dir)).toEqual([]);
-  });
-
-  it('a wrong password: non-retryable, the password never in the error', async () => {
-    const dir = path.join(tmp, 'wrong-password');
+  it('a wrong password (server): non-retryable, no password in the error', async () => {
     const wrong = path.join(tmp, 'wrong');
     const wrongPassword = `wrong-${randomBytes(8).toString('hex')}`;
     writeFileSync(wrong, wrongPassword);
-    const f = await failure(backups.backupDatabase({ ...request(), storageDir: dir, passwordFile: wrong }));
-    expect((f as ApplicationFailure).nonRetryable).toBe(true);
-    expect(f.message).toMatch(/password authentication failed for user "app"/);
-    for (const text of [f.message, f.stack ?? '', JSON.stringify(f)]) {
-      expect(text).not.toContain(wrongPassword);
-      expect(text).not.toContain(password);
-    }
-    expect(readdirSync(dir)).toEqual([]);
+    const f = (await rejectionOf(acts.backupDatabase({ ...base, target: serverTarget({ passwordFile: wrong }) }))) as ApplicationFailure;
+    expect(f.nonRetryable).toBe(true);
+    expect(f.message).toMatch(/password authentication failed for user "runbook"/);
+    for (const text of [f.message, f.stack ?? '', JSON.stringify(f)]) expect(text).not.toContain(wrongPassword);
+    expect(leftovers()).toEqual([]);
   });
 
-  it('a container that does not exist: non-retryable, no file left', async () => {
-    const dir = path.join(tmp, 'no-container');
-    const f = await failure(backups.backupDatabase({ ...request(), storageDir: dir, container: `${container}-gone` }));
-    expect((f as ApplicationFailure).nonRetryable).toBe(true);
+  it('a container that does not exist: non-retryable, nothing left', async () => {
+    const f = (await rejectionOf(acts.backupDatabase({ ...base, target: containerTarget({ location: { kind: 'container', host: localHost, container: `${container}-gone`, port: 5432 } }) }))) as ApplicationFailure;
+    expect(f.nonRetryable).toBe(true);
     expect(f.message).toMatch(/no such container/i);
-    expect(existsSync(dir) ? readdirSync(dir) : []).toEqual([]);
+    expect(leftovers()).toEqual([]);
   });
 
   it('bad input is refused before anything runs', async () => {
-    const f = await failure(backups.backupDatabase({ ...request(), storageDir: path.join(tmp, 'x'), database: '../../etc' }));
-    expect((f as ApplicationFailure).nonRetryable).toBe(true);
+    const f = (await rejectionOf(acts.backupDatabase({ ...base, target: containerTarget({ name: '../../etc' }) }))) as ApplicationFailure;
+    expect(f.nonRetryable).toBe(true);
     expect(f.message).toMatch(/cannot be part of a backup file name/);
-    expect(existsSync(path.join(tmp, 'x'))).toBe(false);
+    const g = (await rejectionOf(acts.backupDatabase({ ...base, target: containerTarget(), storage: { type: 'directory', path: 'relative/dir' } }))) as ApplicationFailure;
+    expect(g.nonRetryable).toBe(true);
+    expect(g.message).toMatch(/absolute path/);
+  });
+});
+
+describe('a worker killed in the middle of a dump', () => {
+  const dir = path.join(tmp, 'killed');
+  const base = { app: 'shop', env: 'killed', target: containerTarget({ name: 'big' }), storage: { type: 'directory' as const, path: dir }, at: '2025-04-01T02:00:00Z' };
+
+  it('leaves nothing that counts as a backup, and the retried attempt finishes cleanly', async () => {
+    await sql(containerConn, `CREATE TABLE IF NOT EXISTS big AS SELECT g AS id, md5(random()::text) || md5(random()::text) || md5(random()::text) AS t FROM generate_series(1, 600000) g`);
+    // the worker: the compiled activity in its own process (npm test builds dist/ first)
+    const script = `require(${JSON.stringify(path.resolve(__dirname, '../../dist/activities/backup.js'))}).backupDatabase(
+      { engines: new (require(${JSON.stringify(path.resolve(__dirname, '../../dist/activities/docker.js'))}).DockerEngines)(null, ${JSON.stringify(path.join(tmp, 'child-sockets'))}), ssh: null },
+      ${JSON.stringify({ ...base, target: containerTarget({ name: 'big' }) })}).then(() => console.log('finished'))`;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    // kill -9 as soon as compressed bytes are landing in the partial file
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const partial = existsSync(dir) ? readdirSync(dir).find((f) => f.endsWith('.partial')) : undefined;
+      if (partial && statSync(path.join(dir, partial)).size > 0) break;
+      if (Date.now() > deadline || output.includes('finished')) throw new Error(`the dump did not start or finished too fast: ${output}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    child.kill('SIGKILL');
+    await exited;
+    timings['killed after (bytes in the partial)'] = readdirSync(dir).filter((f) => f.endsWith('.partial')).map((f) => statSync(path.join(dir, f)).size)[0] ?? 0;
+    const listing = await acts.listBackups(base);
+    expect(listing.backups).toEqual([]);
+    expect(listing.orphans).toEqual([]); // a .partial is never even listed
+    // the retry (Temporal would run it on another worker after the heartbeat timeout)
+    const env = new MockActivityEnvironment();
+    const manifest = (await env.run(acts.backupDatabase, base)) as BackupManifest;
+    expect(readdirSync(dir).sort()).toEqual([manifestFileName(manifest.file), manifest.file]);
+    expect(parseManifest(readFileSync(path.join(dir, manifestFileName(manifest.file)), 'utf8')).tables.find((t) => t.table === 'public.big')?.rows).toBe(600_000);
+    await acts.drillRestore({ ...base, file: manifest.file, at: '2025-04-01T03:00:00Z' });
+    expect((await acts.listBackups(base)).backups).toMatchObject([{ file: manifest.file, verified: true }]);
   });
 });

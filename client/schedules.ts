@@ -1,0 +1,96 @@
+// The nightly backup's Temporal Schedule: created or updated by `runbook schedule backup`, one per
+// app/env (`nightlyBackup/<app>/<env>`). Overlap SKIP: a night still running when the next one is
+// due is not doubled. The catch-up window says how late a missed run (server down at 02:00) may
+// still start; older misses are skipped, not replayed in a burst.
+import { ScheduleNotFoundError, type Client, type ScheduleDescription } from '@temporalio/client';
+import { parseDuration } from '../common/duration';
+import { runbookWorkflowId } from '../common/naming';
+import { SA_APP, SA_AWAITING_APPROVAL, SA_ENV, SA_STEP } from '../common/search-attributes';
+import type { NightlyBackupInput } from '../common/types';
+
+export const DEFAULT_BACKUP_CRON = '0 2 * * *';
+export const DEFAULT_CATCHUP_WINDOW = '6h';
+
+export const backupScheduleId = (app: string, env: string): string => runbookWorkflowId('nightlyBackup', app, env);
+
+export interface BackupScheduleOptions {
+  app: string;
+  env: string;
+  cron?: string;
+  timezone?: string;
+  catchupWindow?: string;
+  taskQueue: string;
+}
+
+/** Five cron fields (minute hour day-of-month month day-of-week), or a @-shortcut: checked before the server sees it. */
+export function cronProblem(cron: string): string | undefined {
+  const trimmed = cron.trim();
+  if (/^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$/.test(trimmed)) return undefined;
+  const fields = trimmed.split(/\s+/);
+  if (fields.length !== 5) return `cron "${cron}" must have 5 fields (minute hour day month weekday), e.g. "${DEFAULT_BACKUP_CRON}"`;
+  if (!fields.every((f) => /^[0-9*,\-/A-Za-z?]+$/.test(f))) return `cron "${cron}" has characters a cron field cannot have`;
+  return undefined;
+}
+
+function scheduleParts(o: BackupScheduleOptions) {
+  const cron = o.cron ?? DEFAULT_BACKUP_CRON;
+  const problem = cronProblem(cron);
+  if (problem) throw new Error(problem);
+  const catchupWindow = o.catchupWindow ?? DEFAULT_CATCHUP_WINDOW;
+  const catchupMs = parseDuration(catchupWindow, '--catchup-window');
+  if (catchupMs < 60_000) throw new Error('--catchup-window must be at least 1m (Temporal\'s minimum is 10s; anything shorter misses runs after a brief outage)');
+  const input: NightlyBackupInput = { app: o.app, env: o.env };
+  return {
+    spec: { cronExpressions: [cron.trim()], timezone: o.timezone ?? 'UTC' },
+    action: {
+      type: 'startWorkflow' as const,
+      workflowType: 'nightlyBackup',
+      args: [input],
+      taskQueue: o.taskQueue,
+      // the schedule appends the scheduled time: nightlyBackup/<app>/<env>-2026-11-22T02:00:00Z
+      workflowId: backupScheduleId(o.app, o.env),
+      staticSummary: `Nightly backup of ${o.app}/${o.env}`,
+      typedSearchAttributes: [
+        { key: SA_APP, value: o.app },
+        { key: SA_ENV, value: o.env },
+        { key: SA_STEP, value: 'starting' },
+        { key: SA_AWAITING_APPROVAL, value: false },
+      ],
+    },
+    policies: { overlap: 'SKIP' as const, catchupWindow: catchupMs },
+  };
+}
+
+/** Creates the schedule, or updates its spec and policies (keeping its paused state): `created` says which. */
+export async function upsertBackupSchedule(client: Client, o: BackupScheduleOptions): Promise<{ scheduleId: string; created: boolean }> {
+  const scheduleId = backupScheduleId(o.app, o.env);
+  const parts = scheduleParts(o);
+  const handle = client.schedule.getHandle(scheduleId);
+  try {
+    await handle.describe();
+  } catch (err) {
+    if (!(err instanceof ScheduleNotFoundError)) throw err;
+    await client.schedule.create({ scheduleId, ...parts, state: { note: 'created by runbook schedule backup' } });
+    return { scheduleId, created: true };
+  }
+  await handle.update((prev) => ({ ...prev, spec: parts.spec, action: parts.action, policies: { ...prev.policies, ...parts.policies } }));
+  return { scheduleId, created: false };
+}
+
+export async function describeBackupSchedule(client: Client, app: string, env: string): Promise<ScheduleDescription> {
+  return client.schedule.getHandle(backupScheduleId(app, env)).describe();
+}
+
+export function formatSchedule(d: ScheduleDescription): string {
+  const spec = d.spec as { cronExpressions?: string[]; calendars?: unknown[]; timezone?: string };
+  const lines = [
+    `schedule ${d.scheduleId}: ${d.state.paused ? 'PAUSED' : 'active'}${d.state.note ? ` (${d.state.note})` : ''}`,
+    `  when: ${JSON.stringify(spec.calendars ?? spec.cronExpressions ?? [])} ${spec.timezone ?? 'UTC'}`,
+    `  overlap: ${d.policies.overlap}, catch-up window: ${Math.round(d.policies.catchupWindow / 60_000)} min`,
+    `  next runs: ${d.info.nextActionTimes.slice(0, 3).map((t) => t.toISOString()).join(', ') || 'none'}`,
+    `  actions taken: ${d.info.numActionsTaken}, skipped (overlap): ${d.info.numActionsSkippedOverlap}, missed (catch-up window): ${d.info.numActionsMissedCatchupWindow}`,
+    `  running: ${d.info.runningActions.map((a) => a.workflow.workflowId).join(', ') || 'none'}`,
+    ...d.info.recentActions.slice(-5).map((a) => `  recent: ${a.action.workflow.workflowId} scheduled ${a.scheduledAt.toISOString()}`),
+  ];
+  return lines.join('\n');
+}

@@ -1,0 +1,144 @@
+// Runbook 5: nightly backup with retention (seeds 000 "Backup Strategy", 003 "backup.sh", 004
+// "Database Backups"). Started by a Temporal Schedule. For each database: stream pg_dump into
+// storage with a manifest → restore drill into a scratch database (only a verified backup counts)
+// → when every database of the night is verified, apply retention (GFS) → on any failure, alert
+// and prune nothing.
+import { ApplicationFailure, proxyActivities, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { applyRetention } from '../common/retention';
+import type { BackupPlan, DatabaseTarget, NightlyBackupInput } from '../common/types';
+import { rootFailure, validateTarget } from './firstDeploy';
+import { errorMessage, Runbook } from './lib/runbook';
+
+const retry: RetryPolicy = { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 5 };
+const quick = proxyActivities<Activities>({ startToCloseTimeout: '2 minutes', retry });
+/** Dumps, drills and prunes stream for a long time: they heartbeat, so a dead worker is noticed in 30 s. */
+const streaming = proxyActivities<Activities>({ startToCloseTimeout: '12 hours', heartbeatTimeout: '30 seconds', retry });
+const alerts = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { initialInterval: '5s', maximumAttempts: 5 } });
+
+/** Orphans (a dump without manifest) younger than this may belong to a backup still being written. */
+const ORPHAN_GRACE_MS = 24 * 3_600_000;
+
+export interface DatabaseBackupResult {
+  database: string;
+  file: string;
+  sizeBytes: number;
+  dumpMs: number;
+  tables: number;
+  rows: number;
+  drillMs: number;
+}
+
+export interface NightlyBackupResult {
+  app: string;
+  env: string;
+  at: string;
+  storage: string;
+  backups: DatabaseBackupResult[];
+  pruned: string[];
+  kept: Record<string, string[]>;
+}
+
+/** Backs up one database and proves the dump restores; returns only for a verified backup. */
+async function backupAndDrill(rb: Runbook, plan: BackupPlan, target: DatabaseTarget, at: string): Promise<DatabaseBackupResult> {
+  const manifest = await rb.step(`backup:${target.name}`, () =>
+    streaming.backupDatabase({ app: plan.app, env: plan.env, target, storage: plan.storage, at, checksums: plan.checksums }),
+  );
+  const drill = await rb.step(`drill:${target.name}`, () =>
+    streaming.drillRestore({ app: plan.app, env: plan.env, target, storage: plan.storage, file: manifest.file, at: new Date().toISOString() }),
+  );
+  return { database: target.name, file: manifest.file, sizeBytes: manifest.sizeBytes, dumpMs: manifest.durationMs, tables: drill.tables, rows: drill.rows, drillMs: drill.durationMs };
+}
+
+async function prune(rb: Runbook, plan: BackupPlan, target: DatabaseTarget): Promise<{ removed: string[]; kept: string[] }> {
+  return rb.step(`retention:${target.name}`, async () => {
+    const listing = await quick.listBackups({ app: plan.app, env: plan.env, target, storage: plan.storage });
+    const now = new Date();
+    const decision = applyRetention(
+      listing.backups.map((b) => ({ id: b.file, time: b.createdAt, verified: b.verified })),
+      plan.retention,
+      now,
+    );
+    const orphans = listing.orphans.filter((name) => {
+      const m = /-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z\./.exec(name);
+      return m !== null && now.getTime() - Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]) > ORPHAN_GRACE_MS;
+    });
+    const files = decision.prune.map((p) => p.id);
+    const { removed } = files.length || orphans.length ? await streaming.pruneBackups({ app: plan.app, env: plan.env, target, storage: plan.storage, files, orphans }) : { removed: [] };
+    return { removed, kept: decision.keep.map((k) => `${k.id} (${k.reasons.join(', ')})`) };
+  });
+}
+
+export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyBackupResult> {
+  validateTarget(input);
+  if (input.skipPrune !== undefined && typeof input.skipPrune !== 'boolean') throw ApplicationFailure.nonRetryable('invalid input: "skipPrune" must be true or false', 'InvalidInput');
+  const rb = new Runbook('nightlyBackup', { app: input.app, env: input.env });
+  let plan: BackupPlan | undefined;
+  try {
+    plan = await rb.step('plan', () => quick.resolveBackupPlan({ app: input.app, env: input.env }));
+    const p = plan;
+    rb.setPhase('running');
+    const at = new Date().toISOString();
+    const backups: DatabaseBackupResult[] = [];
+    const failures: string[] = [];
+    // One database at a time: a backup night must not load the servers more than one dump does.
+    for (const target of p.targets) {
+      try {
+        backups.push(await backupAndDrill(rb, p, target, at));
+      } catch (err) {
+        failures.push(`${target.name}: ${errorMessage(rootFailure(err))}`);
+      }
+    }
+    if (failures.length) {
+      throw ApplicationFailure.nonRetryable(
+        `backup night failed for ${failures.length} of ${p.targets.length} database(s); nothing was pruned:\n  - ${failures.join('\n  - ')}`,
+        'BackupNightFailed',
+      );
+    }
+    const pruned: string[] = [];
+    const kept: Record<string, string[]> = {};
+    if (!input.skipPrune) {
+      for (const target of p.targets) {
+        const r = await prune(rb, p, target);
+        pruned.push(...r.removed);
+        kept[target.name] = r.kept;
+      }
+    }
+    rb.finish('succeeded');
+    return { app: p.app, env: p.env, at, storage: describeStorage(p), backups, pruned, kept };
+  } catch (err) {
+    const failure = rootFailure(err);
+    rb.finish('failed', failure);
+    if (plan?.notify) await alert(rb, plan, failure);
+    throw failure;
+  }
+}
+
+async function alert(rb: Runbook, plan: BackupPlan, failure: unknown): Promise<void> {
+  const { workflowId, runId } = workflowInfo();
+  try {
+    await rb.step('alert', () =>
+      alerts.notify({
+        webhookUrlFile: plan.notify!.webhookUrlFile,
+        notification: {
+          severity: 'failure',
+          runbook: 'nightlyBackup',
+          app: plan.app,
+          env: plan.env,
+          title: 'backup failed; no backup was pruned',
+          details: errorMessage(failure).slice(0, 3000),
+          workflowId,
+          runId,
+          at: new Date().toISOString(),
+        },
+      }),
+    );
+  } catch {
+    // the run fails with the backup's error either way; the alert's own failure is in the history
+  }
+}
+
+function describeStorage(plan: BackupPlan): string {
+  const s = plan.storage;
+  return s.type === 's3' ? `s3://${s.bucket}/${s.prefix}` : `${s.path}${s.host ? ` on ${s.host.name}` : ''}`;
+}
