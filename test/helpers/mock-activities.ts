@@ -1,7 +1,7 @@
 // Mocked activities for workflow tests: they record calls and answer like the real ones would.
 import { ApplicationFailure } from '@temporalio/common';
 import { parseInventory } from '../../common/inventory';
-import { buildDeployPlan } from '../../common/plan';
+import { buildBackupPlan, buildDeployPlan } from '../../common/plan';
 import type { Activities } from '../../activities';
 import type { FirstDeployInput, LockAnswer } from '../../common/types';
 
@@ -23,6 +23,11 @@ apps:
       - { name: postgres, image: "reg:5000/postgres:15", volumes: { pgdata: /var/lib/postgresql/data } }
     proxyImage: "reg:5000/nginx:1"
     smokeTest: { path: /version, expectBody: "{{version}}" }
+    backup:
+      storage: { type: directory, path: /srv/backups }
+      databases:
+        - { name: main, dependency: postgres, database: shop, user: shop, passwordFile: /etc/shop/pg-password }
+      notify: { webhookUrlFile: /etc/shop/webhook-url }
     environments:
       production:
         hosts: [one, two]
@@ -68,6 +73,13 @@ export function mockActivities(overrides: Overrides = {}): MockActivities {
     runOneOff: async (req: { spec: { name: string } }) => ({ name: req.spec.name, exitCode: 0, alreadyDone: false, lastLogLines: [] }),
     configureProxy: async () => ({ changed: true }),
     smokeTest: async (req: { url: string }) => ({ url: req.url, status: 200, body: 'v1' }),
+    resolveBackupPlan: async (target: { app: string; env: string }) => {
+      try {
+        return buildBackupPlan(inventory, target);
+      } catch (err) {
+        throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidInput');
+      }
+    },
     removeRunResources: async (req: { host: { name: string } }) => ({ host: req.host.name, removedContainers: ['shop-production-web-1'], removedNetworks: [] }),
   };
   const activities: Record<string, (...args: any[]) => Promise<unknown>> = {};
