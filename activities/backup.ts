@@ -104,14 +104,14 @@ function checkSeries(app: string, env: string, target: DatabaseTarget): void {
   if (problem) throw badRequest(problem);
 }
 
-function open(deps: BackupDeps, spec: StorageSpec): BackupStorage {
+export function openBackupStorage(deps: BackupDeps, spec: StorageSpec): BackupStorage {
   const problem = storageSpecProblem(spec);
   if (problem) throw badRequest(`backup storage: ${problem}`);
   return openStorage(spec, { ssh: deps.ssh });
 }
 
 /** Counts bytes and hashes them as they pass; `check` (if any) runs at the end and can fail the stream. */
-class HashTap extends Transform {
+export class HashTap extends Transform {
   readonly hash = createHash('sha256');
   bytes = 0;
   constructor(private readonly check?: () => Promise<void>) {
@@ -130,7 +130,7 @@ class HashTap extends Transform {
 
 type Zstd = ChildProcessByStdio<Writable, Readable, Readable>;
 
-function startZstd(argv: string[]): { proc: Zstd; exit: Promise<number>; stderr: TailBuffer } {
+export function startZstd(argv: string[]): { proc: Zstd; exit: Promise<number>; stderr: TailBuffer } {
   const proc = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
   const stderr = new TailBuffer();
   proc.stderr.on('data', (c: Buffer) => stderr.write(c));
@@ -214,7 +214,7 @@ export async function readManifest(storage: BackupStorage, file: string): Promis
 export async function backupDatabase(deps: BackupDeps, req: BackupDatabaseRequest, options: BackupOptions = {}): Promise<BackupManifest> {
   checkSeries(req.app, req.env, req.target);
   if (Number.isNaN(Date.parse(req.at))) throw badRequest(`at is not a time: ${JSON.stringify(req.at)}`);
-  const storage = open(deps, req.storage);
+  const storage = openBackupStorage(deps, req.storage);
   const file = backupFileName({ app: req.app, env: req.env, database: req.target.name }, req.at);
   const manifestName = manifestFileName(file);
   const runner = clientRunner(deps.engines, req.target);
@@ -435,7 +435,7 @@ export interface DrillResult {
  */
 export async function drillRestore(deps: BackupDeps, req: DrillRequest, options: BackupOptions = {}): Promise<DrillResult> {
   checkSeries(req.app, req.env, req.target);
-  const storage = open(deps, req.storage);
+  const storage = openBackupStorage(deps, req.storage);
   if (!parseBackupFileName(req.file, { app: req.app, env: req.env, database: req.target.name })) throw badRequest(`${req.file} is not a backup of ${req.app}/${req.env}/${req.target.name}`);
   const manifest = await readManifest(storage, req.file);
   const runner = clientRunner(deps.engines, req.target);
@@ -464,7 +464,7 @@ export async function drillRestore(deps: BackupDeps, req: DrillRequest, options:
 
 export async function listBackups(deps: BackupDeps, req: { app: string; env: string; target: DatabaseTarget; storage: StorageSpec }): Promise<BackupListing> {
   checkSeries(req.app, req.env, req.target);
-  const storage = open(deps, req.storage);
+  const storage = openBackupStorage(deps, req.storage);
   const series = { app: req.app, env: req.env, database: req.target.name };
   const objects = await storage.list(`${req.app}-${req.env}-${req.target.name}-`);
   const names = new Set(objects.map((o) => o.name));
@@ -502,7 +502,7 @@ export async function listBackups(deps: BackupDeps, req: { app: string; env: str
 /** Removes backups (manifest first, so a crash half-way leaves an orphan, never a false backup) and orphans. */
 export async function pruneBackups(deps: BackupDeps, req: { app: string; env: string; target: DatabaseTarget; storage: StorageSpec; files: string[]; orphans?: string[] }): Promise<{ removed: string[] }> {
   checkSeries(req.app, req.env, req.target);
-  const storage = open(deps, req.storage);
+  const storage = openBackupStorage(deps, req.storage);
   const series = { app: req.app, env: req.env, database: req.target.name };
   for (const f of [...req.files, ...(req.orphans ?? [])]) {
     const dump = f.endsWith('.manifest.json') ? f.slice(0, -'.manifest.json'.length) + '.sql.zst' : f;
@@ -543,7 +543,7 @@ export function restoreDatabaseNames(target: DatabaseTarget, runTag: string): { 
  */
 export async function prepareRestore(deps: BackupDeps, req: RestoreRequest, options: BackupOptions = {}): Promise<{ incoming: string; tables: number; rows: number }> {
   checkSeries(req.app, req.env, req.target);
-  const storage = open(deps, req.storage);
+  const storage = openBackupStorage(deps, req.storage);
   if (!parseBackupFileName(req.file, { app: req.app, env: req.env, database: req.target.name })) throw badRequest(`${req.file} is not a backup of ${req.app}/${req.env}/${req.target.name}`);
   const manifest = await readManifest(storage, req.file);
   const runner = clientRunner(deps.engines, req.target);

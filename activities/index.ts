@@ -1,5 +1,6 @@
 // createActivities(deps): every activity, each bound to injected dependencies.
 import type { ContainerSpec } from '../common/types';
+import { createArchiveActivities } from './archives';
 import { createBackupActivities } from './backup';
 import type { ActivityDeps } from './deps';
 import { createDockerActivities } from './docker';
@@ -21,6 +22,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createProxyActivities(deps.engines),
     ...createLockActivities(deps),
     ...createBackupActivities({ engines: deps.engines, ssh: deps.ssh }),
+    ...createArchiveActivities({ engines: deps.engines, ssh: deps.ssh }),
     ...createNotifyActivities(),
   };
 }

@@ -175,7 +175,8 @@ export class PsqlSession {
 
   static async open(runner: ClientRunner, database: string, env: Record<string, string>, password: string | undefined, what: string): Promise<PsqlSession> {
     const program = await runner.start(psqlQueryArgv(runner.connection(database)), env, true);
-    return new PsqlSession(program, `${what} (${runner.describe(database)})`, password);
+    const where = runner.describe(database);
+    return new PsqlSession(program, what.includes(where) ? what : `${what} (${where})`, password);
   }
 
   private check(): void {

@@ -136,6 +136,18 @@ const backupSchema = z.strictObject({
   retention: retentionSchema.default({ daily: 7, weekly: 4, monthly: 3 }),
   /** Content checksums of every table in the manifest and the drill (one extra read of each table). */
   checksums: z.boolean().default(true),
+  /** Archives taken with each night's dumps, kept and pruned with them. */
+  archives: z
+    .strictObject({
+      /** Named volumes of the app's dependencies (their names in `dependencies[].volumes`), archived by a helper container running tar. */
+      volumes: z.array(name('volume name')).default([]),
+      /** The env files, secret files and proxy config (plus extraConfigFiles), in one tar written with mode 0600. */
+      config: z.boolean().default(false),
+      extraConfigFiles: z.array(absolutePath).default([]),
+    })
+    .default({ volumes: [], config: false, extraConfigFiles: [] }),
+  /** Image of the helper container that reads volumes (needs tar). */
+  helperImage: imageWithTag.default('debian:bookworm-slim'),
   /** Failure alerts: the webhook URL is a secret (Slack-style URLs are credentials), read from a file. */
   notify: z.strictObject({ webhookUrlFile: absolutePath }).optional(),
 });
@@ -243,6 +255,10 @@ function crossReferenceProblems(inventory: Inventory): string[] {
         if (db.dependency !== undefined && !depNames.has(db.dependency)) {
           problems.push(`${at}.dependency: unknown dependency "${db.dependency}" (known: ${[...depNames].join(', ') || 'none'})`);
         }
+      });
+      const declared = new Set(app.dependencies.flatMap((d) => Object.keys(d.volumes)));
+      app.backup.archives.volumes.forEach((v, i) => {
+        if (!declared.has(v)) problems.push(`apps.${appName}.backup.archives.volumes.${i}: unknown volume "${v}" (the dependencies declare: ${[...declared].join(', ') || 'none'})`);
       });
       const storage = app.backup.storage;
       if (storage.type === 'directory' && storage.host !== undefined && !inventory.hosts[storage.host]) {

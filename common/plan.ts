@@ -1,5 +1,5 @@
 // Resolves an inventory + input into the fully explicit deploy plan that is recorded in history.
-import { renderProxyConfig } from './commands/nginx';
+import { PROXY_CONFIG_PATH, renderProxyConfig } from './commands/nginx';
 import type { Inventory } from './inventory';
 import {
   dependencyContainerName,
@@ -235,5 +235,22 @@ export function buildBackupPlan(inventory: Inventory, target: RunbookTarget): Ba
     stopTimeoutSeconds: app.stopTimeoutSeconds,
     healthTimeoutSeconds: app.healthCheck.timeoutSeconds,
     approval: { approvers: [...env.approvers], minApprovals: env.minApprovals },
+    archives: {
+      volumes: backup.archives.volumes.map((v) => ({ host: firstHost, name: v, volume: volumeName(target.app, target.env, v) })),
+      ...(backup.archives.config
+        ? {
+            config: {
+              files: [
+                ...(app.envFile ? [app.envFile.path] : []),
+                ...app.dependencies.flatMap((d) => (d.envFile ? [d.envFile.path] : [])),
+                ...app.secretFiles.map((f) => f.path),
+                ...backup.archives.extraConfigFiles,
+              ],
+              proxies: env.hosts.map((h) => ({ host: hostSpec(inventory, h), container: proxyContainerName(target.app, target.env), path: PROXY_CONFIG_PATH })),
+            },
+          }
+        : {}),
+      helperImage: backup.helperImage,
+    },
   };
 }

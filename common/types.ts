@@ -298,6 +298,12 @@ export interface BackupPlan {
   healthTimeoutSeconds: number;
   /** Who approves a restore (the environment's approvers). */
   approval: ApprovalPolicy;
+  archives: {
+    volumes: { host: HostSpec; name: string; volume: string }[];
+    /** Worker-side files and proxy containers whose config goes in the night's config archive. */
+    config?: { files: string[]; proxies: { host: HostSpec; container: string; path: string }[] };
+    helperImage: string;
+  };
 }
 
 export interface NightlyBackupInput extends RunbookTarget {

@@ -1,8 +1,9 @@
 // Runbook 5: nightly backup with retention (seeds 000 "Backup Strategy", 003 "backup.sh", 004
 // "Database Backups"). Started by a Temporal Schedule. For each database: stream pg_dump into
 // storage with a manifest → restore drill into a scratch database (only a verified backup counts)
-// → when every database of the night is verified, apply retention (GFS) → on any failure, alert
-// and prune nothing.
+// → optional volume and config archives → when everything of the night is verified and stored,
+// apply retention (GFS; archives follow the first database's nights) → on any failure, alert and
+// prune nothing.
 import { ApplicationFailure, proxyActivities, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { applyRetention } from '../common/retention';
@@ -35,6 +36,8 @@ export interface NightlyBackupResult {
   at: string;
   storage: string;
   backups: DatabaseBackupResult[];
+  /** Volume and config archives of the night: file, size, sha256. */
+  archives: { file: string; sizeBytes: number; sha256: string }[];
   pruned: string[];
   kept: Record<string, string[]>;
 }
@@ -50,7 +53,7 @@ async function backupAndDrill(rb: Runbook, plan: BackupPlan, target: DatabaseTar
   return { database: target.name, file: manifest.file, sizeBytes: manifest.sizeBytes, dumpMs: manifest.durationMs, tables: drill.tables, rows: drill.rows, drillMs: drill.durationMs };
 }
 
-async function prune(rb: Runbook, plan: BackupPlan, target: DatabaseTarget): Promise<{ removed: string[]; kept: string[] }> {
+async function prune(rb: Runbook, plan: BackupPlan, target: DatabaseTarget): Promise<{ removed: string[]; kept: string[]; prunedNights: string[] }> {
   return rb.step(`retention:${target.name}`, async () => {
     const listing = await quick.listBackups({ app: plan.app, env: plan.env, target, storage: plan.storage });
     const now = new Date();
@@ -65,7 +68,8 @@ async function prune(rb: Runbook, plan: BackupPlan, target: DatabaseTarget): Pro
     });
     const files = decision.prune.map((p) => p.id);
     const { removed } = files.length || orphans.length ? await streaming.pruneBackups({ app: plan.app, env: plan.env, target, storage: plan.storage, files, orphans }) : { removed: [] };
-    return { removed, kept: decision.keep.map((k) => `${k.id} (${k.reasons.join(', ')})`) };
+    const createdAt = new Map(listing.backups.map((b) => [b.file, b.createdAt]));
+    return { removed, kept: decision.keep.map((k) => `${k.id} (${k.reasons.join(', ')})`), prunedNights: files.map((f) => createdAt.get(f)!) };
   });
 }
 
@@ -89,29 +93,51 @@ export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyB
         failures.push(`${target.name}: ${errorMessage(rootFailure(err))}`);
       }
     }
-    if (failures.length) {
-      throw ApplicationFailure.nonRetryable(
-        `backup night failed for ${failures.length} of ${p.targets.length} database(s); nothing was pruned:\n  - ${failures.join('\n  - ')}`,
-        'BackupNightFailed',
+    // Archives only for a night whose dumps all verified: a failed night keeps nothing half-made.
+    if (failures.length) throw nightFailed(failures);
+    const archives: NightlyBackupResult['archives'] = [];
+    const archive = async (step: string, fn: () => Promise<{ file: string; sizeBytes: number; sha256: string }>) => {
+      try {
+        const a = await rb.step(step, fn);
+        archives.push({ file: a.file, sizeBytes: a.sizeBytes, sha256: a.sha256 });
+      } catch (err) {
+        failures.push(`${step}: ${errorMessage(rootFailure(err))}`);
+      }
+    };
+    for (const v of p.archives.volumes) {
+      await archive(`archive:volume:${v.name}`, () =>
+        streaming.archiveVolume({ app: p.app, env: p.env, host: v.host, name: v.name, volume: v.volume, helperImage: p.archives.helperImage, storage: p.storage, at }),
       );
     }
+    const config = p.archives.config;
+    if (config) await archive('archive:config', () => quick.archiveConfig({ app: p.app, env: p.env, files: config.files, proxies: config.proxies, storage: p.storage, at }));
+    if (failures.length) throw nightFailed(failures);
     const pruned: string[] = [];
     const kept: Record<string, string[]> = {};
     if (!input.skipPrune) {
-      for (const target of p.targets) {
+      for (const [i, target] of p.targets.entries()) {
         const r = await prune(rb, p, target);
         pruned.push(...r.removed);
         kept[target.name] = r.kept;
+        // archives share the nights of the first database's dumps: kept and pruned with them
+        if (i === 0 && r.prunedNights.length && (p.archives.volumes.length || p.archives.config)) {
+          const a = await rb.step('retention:archives', () => streaming.pruneArchives({ app: p.app, env: p.env, storage: p.storage, nights: r.prunedNights }));
+          pruned.push(...a.removed);
+        }
       }
     }
     rb.finish('succeeded');
-    return { app: p.app, env: p.env, at, storage: describeStorage(p), backups, pruned, kept };
+    return { app: p.app, env: p.env, at, storage: describeStorage(p), backups, archives, pruned, kept };
   } catch (err) {
     const failure = rootFailure(err);
     rb.finish('failed', failure);
     if (plan?.notify) await alert(rb, plan, failure);
     throw failure;
   }
+}
+
+function nightFailed(failures: string[]): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(`backup night failed (${failures.length} problem(s)); nothing was pruned:\n  - ${failures.join('\n  - ')}`, 'BackupNightFailed');
 }
 
 async function alert(rb: Runbook, plan: BackupPlan, failure: unknown): Promise<void> {

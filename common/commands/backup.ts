@@ -61,6 +61,58 @@ export function parseBackupFileName(name: string, parts: { app: string; env: str
   return { createdAt: iso };
 }
 
+// ---- archives (named volumes, config files) ----
+
+export const VOLUME_ARCHIVE_SUFFIX = '.tar.zst';
+export const CONFIG_ARCHIVE_SUFFIX = '.tar';
+
+/**
+ * `<app>-<env>-volume-<name>-<time>.tar.zst` and `<app>-<env>-config-<time>.tar`: the same time as
+ * the night's database dumps, so they are kept or pruned with them.
+ */
+export function archiveFileName(parts: { app: string; env: string }, kind: 'volume' | 'config', at: Date | string, volume?: string): string {
+  const series = kind === 'volume' ? `volume-${volume ?? ''}` : 'config';
+  const problem = backupNameProblem({ app: parts.app, env: parts.env, database: series });
+  if (problem || (kind === 'volume' && !volume)) throw new Error(problem ?? 'a volume archive needs the volume name');
+  return `${parts.app}-${parts.env}-${series}-${backupTimestamp(at)}${kind === 'volume' ? VOLUME_ARCHIVE_SUFFIX : CONFIG_ARCHIVE_SUFFIX}`;
+}
+
+export function archiveManifestName(file: string): string {
+  for (const suffix of [VOLUME_ARCHIVE_SUFFIX, CONFIG_ARCHIVE_SUFFIX]) if (file.endsWith(suffix)) return file.slice(0, -suffix.length) + MANIFEST_SUFFIX;
+  throw new Error(`not an archive file name: ${file}`);
+}
+
+/** Archives of a night, by the night's timestamp (`20250102T030405Z`), for pruning with its dumps. */
+export function isArchiveOfNight(name: string, parts: { app: string; env: string }, timestamp: string): boolean {
+  const prefix = `${parts.app}-${parts.env}-`;
+  if (!name.startsWith(prefix)) return false;
+  const rest = name.slice(prefix.length);
+  return [`-${timestamp}${VOLUME_ARCHIVE_SUFFIX}`, `-${timestamp}${CONFIG_ARCHIVE_SUFFIX}`, `-${timestamp}${MANIFEST_SUFFIX}`].some(
+    (end) => rest.endsWith(end) && (rest.startsWith('volume-') || rest === `config${end}`),
+  );
+}
+
+/** tar of the volume mounted read-only at /data, to stdout; numeric owners so a restore keeps them. */
+export function volumeTarArgv(): string[] {
+  return ['tar', '--create', '--file=-', '--directory=/data', '--numeric-owner', '.'];
+}
+
+export interface ArchiveManifest {
+  kind: 'volume' | 'config';
+  app: string;
+  env: string;
+  /** The volume's name in the inventory (volume archives). */
+  volume?: string;
+  file: string;
+  createdAt: string;
+  sizeBytes: number;
+  sha256: string;
+  /** Paths in the archive (config archives). */
+  entries?: string[];
+  /** Written with mode 0600: env files and volume data may hold secrets. */
+  containsSecrets: boolean;
+}
+
 // ---- zstd ----
 
 /** Compresses stdin to stdout: quiet, all cores, level 3 (fast; `-19` is ~10x slower for ~15% less). */

@@ -1,10 +1,19 @@
-// A one-file ustar archive: what PUT /containers/{id}/archive takes to place a file in a container.
+// ustar archives built in memory (small files only): one file for PUT /containers/{id}/archive,
+// or several for the config archive of a backup night.
 
 function octal(value: number, width: number): string {
   return value.toString(8).padStart(width - 1, '0') + '\0';
 }
 
 export function tarSingleFile(name: string, content: string | Buffer, mode = 0o644, mtimeSeconds = 0): Buffer {
+  return Buffer.concat([tarEntry(name, content, mode, mtimeSeconds), TAR_END]);
+}
+
+/** Two zero blocks: the end of an archive. */
+export const TAR_END = Buffer.alloc(1024, 0);
+
+/** One regular-file entry (header, content, padding to 512); concatenate entries, then TAR_END. */
+export function tarEntry(name: string, content: string | Buffer, mode = 0o644, mtimeSeconds = 0): Buffer {
   const body = Buffer.isBuffer(content) ? content : Buffer.from(content, 'utf8');
   if (Buffer.byteLength(name) > 100) throw new Error(`tar entry name too long: ${name}`);
   const header = Buffer.alloc(512, 0);
@@ -22,5 +31,5 @@ export function tarSingleFile(name: string, content: string | Buffer, mode = 0o6
   for (const byte of header) sum += byte;
   header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'ascii');
   const padding = Buffer.alloc((512 - (body.length % 512)) % 512, 0);
-  return Buffer.concat([header, body, padding, Buffer.alloc(1024, 0)]);
+  return Buffer.concat([header, body, padding]);
 }

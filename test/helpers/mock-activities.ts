@@ -27,6 +27,7 @@ apps:
       storage: { type: directory, path: /srv/backups }
       databases:
         - { name: main, dependency: postgres, database: shop, user: shop, passwordFile: /etc/shop/pg-password }
+      archives: { volumes: [pgdata], config: true }
       notify: { webhookUrlFile: /etc/shop/webhook-url }
     environments:
       production:

@@ -1,6 +1,7 @@
 // The backup side of the inventory and plan, the SQL/argv of restores, schedules and alerts: pure.
 import { stringify } from 'yaml';
 import { cronProblem } from '../../client/schedules';
+import { archiveFileName, archiveManifestName, isArchiveOfNight, volumeTarArgv } from '../../common/commands/backup';
 import { redactedUrl, webhookBody } from '../../common/commands/notify';
 import {
   databaseExistsQuery,
@@ -93,11 +94,29 @@ describe('inventory: backup section', () => {
     ['a policy that keeps nothing', { ...valid, retention: { daily: 0 } }, /backup\.retention: must keep something/],
     ['an unknown retention rule', { ...valid, retention: { hourly: 24 } }, /backup\.retention: unknown field\(s\) "hourly"/],
     ['no databases', { ...valid, databases: [] }, /backup\.databases: must list at least one database/],
+    ['an archive of an undeclared volume', { ...valid, archives: { volumes: ['cache'] } }, /backup\.archives\.volumes\.0: unknown volume "cache" \(the dependencies declare: none\)/],
     ['a relative webhook URL file', { ...valid, notify: { webhookUrlFile: 'url.txt' } }, /backup\.notify\.webhookUrlFile: must be an absolute path/],
   ])('rejects %s, naming the path', (_what, backup, pattern) => {
     const problems = problemsOf(backup);
     expect(problems.join('\n')).toMatch(pattern);
     for (const p of problems) expect(p).toMatch(/^apps\.shop\.backup/);
+  });
+});
+
+describe('archive names', () => {
+  it('share the night of the dumps and are recognised by night only', () => {
+    const vol = archiveFileName({ app: 'shop', env: 'production' }, 'volume', '2027-01-02T02:00:00.123Z', 'pgdata');
+    const cfg = archiveFileName({ app: 'shop', env: 'production' }, 'config', '2027-01-02T02:00:00Z');
+    expect([vol, cfg]).toEqual(['shop-production-volume-pgdata-20270102T020000Z.tar.zst', 'shop-production-config-20270102T020000Z.tar']);
+    expect(archiveManifestName(vol)).toBe('shop-production-volume-pgdata-20270102T020000Z.manifest.json');
+    expect(archiveManifestName(cfg)).toBe('shop-production-config-20270102T020000Z.manifest.json');
+    const night = '20270102T020000Z';
+    for (const n of [vol, cfg, archiveManifestName(vol), archiveManifestName(cfg)]) expect(isArchiveOfNight(n, { app: 'shop', env: 'production' }, night)).toBe(true);
+    for (const n of ['shop-production-main-20270102T020000Z.sql.zst', 'shop-production-main-20270102T020000Z.manifest.json', 'shop-staging-config-20270102T020000Z.tar', 'shop-production-config-20270103T020000Z.tar']) {
+      expect(isArchiveOfNight(n, { app: 'shop', env: 'production' }, night)).toBe(false);
+    }
+    expect(() => archiveFileName({ app: 'shop', env: 'production' }, 'volume', '2027-01-02T02:00:00Z', '../x')).toThrow(/cannot be part of a backup file name/);
+    expect(volumeTarArgv()).toEqual(['tar', '--create', '--file=-', '--directory=/data', '--numeric-owner', '.']);
   });
 });
 

@@ -31,6 +31,8 @@ type Req = { app: string; env: string; target: { name: string }; at: string; fil
 /** Backups as the storage would hold them; failures injected by the day (YYYY-MM-DD) of the backup. */
 class FakeBackupStore {
   readonly backups = new Map<string, { createdAt: string; verified: boolean }>();
+  /** Archive files by night (ISO time). */
+  readonly archives = new Map<string, string[]>();
   failDump = new Set<string>();
   failDrill = new Set<string>();
 
@@ -59,8 +61,20 @@ class FakeBackupStore {
         for (const f of req.files) this.backups.delete(f);
         return { removed: req.files };
       },
+      archiveVolume: async (req: Req & { name: string }) => this.archive(req.at, `${req.app}-${req.env}-volume-${req.name}-${req.at}.tar.zst`),
+      archiveConfig: async (req: Req) => this.archive(req.at, `${req.app}-${req.env}-config-${req.at}.tar`),
+      pruneArchives: async (req: { nights: string[] }) => {
+        const removed = req.nights.flatMap((n) => this.archives.get(n) ?? []);
+        for (const n of req.nights) this.archives.delete(n);
+        return { removed };
+      },
       notify: async () => ({ status: 200 }),
     };
+  }
+
+  private async archive(at: string, file: string) {
+    this.archives.set(at, [...(this.archives.get(at) ?? []), file]);
+    return { kind: 'volume', file, sizeBytes: 10, sha256: '0'.repeat(64), createdAt: at, containsSecrets: true };
   }
 }
 
@@ -139,6 +153,9 @@ describe('nightlyBackup', () => {
     const kept = [...store.backups.entries()].map(([, b]) => b.createdAt.slice(5, 10)).sort();
     expect(kept).toEqual(expected);
     expect([...store.backups.values()].every((b) => b.verified)).toBe(true);
+    // the volume and config archives follow their nights: exactly the kept nights have them, two each
+    expect([...store.archives.keys()].map((at) => at.slice(5, 10)).sort()).toEqual(expected);
+    expect([...store.archives.values()].every((files) => files.length === 2)).toBe(true);
     expect(mocks.called('backupDatabase')).toBe(100);
     expect(mocks.called('drillRestore')).toBe(99); // no drill after the failed dump
   });
