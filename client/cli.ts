@@ -5,7 +5,7 @@ import { isValidVersion, NAME_PATTERN } from '../common/naming';
 import type { FirstDeployResult, RunbookStatus, StepRecord } from '../common/types';
 import { formatPlan, formatPreflight, formatStatus, formatStep, stepChanges } from './format';
 import { failureText, RunbookClient } from './runbooks';
-import { backupScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, describeBackupSchedule, formatSchedule, upsertBackupSchedule } from './schedules';
+import { backupScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, describeBackupSchedule, formatSchedule, hasBackupSchedule, triggerBackupSchedule, upsertBackupSchedule } from './schedules';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -174,6 +174,16 @@ export function buildCli(): Command {
       withClient(async (rc, app: string, opts: { env: string; skipPrune?: boolean; detach?: boolean }) => {
         checkName('app', app);
         checkName('env', opts.env);
+        // With a schedule, go through it: its overlap policy keeps a manual run from doubling a nightly one.
+        if (!opts.skipPrune && (await hasBackupSchedule(rc.client, app, opts.env))) {
+          const outcome = await triggerBackupSchedule(rc.client, app, opts.env);
+          if (!outcome.started) {
+            console.error(`a backup of ${app}/${opts.env} is already running (${outcome.running.join(', ') || 'see runbook schedule show'}); not started`);
+            return 1;
+          }
+          console.log(`started ${outcome.started} through schedule ${backupScheduleId(app, opts.env)}\n  UI: ${uiUrl(rc, outcome.started)}`);
+          return opts.detach ? 0 : watch(rc, outcome.started);
+        }
         const handle = await rc.startNightlyBackup({ app, env: opts.env, ...(opts.skipPrune ? { skipPrune: true } : {}) });
         console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})\n  UI: ${uiUrl(rc, handle.workflowId)}`);
         return opts.detach ? 0 : watch(rc, handle.workflowId);
@@ -223,7 +233,7 @@ export function buildCli(): Command {
         console.log(formatSchedule(await describeBackupSchedule(rc.client, app, opts.env)));
       }),
     );
-  const scheduleVerb = (verb: 'show' | 'pause' | 'resume' | 'trigger' | 'delete', description: string, run: (h: ReturnType<RunbookClient['client']['schedule']['getHandle']>, note: string) => Promise<void>) =>
+  const scheduleVerb = (verb: 'show' | 'pause' | 'resume' | 'delete', description: string, run: (h: ReturnType<RunbookClient['client']['schedule']['getHandle']>, note: string) => Promise<void>) =>
     schedule
       .command(`${verb} <app>`)
       .description(description)
@@ -242,7 +252,23 @@ export function buildCli(): Command {
   scheduleVerb('show', 'the backup schedule: state, next runs, recent and skipped runs', async () => undefined);
   scheduleVerb('pause', 'pause the backup schedule (no runs until resumed)', (h, note) => h.pause(note));
   scheduleVerb('resume', 'resume a paused backup schedule', (h, note) => h.unpause(note));
-  scheduleVerb('trigger', 'start a backup now through the schedule (skipped if one is running)', (h) => h.trigger());
+  schedule
+    .command('trigger <app>')
+    .description('start a backup now through the schedule (skipped, exit code 1, if one is running)')
+    .requiredOption('--env <env>')
+    .action(
+      withClient(async (rc, app: string, opts: { env: string }) => {
+        checkName('app', app);
+        checkName('env', opts.env);
+        const outcome = await triggerBackupSchedule(rc.client, app, opts.env);
+        if (!outcome.started) {
+          console.log(`skipped: a backup is already running (${outcome.running.join(', ') || 'unknown'}); overlap policy SKIP`);
+          return 1;
+        }
+        console.log(`started ${outcome.started}\n  UI: ${uiUrl(rc, outcome.started)}`);
+        return 0;
+      }),
+    );
   scheduleVerb('delete', 'delete the backup schedule (backups already taken stay)', (h) => h.delete());
 
   const lock = program.command('lock').description('the per-app/env lock held by mutating runbooks');

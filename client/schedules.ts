@@ -94,3 +94,45 @@ export function formatSchedule(d: ScheduleDescription): string {
   ];
   return lines.join('\n');
 }
+
+export interface TriggerOutcome {
+  /** The workflow the trigger started, or undefined when it was skipped. */
+  started?: string;
+  /** Runs of the schedule still going (why a trigger was skipped). */
+  running: string[];
+}
+
+/**
+ * Starts a run through the schedule now, under the schedule's own overlap policy (the SDK's
+ * trigger() without an argument would allow an overlap), and says what happened: a new run, or
+ * skipped because one is going.
+ */
+export async function triggerBackupSchedule(client: Client, app: string, env: string, timeoutMs = 15_000): Promise<TriggerOutcome> {
+  const handle = client.schedule.getHandle(backupScheduleId(app, env));
+  const before = await handle.describe();
+  await handle.trigger(before.policies.overlap ?? 'SKIP');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const d = await handle.describe();
+    if (d.info.numActionsTaken > before.info.numActionsTaken) {
+      const newest = [...d.info.recentActions].sort((a, b) => a.takenAt.getTime() - b.takenAt.getTime()).at(-1);
+      return { started: newest?.action.workflow.workflowId, running: d.info.runningActions.map((a) => a.workflow.workflowId) };
+    }
+    if (d.info.numActionsSkippedOverlap > before.info.numActionsSkippedOverlap) {
+      return { running: d.info.runningActions.map((a) => a.workflow.workflowId) };
+    }
+    if (Date.now() > deadline) throw new Error(`the schedule ${handle.scheduleId} neither started nor skipped a run within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Whether the app/env has a backup schedule. */
+export async function hasBackupSchedule(client: Client, app: string, env: string): Promise<boolean> {
+  try {
+    await client.schedule.getHandle(backupScheduleId(app, env)).describe();
+    return true;
+  } catch (err) {
+    if (err instanceof ScheduleNotFoundError) return false;
+    throw err;
+  }
+}
