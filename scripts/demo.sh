@@ -20,6 +20,10 @@ if [[ ! -s $DEMO_DIR/postgres.env ]]; then
   head -c 18 /dev/urandom | base64 >"$DEMO_DIR/api-token"
   umask 022
 fi
+# The database password alone, for the backup runbook's pg_dump/psql (from the env file above).
+if [[ ! -s $DEMO_DIR/postgres-password ]]; then
+  (umask 077; sed -n 's/^POSTGRES_PASSWORD=//p' "$DEMO_DIR/postgres.env" >"$DEMO_DIR/postgres-password")
+fi
 fingerprint=$(<"$SSH_HOST_FINGERPRINT_FILE")
 sed -e "s|\${DOCKER_SOCK}|$DOCKER_SOCK|g" -e "s|\${SSH_PORT}|$SSH_PORT|g" -e "s|\${SSH_KEY}|$SSH_KEY|g" \
     -e "s|\${SSH_HOST_FINGERPRINT}|$fingerprint|g" -e "s|\${DEMO_DIR}|$DEMO_DIR|g" \
@@ -40,12 +44,24 @@ echo "== runbook deploy demo --env production"
 runbook deploy demo --env production
 echo
 echo "== curl http://127.0.0.1:8088/version  →  $(curl -fsS http://127.0.0.1:8088/version)"
+echo
+echo "== runbook schedule backup demo --env production   (nightly at 02:00 UTC, overlap SKIP)"
+runbook schedule backup demo --env production
+echo
+echo "== runbook backup demo --env production   (now, through the schedule: dump, restore drill, archives, retention)"
+runbook backup demo --env production
+echo "   backups in $DEMO_DIR/backups:"
+ls -l "$DEMO_DIR/backups" | sed 's/^/     /'
 cat <<TXT
 
 The demo app (postgres + 2 replicas + nginx) runs on the local Docker engine ($DOCKER_HOST):
   app through nginx:   http://127.0.0.1:8088/
   Temporal Web UI:     http://127.0.0.1:$TEMPORAL_UI_PORT/namespaces/default/workflows
   worker log:          $RUNBOOK_LOGS/worker.log
+
+Restore the newest verified backup (gated: approve it from the UI or the CLI):
+  node dist/client/cli.js restore demo --env production --detach
+  node dist/client/cli.js approve restoreBackup/demo/production --gate restore --by alice
 
 Try an approval gate: deploy the staging environment (a Docker host reached over SSH) with a
 go-live approval, then approve it from the UI or the CLI:
