@@ -573,14 +573,28 @@ async function databaseExists(runner: ClientRunner, maintenance: string, name: s
  * idempotent (a retry after a crash finds where it stopped). Sessions on the live database are ended
  * first (the app is stopped by then). Runs on the maintenance database `postgres`.
  */
-export async function swapInRestoredDatabase(deps: BackupDeps, req: { target: DatabaseTarget; runTag: string; maintenanceDatabase?: string }): Promise<{ live: string; previous: string }> {
+/** What both swaps need: the side databases' names and psql on the maintenance database. */
+async function swapContext(deps: BackupDeps, req: { target: DatabaseTarget; runTag: string; maintenanceDatabase?: string }, what: string) {
   const runner = clientRunner(deps.engines, req.target);
   const { incoming, previous } = restoreDatabaseNames(req.target, req.runTag);
-  const live = req.target.database;
   const maintenance = req.maintenanceDatabase ?? 'postgres';
   const { env, password } = await clientEnv(req.target, 'temporal-runbooks restore');
-  const exists = (name: string) => databaseExists(runner, maintenance, name, env, password);
-  const admin = (sql: string) => adminSql(runner, maintenance, env, password, `swapping in the restored ${live}`, sql);
+  return {
+    incoming,
+    previous,
+    live: req.target.database,
+    exists: (name: string) => databaseExists(runner, maintenance, name, env, password),
+    admin: (sql: string) => adminSql(runner, maintenance, env, password, what, sql),
+  };
+}
+
+/**
+ * Puts the restored database in place: live → previous, incoming → live, in that order, each step
+ * idempotent (a retry after a crash finds where it stopped). Sessions on the live database are ended
+ * first (the app is stopped by then). Runs on the maintenance database `postgres`.
+ */
+export async function swapInRestoredDatabase(deps: BackupDeps, req: { target: DatabaseTarget; runTag: string; maintenanceDatabase?: string }): Promise<{ live: string; previous: string }> {
+  const { incoming, previous, live, exists, admin } = await swapContext(deps, req, `swapping in the restored ${req.target.database}`);
   if (!(await exists(previous))) {
     if (!(await exists(incoming))) throw ApplicationFailure.nonRetryable(`the restored database ${incoming} does not exist: run the restore again`, 'BackupRestoreFailed');
     await admin(`${terminateSessionsSql(live)}\n${renameDatabaseSql(live, previous)}`);
@@ -593,13 +607,7 @@ export async function swapInRestoredDatabase(deps: BackupDeps, req: { target: Da
 
 /** Undoes swapInRestoredDatabase: the restored copy goes aside (kept for inspection) and previous is live again. */
 export async function swapBackPreviousDatabase(deps: BackupDeps, req: { target: DatabaseTarget; runTag: string; maintenanceDatabase?: string }): Promise<{ live: string; restoredKeptAs: string }> {
-  const runner = clientRunner(deps.engines, req.target);
-  const { incoming, previous } = restoreDatabaseNames(req.target, req.runTag);
-  const live = req.target.database;
-  const maintenance = req.maintenanceDatabase ?? 'postgres';
-  const { env, password } = await clientEnv(req.target, 'temporal-runbooks restore');
-  const exists = (name: string) => databaseExists(runner, maintenance, name, env, password);
-  const admin = (sql: string) => adminSql(runner, maintenance, env, password, `putting back the previous ${live}`, sql);
+  const { incoming, previous, live, exists, admin } = await swapContext(deps, req, `putting back the previous ${req.target.database}`);
   if (await exists(previous)) {
     if (await exists(live)) await admin(`${terminateSessionsSql(live)}\n${dropDatabaseSql(incoming)};\n${renameDatabaseSql(live, incoming)}`);
     await admin(`${terminateSessionsSql(previous)}\n${renameDatabaseSql(previous, live)}`);

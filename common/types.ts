@@ -1,5 +1,6 @@
 // Plain-JSON shapes exchanged between client, workflows and activities. No secrets, ever:
 // secret material is referenced by file path and read by activities at use.
+import type { RetentionPolicy } from './retention';
 import type { ContainerRole } from './naming';
 
 /** Every runbook input names what to act on. */
@@ -272,14 +273,8 @@ export interface S3StorageSpec {
 
 export type StorageSpec = DirectoryStorageSpec | S3StorageSpec;
 
-export interface BackupPolicy {
-  daily?: number;
-  weekly?: number;
-  monthly?: number;
-  yearly?: number;
-  last?: number;
-  keepDays?: number;
-}
+/** GFS retention, with restic's `forget` semantics (common/retention.ts). */
+export type BackupPolicy = RetentionPolicy;
 
 /** Everything a backup night or a restore needs, resolved from the inventory (recorded in history). */
 export interface BackupPlan {

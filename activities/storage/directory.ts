@@ -6,8 +6,8 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ApplicationFailure } from '@temporalio/common';
-import { ByteCounter, DEFAULT_FILE_MODE, DIRECTORY_MODE, PARTIAL_SUFFIX, octalMode, partialFileName, readStreamText, sortByName } from '../../common/commands/storage';
-import { StorageNotFound, checkListPrefix, checkObjectName, prefixFailure, storageRejected, type BackupStorage, type PutOptions, type StoredObject } from './types';
+import { ByteCounter, DEFAULT_FILE_MODE, DIRECTORY_MODE, PARTIAL_SUFFIX, octalMode, partialFileName, sortByName } from '../../common/commands/storage';
+import { StorageNotFound, textOrUndefined, checkListPrefix, checkObjectName, prefixFailure, storageRejected, type BackupStorage, type PutOptions, type StoredObject } from './types';
 
 const PERMISSION = new Set(['EACCES', 'EPERM', 'EROFS']);
 
@@ -81,12 +81,7 @@ export class DirectoryStorage implements BackupStorage {
   }
 
   async getText(name: string): Promise<string | undefined> {
-    try {
-      return await readStreamText(await this.getStream(name));
-    } catch (err) {
-      if (err instanceof StorageNotFound) return undefined;
-      throw err;
-    }
+    return textOrUndefined(() => this.getStream(name));
   }
 
   async list(prefix: string): Promise<StoredObject[]> {

@@ -9,8 +9,8 @@ import { pipeline } from 'node:stream/promises';
 import { AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { ApplicationFailure } from '@temporalio/common';
-import { ByteCounter, PARTIAL_SUFFIX, readStreamText, s3Key, sortByName } from '../../common/commands/storage';
-import { StorageNotFound, checkListPrefix, checkObjectName, prefixFailure, storageRejected, type BackupStorage, type PutOptions, type S3StorageSpec, type StoredObject } from './types';
+import { ByteCounter, PARTIAL_SUFFIX, s3Key, sortByName } from '../../common/commands/storage';
+import { StorageNotFound, textOrUndefined, checkListPrefix, checkObjectName, prefixFailure, storageRejected, type BackupStorage, type PutOptions, type S3StorageSpec, type StoredObject } from './types';
 
 export const S3_PART_SIZE = 8 * 1024 * 1024;
 export const S3_QUEUE_SIZE = 2;
@@ -93,12 +93,7 @@ export class S3Storage implements BackupStorage {
   }
 
   async getText(name: string): Promise<string | undefined> {
-    try {
-      return await readStreamText(await this.getStream(name));
-    } catch (err) {
-      if (err instanceof StorageNotFound) return undefined;
-      throw err;
-    }
+    return textOrUndefined(() => this.getStream(name));
   }
 
   async list(prefix: string): Promise<StoredObject[]> {

@@ -3,7 +3,7 @@
 // name only once complete, so a crash never leaves something that looks like a finished backup.
 import type { Readable } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
-import { listPrefixProblem, objectNameProblem } from '../../common/commands/storage';
+import { listPrefixProblem, objectNameProblem, readStreamText } from '../../common/commands/storage';
 
 // The specs are plain data shared with workflows and the plan: defined in common/types.ts.
 export type { DirectoryStorageSpec, S3StorageSpec, StorageSpec } from '../../common/types';
@@ -74,4 +74,14 @@ export function storageRejected(message: string): ApplicationFailure {
 /** The same failure (type, retryability) with `message` in front of its own. */
 export function prefixFailure(message: string, err: ApplicationFailure): ApplicationFailure {
   return ApplicationFailure.create({ message: `${message}: ${err.message}`, type: err.type ?? undefined, nonRetryable: err.nonRetryable ?? undefined });
+}
+
+/** getText for backends whose getStream rejects a missing object with StorageNotFound. */
+export async function textOrUndefined(open: () => Promise<Readable>): Promise<string | undefined> {
+  try {
+    return await readStreamText(await open());
+  } catch (err) {
+    if (err instanceof StorageNotFound) return undefined;
+    throw err;
+  }
 }
