@@ -17,7 +17,8 @@ import {
   volumeCreateBody,
 } from '../common/commands/docker';
 import { tarSingleFile } from '../common/commands/tar';
-import type { ContainerSpec, EnsureResult, HostSpec } from '../common/types';
+import { LABEL } from '../common/naming';
+import type { ContainerSpec, EnsureResult, FleetContainer, HostSpec } from '../common/types';
 import { heartbeat, sleep } from './context';
 import { SshPool } from './ssh';
 
@@ -399,6 +400,49 @@ export function createDockerActivities(engines: DockerEngines, readSecretEnv: (s
     },
 
     /** Removes what one run created (containers, then networks) on a host; volumes are kept. */
+    /** The app's web containers on the host, read from their labels (the fleet as it runs). */
+    async inspectFleet(req: HostRequest & { app: string; env: string }): Promise<FleetContainer[]> {
+      return withEngine(req.host, `list the web containers of ${req.app}/${req.env}`, async (d) => {
+        const list = await d.listContainers({ all: true, filters: labelFilter({ [LABEL.app]: req.app, [LABEL.env]: req.env, [LABEL.role]: 'web' }) });
+        return list
+          .map((c) => ({
+            host: req.host.name,
+            name: (c.Names[0] ?? c.Id).replace(/^\//, ''),
+            replica: Number(c.Labels['runbook.replica'] ?? 0),
+            version: c.Labels[LABEL.version] ?? '',
+            image: c.Image,
+            state: c.State,
+            ...(c.Labels['runbook.previous-version'] ? { previousVersion: c.Labels['runbook.previous-version'] } : {}),
+          }))
+          .sort((a, b) => a.replica - b.replica || a.name.localeCompare(b.name));
+      });
+    },
+
+    /** Removes the named containers (stopping them first, with the grace period); missing ones are fine. */
+    async removeContainers(req: HostRequest & { names: string[]; timeoutSeconds: number }): Promise<{ host: string; removed: string[] }> {
+      return withEngine(req.host, `remove ${req.names.join(', ')}`, async (d) => {
+        const removed: string[] = [];
+        for (const name of req.names) {
+          const info = await inspectContainer(d, name);
+          if (!info) continue;
+          if (info.status === 'running') {
+            try {
+              await d.getContainer(name).stop({ t: req.timeoutSeconds });
+            } catch (err) {
+              if (statusCode(err) !== 304) throw err;
+            }
+          }
+          try {
+            await d.getContainer(name).remove({ force: true });
+            removed.push(name);
+          } catch (err) {
+            if (statusCode(err) !== 404 && statusCode(err) !== 409) throw err; // 409: removal already in progress
+          }
+        }
+        return { host: req.host.name, removed };
+      });
+    },
+
     /** Stops the named containers gracefully (idempotent); returns those that were running, to start again later. */
     async stopContainers(req: HostRequest & { names: string[]; timeoutSeconds: number }): Promise<{ host: string; stopped: string[] }> {
       return withEngine(req.host, `stop ${req.names.join(', ')}`, async (d) => {

@@ -38,6 +38,20 @@ export function smokeTestVerdict(spec: SmokeTestSpec, answer: HttpAnswer): strin
 
 export function createHealthActivities(engines: DockerEngines) {
   return {
+    /** One GET of each URL: how many answered 2xx, and the failures (for bake checks during a canary). */
+    async probeUrls(req: { urls: string[]; hostHeader?: string; timeoutMs?: number }): Promise<{ ok: number; failed: number; errors: string[] }> {
+      const results = await Promise.all(
+        req.urls.map((url) =>
+          httpGet(url, { ...(req.hostHeader ? { hostHeader: req.hostHeader } : {}), timeoutMs: req.timeoutMs ?? 5000 }).then(
+            (a) => (a.status >= 200 && a.status < 300 ? undefined : `${url}: HTTP ${a.status}`),
+            (err: Error) => `${url}: ${err.message}`,
+          ),
+        ),
+      );
+      const errors = results.filter((r): r is string => r !== undefined);
+      return { ok: results.length - errors.length, failed: errors.length, errors };
+    },
+
     /**
      * Waits until the container reports healthy (or, without a health check, keeps running for a
      * moment). Unhealthy, exited, or still starting at the deadline: non-retryable, with diagnostics.

@@ -2,10 +2,11 @@
 import { readFile } from 'node:fs/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import { InventoryError, parseInventory, type Inventory } from '../common/inventory';
-import { buildBackupPlan, buildDeployPlan, PlanError } from '../common/plan';
-import type { BackupPlan, DeployPlan, FirstDeployInput, RunbookTarget } from '../common/types';
+import { buildBackupPlan, buildDeployPlan, buildUpdatePlan, findTarget, hostSpec, PlanError } from '../common/plan';
+import type { BackupPlan, DeployPlan, FirstDeployInput, FleetContainer, RollingUpdateInput, RunbookTarget, UpdatePlan } from '../common/types';
 import { activityInfoOrUndefined } from './context';
 import type { ActivityDeps } from './deps';
+import { createDockerActivities } from './docker';
 
 export async function loadInventory(path: string): Promise<Inventory> {
   let text: string;
@@ -30,6 +31,21 @@ export function createInventoryActivities(deps: ActivityDeps) {
       const runId = activityInfoOrUndefined()?.workflowExecution?.runId ?? 'direct';
       try {
         return buildDeployPlan(inventory, input, runId);
+      } catch (err) {
+        if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
+        throw err;
+      }
+    },
+
+    /** Reads the inventory and the running fleet (container labels on every host); returns the update plan. */
+    async resolveUpdatePlan(input: RollingUpdateInput): Promise<UpdatePlan> {
+      const inventory = await loadInventory(deps.inventoryPath);
+      const runId = activityInfoOrUndefined()?.workflowExecution?.runId ?? 'direct';
+      try {
+        const { env } = findTarget(inventory, input);
+        const docker = createDockerActivities(deps.engines, async () => []);
+        const fleet: FleetContainer[] = (await Promise.all(env.hosts.map((h) => docker.inspectFleet({ host: hostSpec(inventory, h), app: input.app, env: input.env })))).flat();
+        return buildUpdatePlan(inventory, input, fleet, runId);
       } catch (err) {
         if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
         throw err;

@@ -2,7 +2,8 @@
 // `runbook`: start, watch, approve and list runbooks. Exit code 0 only on success.
 import { Command } from 'commander';
 import { isValidVersion, NAME_PATTERN } from '../common/naming';
-import type { FirstDeployResult, RunbookStatus, StepRecord } from '../common/types';
+import { parseDuration } from '../common/duration';
+import type { CanaryMode, FirstDeployResult, RunbookStatus, StepRecord } from '../common/types';
 import { formatPlan, formatPreflight, formatStatus, formatStep, stepChanges } from './format';
 import { failureText, RunbookClient } from './runbooks';
 import { backupScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, describeBackupSchedule, formatSchedule, hasBackupSchedule, triggerBackupSchedule, upsertBackupSchedule } from './schedules';
@@ -49,6 +50,15 @@ export async function watch(rc: RunbookClient, workflowId: string, print: (line:
   }
   print(`${workflowId}: FAILED\n  ${failureText(outcome.error).split('\n').join('\n  ')}`);
   return 1;
+}
+
+/** `approve`, `none` or `bake=10m`. */
+export function parseCanary(text: string): CanaryMode {
+  if (text === 'approve' || text === 'none') return text;
+  const m = /^bake=(\S+)$/.exec(text);
+  if (!m) throw new Error(`--canary must be "approve", "none" or "bake=<duration>" (got "${text}")`);
+  parseDuration(m[1], '--canary bake'); // throws with a clear message
+  return { bake: m[1] };
 }
 
 export function buildCli(): Command {
@@ -161,6 +171,54 @@ export function buildCli(): Command {
         const rows = await rc.list(opts);
         if (rows.length === 0) console.log('no matching runbooks');
         for (const r of rows) console.log(`${r.workflowId}  ${r.status}  step=${r.step ?? '-'}${r.awaiting ? '  AWAITING APPROVAL' : ''}  started ${r.startTime.toISOString()}`);
+      }),
+    );
+
+  program
+    .command('update <app>')
+    .description('rolling update to a version: start-before-stop per batch, canary, automatic rollback of the whole fleet (rollingUpdate)')
+    .requiredOption('--env <env>')
+    .requiredOption('--version <version>', 'image tag to roll out')
+    .option('--batch <n>', 'replicas replaced at a time, across hosts', (v) => Number(v), 1)
+    .option('--canary <mode>', 'after the first batch: "approve" (a gate) or "bake=10m" (watch health and errors)')
+    .option('--no-backup', 'skip the backup taken first')
+    .option('--approval-timeout <duration>', 'how long the canary gate waits (default 7d)')
+    .option('--detach', 'start and return; do not watch')
+    .action(
+      withClient(async (rc, app: string, opts: { env: string; version: string; batch: number; canary?: string; backup: boolean; approvalTimeout?: string; detach?: boolean }) => {
+        checkName('app', app);
+        checkName('env', opts.env);
+        if (!isValidVersion(opts.version)) throw new Error(`version "${opts.version}" is not a valid image tag`);
+        if (!Number.isInteger(opts.batch) || opts.batch < 1) throw new Error('--batch must be a whole number ≥ 1');
+        const handle = await rc.startRollingUpdate({
+          app,
+          env: opts.env,
+          version: opts.version,
+          batchSize: opts.batch,
+          ...(opts.canary !== undefined ? { canary: parseCanary(opts.canary) } : {}),
+          ...(opts.backup === false ? { backup: false } : {}),
+          ...(opts.approvalTimeout ? { approvalTimeout: opts.approvalTimeout } : {}),
+        });
+        console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})\n  UI: ${uiUrl(rc, handle.workflowId)}`);
+        return opts.detach ? 0 : watch(rc, handle.workflowId);
+      }),
+    );
+
+  program
+    .command('rollback <app>')
+    .description('roll the whole fleet back (the rolling update machinery, no canary): to --to, or to the version before the running one')
+    .requiredOption('--env <env>')
+    .option('--to <version>', 'the version to go back to (default: recorded on the running containers)')
+    .option('--batch <n>', 'replicas replaced at a time', (v) => Number(v), 1)
+    .option('--detach', 'start and return; do not watch')
+    .action(
+      withClient(async (rc, app: string, opts: { env: string; to?: string; batch: number; detach?: boolean }) => {
+        checkName('app', app);
+        checkName('env', opts.env);
+        if (opts.to !== undefined && !isValidVersion(opts.to)) throw new Error(`version "${opts.to}" is not a valid image tag`);
+        const handle = await rc.startRollingUpdate({ app, env: opts.env, isRollback: true, batchSize: opts.batch, ...(opts.to ? { version: opts.to } : {}) });
+        console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})\n  UI: ${uiUrl(rc, handle.workflowId)}`);
+        return opts.detach ? 0 : watch(rc, handle.workflowId);
       }),
     );
 

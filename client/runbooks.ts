@@ -2,7 +2,7 @@
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { lockWorkflowId, runbookWorkflowId, type RunbookName } from '../common/naming';
 import { SA_APP, SA_AWAITING_APPROVAL, SA_ENV, SA_STEP } from '../common/search-attributes';
-import type { DecisionRecord, FirstDeployInput, LockHolder, NightlyBackupInput, RestoreBackupInput, RunbookStatus, RunbookTarget } from '../common/types';
+import type { DecisionRecord, FirstDeployInput, LockHolder, NightlyBackupInput, RestoreBackupInput, RollingUpdateInput, RunbookStatus, RunbookTarget } from '../common/types';
 import { decideUpdate, lockHolderQuery, releaseLockSignal, rejectSignal, approveSignal, statusQuery } from '../workflows/lib/definitions';
 import { connectionSettings, type ConnectionSettings } from './connection';
 
@@ -59,6 +59,11 @@ export class RunbookClient {
   startFirstDeploy(input: FirstDeployInput): Promise<WorkflowHandleWithFirstExecutionRunId> {
     const what = input.dryRun ? 'Dry run of first deploy' : 'First deploy';
     return this.start('firstDeploy', { ...input }, `${what} of ${input.app} ${input.version ?? '(inventory version)'} to ${input.env}`);
+  }
+
+  startRollingUpdate(input: RollingUpdateInput): Promise<WorkflowHandleWithFirstExecutionRunId> {
+    const what = input.isRollback ? `Rollback of ${input.app}/${input.env} to ${input.version ?? 'the previous version'}` : `Rolling update of ${input.app}/${input.env} to ${input.version}`;
+    return this.start('rollingUpdate', { ...input }, what);
   }
 
   /** One backup night now, outside the schedule (same workflow, same retention). */

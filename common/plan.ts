@@ -12,7 +12,7 @@ import {
   volumeName,
   webContainerName,
 } from './naming';
-import type { BackupPlan, BackupPolicy, ContainerSpec, DatabaseTarget, DeployPlan, FirstDeployInput, HostSpec, PreflightRequest, ReplicaPlan, RunbookTarget, StorageSpec } from './types';
+import type { BackupPlan, BackupPolicy, ContainerSpec, DatabaseTarget, DeployPlan, FirstDeployInput, FleetContainer, HostSpec, PreflightRequest, ReplicaPlan, RollingUpdateInput, RunbookTarget, StorageSpec, UpdatePlan } from './types';
 
 /** Bad input: the runbook stops before any side effect. */
 export class PlanError extends Error {
@@ -42,6 +42,28 @@ export function findTarget(inventory: Inventory, target: RunbookTarget) {
   return { app, env };
 }
 
+/** A container of the app's own image (a replica, or the one-off migration). */
+export function appContainerSpec(
+  app: Inventory['apps'][string],
+  o: { app: string; env: string; version: string; name: string; role: 'web' | 'migrate'; labels: Record<string, string>; restart: boolean },
+): ContainerSpec {
+  return {
+    name: o.name,
+    image: `${app.image}:${o.version}`,
+    role: o.role,
+    labels: labelsFor(o.app, o.env, o.role, { [LABEL.version]: o.version, ...o.labels }),
+    env: { APP_ENV: o.env },
+    envFiles: app.envFile ? [{ path: app.envFile.path, required: app.envFile.required }] : [],
+    network: networkName(o.app, o.env),
+    aliases: [],
+    volumes: [],
+    binds: app.secretFiles.map((s) => ({ source: s.path, target: s.target, readOnly: true })),
+    ports: [],
+    stopTimeoutSeconds: app.stopTimeoutSeconds,
+    restart: o.restart,
+  };
+}
+
 export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, runId: string): DeployPlan {
   const { app: appName, env: envName } = input;
   const { app, env } = findTarget(inventory, input);
@@ -56,22 +78,8 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
   const runLabel = { [LABEL.runId]: runId };
   const appEnvFiles = app.envFile ? [{ path: app.envFile.path, required: app.envFile.required }] : [];
 
-  /** A container of the app's own image (a replica, or the one-off migration). */
-  const appContainer = (name: string, role: 'web' | 'migrate', labels: Record<string, string>, restart: boolean): ContainerSpec => ({
-    name,
-    image,
-    role,
-    labels: labelsFor(appName, envName, role, { ...runLabel, [LABEL.version]: version, ...labels }),
-    env: { APP_ENV: envName },
-    envFiles: appEnvFiles,
-    network,
-    aliases: [],
-    volumes: [],
-    binds: app.secretFiles.map((s) => ({ source: s.path, target: s.target, readOnly: true })),
-    ports: [],
-    stopTimeoutSeconds: app.stopTimeoutSeconds,
-    restart,
-  });
+  const appContainer = (name: string, role: 'web' | 'migrate', labels: Record<string, string>, restart: boolean): ContainerSpec =>
+    appContainerSpec(app, { app: appName, env: envName, version, name, role, labels: { ...runLabel, ...labels }, restart });
 
   const dependencies = app.dependencies.map((dep) => ({
     name: dep.name,
@@ -253,4 +261,104 @@ export function buildBackupPlan(inventory: Inventory, target: RunbookTarget): Ba
       helperImage: backup.helperImage,
     },
   };
+}
+
+/** The container of replica `index` at `version` during rolling updates: `<app>-<env>-web-<n>-<version>`. */
+export const versionedWebContainerName = (app: string, env: string, index: number, version: string): string => `${webContainerName(app, env, index)}-${version}`;
+
+/**
+ * The rolling update plan: every replica slot with the container serving it now (from the fleet's
+ * labels), the container of the target version and the one to roll back to. The running version
+ * must be one version across the fleet (the recorded rollback target), unless this is a rollback.
+ */
+export function buildUpdatePlan(inventory: Inventory, input: RollingUpdateInput, fleet: FleetContainer[], runId: string): UpdatePlan {
+  const { app: appName, env: envName } = input;
+  const { app, env } = findTarget(inventory, input);
+  const hosts = env.hosts.map((h) => hostSpec(inventory, h));
+  const running = fleet.filter((c) => c.state === 'running');
+  if (running.length === 0) throw new PlanError(`${appName}/${envName} has no running replica: deploy it first (runbook deploy ${appName} --env ${envName})`);
+  let version = input.version;
+  if (version === undefined) {
+    const previous = [...new Set(running.map((c) => c.previousVersion))];
+    if (!input.isRollback || previous.length !== 1 || previous[0] === undefined) {
+      throw new PlanError(`no version given${input.isRollback ? ' and the running containers do not record one previous version: say which (--to <version>)' : ''}`);
+    }
+    version = previous[0];
+  }
+  if (!isValidVersion(version)) throw new PlanError(`version "${version}" is not a valid image tag`);
+  input = { ...input, version };
+  const target = version;
+
+  const slots: { index: number; host: string; current?: FleetContainer }[] = [];
+  hosts.forEach((host, h) => {
+    for (let r = 0; r < env.replicas; r++) {
+      const index = h * env.replicas + r + 1;
+      // several for one replica (an interrupted run): prefer the one of the target version, else any
+      const candidates = running.filter((c) => c.host === host.name && c.replica === index);
+      const current = candidates.find((c) => c.version === target) ?? candidates[0];
+      slots.push({ index, host: host.name, current });
+    }
+  });
+  const versions = [...new Set(slots.flatMap((s) => (s.current ? [s.current.version] : [])))];
+  let fromVersion: string;
+  if (versions.length === 1) fromVersion = versions[0];
+  else if (input.isRollback) fromVersion = versions.find((v) => v !== target) ?? target;
+  else {
+    const list = slots.map((s) => `${s.current?.name ?? `replica ${s.index} missing`}${s.current ? ` ${s.current.version}` : ''}`).join(', ');
+    throw new PlanError(`${appName}/${envName} runs mixed versions (${list}): bring it to one version first (runbook rollback ${appName} --env ${envName} --to <version>)`);
+  }
+  const spec = (index: number, version: string, labels: Record<string, string>) =>
+    appContainerSpec(app, {
+      app: appName,
+      env: envName,
+      version,
+      name: versionedWebContainerName(appName, envName, index, version),
+      role: 'web',
+      labels: { [LABEL.runId]: runId, 'runbook.replica': String(index), ...labels },
+      restart: true,
+    });
+  const chosen = new Set(slots.flatMap((s) => (s.current ? [`${s.host}/${s.current.name}`] : [])));
+  const replicaIndexes = new Set(slots.map((s) => s.index));
+  return {
+    app: appName,
+    env: envName,
+    version: target,
+    image: `${app.image}:${target}`,
+    fromVersion,
+    hosts,
+    slots: slots.map((s) => ({
+      index: s.index,
+      host: s.host,
+      ...(s.current ? { current: { name: s.current.name, version: s.current.version } } : {}),
+      next: spec(s.index, target, { 'runbook.previous-version': fromVersion }),
+      rollback: spec(s.index, fromVersion, s.current?.previousVersion ? { 'runbook.previous-version': s.current.previousVersion } : {}),
+    })),
+    proxies: hosts.map((h) => ({ host: h.name, container: proxyContainerName(appName, envName), url: `http://${h.address}:${env.proxy.hostPort}` })),
+    appPort: app.port,
+    ...(env.proxy.domain ? { serverName: env.proxy.domain } : {}),
+    healthTimeoutSeconds: app.healthCheck.timeoutSeconds,
+    stopTimeoutSeconds: app.stopTimeoutSeconds,
+    smokeTest: {
+      path: app.smokeTest.path,
+      expectStatus: app.smokeTest.expectStatus,
+      ...(app.smokeTest.expectBody !== undefined ? { expectBody: app.smokeTest.expectBody } : {}),
+      ...(env.proxy.domain ? { hostHeader: env.proxy.domain } : {}),
+    },
+    healthPath: app.healthCheck.path,
+    backup: input.backup ?? (app.backup !== undefined && !input.isRollback),
+    approvals: { approvers: env.approvers, minApprovals: env.minApprovals },
+    unchanged: slots.every((s) => s.current?.version === target) && fleet.every((c) => chosen.has(`${c.host}/${c.name}`)),
+    // web containers that are not the current one of a replica, or of a replica that no longer exists
+    strays: fleet.filter((c) => !chosen.has(`${c.host}/${c.name}`) || !replicaIndexes.has(c.replica)).map((c) => ({ host: c.host, name: c.name })),
+  };
+}
+
+/** The proxy config of one host, from the container now serving each of its replicas. */
+export function hostProxyConfig(plan: UpdatePlan, host: string, live: Record<number, string>): string {
+  return renderProxyConfig({
+    app: plan.app,
+    env: plan.env,
+    upstreams: plan.slots.filter((s) => s.host === host && live[s.index] !== undefined).map((s) => `${live[s.index]}:${plan.appPort}`),
+    ...(plan.serverName ? { serverName: plan.serverName } : {}),
+  });
 }

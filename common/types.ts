@@ -207,7 +207,7 @@ export interface GateResult {
   by: string[];
 }
 
-export type RunbookPhase = 'planning' | 'preflight' | 'running' | 'awaiting-approval' | 'cleaning-up' | 'succeeded' | 'failed';
+export type RunbookPhase = 'planning' | 'preflight' | 'running' | 'awaiting-approval' | 'cleaning-up' | 'rolling-back' | 'succeeded' | 'failed';
 
 export interface StepRecord {
   step: string;
@@ -314,4 +314,83 @@ export interface RestoreBackupInput extends RunbookTarget {
   approvalTimeout?: string;
   /** Keep the pre-restore copy of the database instead of dropping it after success. */
   keepPrevious?: boolean;
+}
+
+// ---- rolling update ----
+
+/** A web container found on a host (the fleet as it runs, read from labels). */
+export interface FleetContainer {
+  host: string;
+  name: string;
+  replica: number;
+  version: string;
+  image: string;
+  state: string;
+  /** The version this one replaced (label runbook.previous-version): the default rollback target. */
+  previousVersion?: string;
+}
+
+export type CanaryMode = 'none' | 'approve' | { bake: string };
+
+export interface RollingUpdateInput extends RunbookTarget {
+  /** The target version; a rollback without it goes to the version before the running one (label runbook.previous-version). */
+  version?: string;
+  /** Replicas replaced at a time, across hosts (default 1). */
+  batchSize?: number;
+  /** After the first batch: "approve" (a gate), { bake: "10m" } (health/error-rate watch), or "none" (default). */
+  canary?: CanaryMode;
+  /** Take a backup first (a child nightlyBackup, no pruning). Default: true when the app has a backup section. */
+  backup?: boolean;
+  approvalTimeout?: string;
+  /** Wait between switching the proxy and stopping the old container (in-flight requests finish). Default "3s". */
+  drainDelay?: string;
+  /** Bake: how often the proxies are probed (default "5s") and the error rate that fails it (default 0.01). */
+  bakeInterval?: string;
+  maxErrorRate?: number;
+  /** Set by `runbook rollback`: the update is a rollback (no canary, no backup unless asked). */
+  isRollback?: boolean;
+}
+
+export interface SlotPlan {
+  index: number;
+  host: string;
+  /** The container serving this replica now (undefined: the replica is missing and is created). */
+  current?: { name: string; version: string };
+  /** The container of the target version. */
+  next: ContainerSpec;
+  /** The container of the recorded version, if the slot must be rolled back. */
+  rollback: ContainerSpec;
+}
+
+export interface UpdatePlan {
+  app: string;
+  env: string;
+  version: string;
+  image: string;
+  /** The version running before the update (the rollback target), read from the containers' labels. */
+  fromVersion: string;
+  hosts: HostSpec[];
+  slots: SlotPlan[];
+  proxies: { host: string; container: string; url: string }[];
+  appPort: number;
+  serverName?: string;
+  healthTimeoutSeconds: number;
+  stopTimeoutSeconds: number;
+  smokeTest: { path: string; expectStatus: number; expectBody?: string; hostHeader?: string };
+  healthPath: string;
+  backup: boolean;
+  approvals: ApprovalPolicy;
+  /** Every replica already runs the version: nothing to do. */
+  unchanged: boolean;
+  /** Web containers found that are not the current one of any replica (left by an interrupted run); removed at the end. */
+  strays: { host: string; name: string }[];
+}
+
+export interface RollingUpdateResult {
+  app: string;
+  env: string;
+  version: string;
+  fromVersion: string;
+  unchanged: boolean;
+  replicas: { host: string; index: number; container: string }[];
 }

@@ -3,3 +3,4 @@ export { firstDeploy } from './firstDeploy';
 export { appLock } from './lock';
 export { nightlyBackup } from './nightlyBackup';
 export { restoreBackup } from './restoreBackup';
+export { rollingUpdate } from './rollingUpdate';

@@ -1,0 +1,264 @@
+// rollingUpdate on the time-skipping server with mocked activities over a simulated two-host fleet:
+// start-before-stop order, canary approve / reject / timeout, bake pass / fail, failure in the first
+// and in the last batch (everything switched goes back), no-op, unknown tag, mixed fleet.
+import { randomUUID } from 'node:crypto';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { parseInventory } from '../../common/inventory';
+import { buildUpdatePlan } from '../../common/plan';
+import type { ContainerSpec, FleetContainer, RollingUpdateInput, RollingUpdateResult, RunbookStatus } from '../../common/types';
+import { approveSignal, rejectSignal, statusQuery } from '../../workflows/lib/definitions';
+import { mockActivities, TEST_INVENTORY_YAML, type MockActivities } from '../helpers/mock-activities';
+import { testWorker, timeSkippingEnv, workflowBundle } from '../helpers/workflow-env';
+
+jest.setTimeout(120_000);
+
+let env: TestWorkflowEnvironment;
+beforeAll(async () => {
+  env = await timeSkippingEnv();
+  await workflowBundle();
+});
+afterAll(async () => {
+  await env?.teardown();
+});
+
+const inventory = parseInventory(TEST_INVENTORY_YAML);
+
+/** Containers per host, as the engines would hold them; the proxies' upstreams per host. */
+class FakeFleet {
+  readonly containers = new Map<string, { host: string; version: string; replica: number; running: boolean }>();
+  readonly upstreams = new Map<string, string[]>();
+  readonly events: string[] = [];
+  unhealthy = new Set<string>(); // container names whose health check fails
+
+  constructor(version = 'v1', hosts = ['one', 'two']) {
+    hosts.forEach((host, i) => this.containers.set(`shop-production-web-${i + 1}`, { host, version, replica: i + 1, running: true }));
+  }
+
+  fleet(): FleetContainer[] {
+    return [...this.containers].map(([name, c]) => ({ host: c.host, name, replica: c.replica, version: c.version, image: `reg:5000/shop:${c.version}`, state: c.running ? 'running' : 'exited' }));
+  }
+
+  versions(): string[] {
+    return [...this.containers.values()].sort((a, b) => a.replica - b.replica).map((c) => `${c.host}:${c.replica}:${c.version}`);
+  }
+
+  activities(over: Record<string, (...args: any[]) => Promise<unknown>> = {}) {
+    return {
+      resolveUpdatePlan: async (input: RollingUpdateInput) => {
+        try {
+          return buildUpdatePlan(inventory, input, this.fleet(), 'run-test');
+        } catch (err) {
+          throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidInput');
+        }
+      },
+      pullImage: async (req: { image: string }) => ({ image: req.image, id: 'sha256:1' }),
+      ensureContainer: async (req: { host: { name: string }; spec: ContainerSpec }) => {
+        this.events.push(`start ${req.spec.name}`);
+        this.containers.set(req.spec.name, { host: req.host.name, version: req.spec.labels['runbook.version'], replica: Number(req.spec.labels['runbook.replica']), running: true });
+        return { name: req.spec.name, id: `id-${req.spec.name}`, created: true };
+      },
+      waitHealthy: async (req: { container: string }) => {
+        if (this.unhealthy.has(req.container)) throw ApplicationFailure.nonRetryable(`container ${req.container} is unhealthy: health log: exit 1: HTTP 500`, 'ContainerUnhealthy');
+        return { container: req.container, health: 'healthy', seconds: 1 };
+      },
+      configureProxy: async (req: { host: { name: string }; config: string }) => {
+        const ups = [...req.config.matchAll(/server (\S+):8080/g)].map((m) => m[1]);
+        this.events.push(`proxy ${req.host.name} → ${ups.join(',')}`);
+        this.upstreams.set(req.host.name, ups);
+        return { changed: true };
+      },
+      removeContainers: async (req: { host: { name: string }; names: string[] }) => {
+        for (const n of req.names) {
+          if (this.containers.delete(n)) this.events.push(`remove ${n}`);
+        }
+        return { host: req.host.name, removed: req.names };
+      },
+      smokeTest: async (req: { url: string; expectBody?: string }) => ({ url: req.url, status: 200, body: req.expectBody ?? '' }),
+      probeUrls: async (req: { urls: string[] }) => ({ ok: req.urls.length, failed: 0, errors: [] }),
+      ...over,
+    };
+  }
+}
+
+async function run<T>(mocks: MockActivities, fn: (start: (input: Partial<RollingUpdateInput>) => Promise<WorkflowHandle>) => Promise<T>): Promise<T> {
+  const taskQueue = `test-${randomUUID()}`;
+  const worker = await testWorker(env, taskQueue, mocks.activities);
+  return worker.runUntil(
+    fn((input) => env.client.workflow.start('rollingUpdate', { taskQueue, workflowId: `rollingUpdate/shop/production/${randomUUID()}`, args: [{ app: 'shop', env: 'production', version: 'v2', backup: false, drainDelay: '1s', ...input }] })),
+  );
+}
+
+async function failureOf(handle: WorkflowHandle): Promise<ApplicationFailure> {
+  const err = await handle.result().then(
+    () => undefined,
+    (e) => e,
+  );
+  expect(err).toBeInstanceOf(WorkflowFailedError);
+  return (err as WorkflowFailedError).cause as ApplicationFailure;
+}
+
+async function waitForGate(handle: WorkflowHandle, gate: string): Promise<RunbookStatus> {
+  for (let i = 0; i < 400; i++) {
+    const st = await handle.query(statusQuery);
+    if (st.pendingGates.some((g) => g.gate === gate)) return st;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`gate ${gate} never opened`);
+}
+
+describe('rollingUpdate', () => {
+  it('v1 → v2 on two hosts, one replica at a time: start, healthy, switch the proxy, then stop the old', async () => {
+    const fleet = new FakeFleet();
+    const mocks = mockActivities(fleet.activities());
+    const r = (await run(mocks, async (start) => (await start({})).result())) as RollingUpdateResult;
+    expect(r).toMatchObject({ version: 'v2', fromVersion: 'v1', unchanged: false });
+    expect(r.replicas).toEqual([
+      { host: 'one', index: 1, container: 'shop-production-web-1-v2' },
+      { host: 'two', index: 2, container: 'shop-production-web-2-v2' },
+    ]);
+    expect(fleet.versions()).toEqual(['one:1:v2', 'two:2:v2']);
+    expect(fleet.events).toEqual([
+      'start shop-production-web-1-v2',
+      'proxy one → shop-production-web-1-v2',
+      'remove shop-production-web-1',
+      'start shop-production-web-2-v2',
+      'proxy two → shop-production-web-2-v2',
+      'remove shop-production-web-2',
+    ]);
+    const order = mocks.calls.map((c) => c.name);
+    expect(order.indexOf('pullImage')).toBeLessThan(order.indexOf('ensureContainer'));
+    expect(order.at(-1)).toBe('releaseLock');
+  });
+
+  it('takes a backup first, as a child nightlyBackup that prunes nothing', async () => {
+    const fleet = new FakeFleet();
+    const manifest = { file: 'shop-production-main-x.sql.zst', sizeBytes: 1, durationMs: 1 };
+    const mocks = mockActivities(
+      fleet.activities({
+        backupDatabase: async () => manifest,
+        drillRestore: async () => ({ file: manifest.file, tables: 1, rows: 1, durationMs: 1, scratchDatabase: 's' }),
+        archiveVolume: async () => ({ file: 'v', sizeBytes: 1, sha256: '0' }),
+        archiveConfig: async () => ({ file: 'c', sizeBytes: 1, sha256: '0' }),
+      }),
+    );
+    await run(mocks, async (start) => (await start({ backup: true })).result());
+    const order = mocks.calls.map((c) => c.name);
+    expect(order.indexOf('backupDatabase')).toBeLessThan(order.indexOf('pullImage'));
+    expect(order.indexOf('drillRestore')).toBeLessThan(order.indexOf('pullImage'));
+    expect(order).not.toContain('listBackups');
+    expect(fleet.versions()).toEqual(['one:1:v2', 'two:2:v2']);
+  });
+
+  it('the version already running: a no-op that touches nothing', async () => {
+    const fleet = new FakeFleet('v2');
+    const mocks = mockActivities(fleet.activities());
+    const r = (await run(mocks, async (start) => (await start({})).result())) as RollingUpdateResult;
+    expect(r.unchanged).toBe(true);
+    expect(mocks.calls.map((c) => c.name)).toEqual(['resolveUpdatePlan']);
+  });
+
+  it('an unknown tag fails at the pull, before anything changes', async () => {
+    const fleet = new FakeFleet();
+    const mocks = mockActivities(fleet.activities({ pullImage: async () => { throw ApplicationFailure.nonRetryable('image reg:5000/shop:v9 not found in the registry', 'ImageNotFound'); } }));
+    const f = await run(mocks, async (start) => failureOf(await start({ version: 'v9' })));
+    expect(f.type).toBe('ImageNotFound');
+    expect(f.message).toBe('image reg:5000/shop:v9 not found in the registry\nnothing was changed: every replica still runs v1');
+    expect(fleet.events).toEqual([]);
+  });
+
+  it('a mixed fleet is refused with what runs where', async () => {
+    const fleet = new FakeFleet();
+    fleet.containers.get('shop-production-web-2')!.version = 'v3';
+    const mocks = mockActivities(fleet.activities());
+    const f = await run(mocks, async (start) => failureOf(await start({})));
+    expect(f.message).toMatch(/runs mixed versions \(shop-production-web-1 v1, shop-production-web-2 v3\)/);
+  });
+
+  it('failure in the first batch: the unhealthy new container goes, nothing was switched', async () => {
+    const fleet = new FakeFleet();
+    fleet.unhealthy.add('shop-production-web-1-v2');
+    const mocks = mockActivities(fleet.activities());
+    const f = await run(mocks, async (start) => failureOf(await start({})));
+    expect(f.type).toBe('ContainerUnhealthy');
+    expect(f.message).toMatch(/is unhealthy: health log[\s\S]*nothing had been switched; every replica still runs v1/);
+    expect(fleet.versions()).toEqual(['one:1:v1', 'two:2:v1']);
+    expect(mocks.called('configureProxy')).toBe(0);
+  });
+
+  it('failure in the last batch: the first batch is rolled back to v1, start-before-stop, on its host', async () => {
+    const fleet = new FakeFleet();
+    fleet.unhealthy.add('shop-production-web-2-v2');
+    const mocks = mockActivities(fleet.activities());
+    const f = await run(mocks, async (start) => failureOf(await start({})));
+    expect(f.message).toMatch(/shop-production-web-2-v2 is unhealthy[\s\S]*rolled back 1 replica\(s\) on one to v1; every replica runs v1 and serves/);
+    expect(fleet.versions()).toEqual(['one:1:v1', 'two:2:v1']);
+    expect(fleet.upstreams.get('one')).toEqual(['shop-production-web-1-v1']);
+    const rollbackEvents = fleet.events.slice(fleet.events.indexOf('remove shop-production-web-2-v2') + 1);
+    expect(rollbackEvents).toEqual(['start shop-production-web-1-v1', 'proxy one → shop-production-web-1-v1', 'remove shop-production-web-1-v2']);
+  });
+
+  it('canary approved: the second batch follows', async () => {
+    const fleet = new FakeFleet();
+    const mocks = mockActivities(fleet.activities());
+    await run(mocks, async (start) => {
+      const h = await start({ canary: 'approve' });
+      const st = await waitForGate(h, 'canary');
+      expect(fleet.versions()).toEqual(['one:1:v2', 'two:2:v1']); // the first batch only
+      expect(st.pendingGates[0].minApprovals).toBe(2);
+      await h.signal(approveSignal, { gate: 'canary', by: 'alice' });
+      await h.signal(approveSignal, { gate: 'canary', by: 'bob' });
+      await h.result();
+    });
+    expect(fleet.versions()).toEqual(['one:1:v2', 'two:2:v2']);
+  });
+
+  it('canary rejected: the first batch is rolled back and the runbook fails with the reason', async () => {
+    const fleet = new FakeFleet();
+    const mocks = mockActivities(fleet.activities());
+    const f = await run(mocks, async (start) => {
+      const h = await start({ canary: 'approve' });
+      await waitForGate(h, 'canary');
+      await h.signal(rejectSignal, { gate: 'canary', by: 'carol', comment: 'error rate up' });
+      return failureOf(h);
+    });
+    expect(f.type).toBe('CanaryRejected');
+    expect(f.message).toMatch(/canary rejected by carol\nrolled back 1 replica\(s\) on one to v1/);
+    expect(fleet.versions()).toEqual(['one:1:v1', 'two:2:v1']);
+  });
+
+  it('canary approval timing out: the safe default rolls back', async () => {
+    const fleet = new FakeFleet();
+    const mocks = mockActivities(fleet.activities());
+    const f = await run(mocks, async (start) => failureOf(await start({ canary: 'approve', approvalTimeout: '1h' })));
+    expect(f.type).toBe('CanaryTimedOut');
+    expect(fleet.versions()).toEqual(['one:1:v1', 'two:2:v1']);
+  });
+
+  it('bake passes: probes through every proxy for the bake time, then the rest follows', async () => {
+    const fleet = new FakeFleet();
+    const mocks = mockActivities(fleet.activities());
+    await run(mocks, async (start) => (await start({ canary: { bake: '10m' }, bakeInterval: '30s' })).result());
+    expect(mocks.called('probeUrls')).toBe(20);
+    expect(fleet.versions()).toEqual(['one:1:v2', 'two:2:v2']);
+  });
+
+  it('bake fails on the error rate: rolled back', async () => {
+    const fleet = new FakeFleet();
+    let n = 0;
+    const mocks = mockActivities(fleet.activities({ probeUrls: async (req: { urls: string[] }) => (++n % 4 === 0 ? { ok: 1, failed: 1, errors: [`${req.urls[0]}: HTTP 502`] } : { ok: 2, failed: 0, errors: [] }) }));
+    const f = await run(mocks, async (start) => failureOf(await start({ canary: { bake: '10m' }, bakeInterval: '30s' })));
+    expect(f.type).toBe('CanaryBakeFailed');
+    expect(f.message).toMatch(/canary bake failed: 5 of 40 probes failed \(12\.5 % > 1\.0 %\): .*HTTP 502/);
+    expect(fleet.versions()).toEqual(['one:1:v1', 'two:2:v1']);
+  });
+
+  it('bad input is refused before the plan', async () => {
+    const fleet = new FakeFleet();
+    const mocks = mockActivities(fleet.activities());
+    const f = await run(mocks, async (start) => failureOf(await start({ version: 'v2 beta', canary: 'maybe' as never })));
+    expect(f.type).toBe('InvalidInput');
+    expect(mocks.calls).toEqual([]);
+  });
+});

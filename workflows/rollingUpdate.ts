@@ -1,0 +1,265 @@
+// Runbook 3: rolling update (seeds 000 "Watchtower"/"Rollback", 003 "update.sh", 004 "Scaling").
+// Plan (the running version, read from labels, is the rollback target) → lock → backup first (child
+// nightlyBackup, no pruning) → pull on every host (an unknown tag stops everything before any
+// change) → per batch: start the new containers beside the old, wait healthy, switch each host's
+// proxy (graceful reload), let in-flight requests drain, stop and remove the old → canary after the
+// first batch (approval gate or bake) → verify through every proxy. Any failure rolls every
+// replica already switched back to the recorded version, on every host, the same start-before-stop way.
+import { ActivityFailure, ApplicationFailure, CancellationScope, executeChild, proxyActivities, sleep, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { parseDuration } from '../common/duration';
+import { isValidVersion } from '../common/naming';
+import { hostProxyConfig } from '../common/plan';
+import type { ContainerSpec, HostSpec, RollingUpdateInput, RollingUpdateResult, SlotPlan, UpdatePlan } from '../common/types';
+import { rootFailure, validateTarget, withLock } from './firstDeploy';
+import { approvalTimeoutMs, errorMessage, Runbook } from './lib/runbook';
+import { nightlyBackup } from './nightlyBackup';
+
+const retry: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 6 };
+const quick = proxyActivities<Activities>({ startToCloseTimeout: '2 minutes', retry });
+const waiting = proxyActivities<Activities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds', retry });
+
+const DEFAULTS = { drainDelay: '3s', bakeInterval: '5s', maxErrorRate: 0.01 };
+
+function invalid(problem: string): never {
+  throw ApplicationFailure.nonRetryable(`invalid input: ${problem}`, 'InvalidInput');
+}
+
+export function validateUpdateInput(input: RollingUpdateInput): { drainMs: number; bakeMs?: number; bakeIntervalMs: number } {
+  validateTarget(input);
+  if (input.version === undefined ? !input.isRollback : typeof input.version !== 'string' || !isValidVersion(input.version)) invalid('"version" must be an image tag, e.g. "v2"');
+  if (input.isRollback !== undefined && typeof input.isRollback !== 'boolean') invalid('"isRollback" must be true or false');
+  if (input.batchSize !== undefined && (!Number.isInteger(input.batchSize) || input.batchSize < 1)) invalid('"batchSize" must be a whole number ≥ 1');
+  if (input.backup !== undefined && typeof input.backup !== 'boolean') invalid('"backup" must be true or false');
+  if (input.maxErrorRate !== undefined && (typeof input.maxErrorRate !== 'number' || input.maxErrorRate < 0 || input.maxErrorRate >= 1)) invalid('"maxErrorRate" must be a number in [0, 1)');
+  const canary = input.canary ?? 'none';
+  if (canary !== 'none' && canary !== 'approve' && !(typeof canary === 'object' && canary !== null && typeof canary.bake === 'string')) invalid('"canary" must be "none", "approve" or {"bake": "10m"}');
+  const ms = (value: string, field: string) => {
+    try {
+      return parseDuration(value, field);
+    } catch (err) {
+      return invalid(errorMessage(err));
+    }
+  };
+  return {
+    drainMs: ms(input.drainDelay ?? DEFAULTS.drainDelay, 'drainDelay'),
+    bakeIntervalMs: Math.max(1000, ms(input.bakeInterval ?? DEFAULTS.bakeInterval, 'bakeInterval')),
+    ...(typeof canary === 'object' ? { bakeMs: ms(canary.bake, 'canary.bake') } : {}),
+  };
+}
+
+export async function rollingUpdate(input: RollingUpdateInput): Promise<RollingUpdateResult> {
+  const timing = validateUpdateInput(input);
+  approvalTimeoutMs(input.approvalTimeout);
+  const rb = new Runbook(input.isRollback ? 'rollback' : 'rollingUpdate', { app: input.app, env: input.env });
+  try {
+    const plan = await rb.step('plan', () => quick.resolveUpdatePlan(input));
+    const result = (live: Record<number, string>): RollingUpdateResult => ({
+      app: plan.app,
+      env: plan.env,
+      version: plan.version,
+      fromVersion: plan.fromVersion,
+      unchanged: plan.unchanged,
+      replicas: plan.slots.map((s) => ({ host: s.host, index: s.index, container: live[s.index] })),
+    });
+    if (plan.unchanged) {
+      rb.finish('succeeded');
+      return result(Object.fromEntries(plan.slots.map((s) => [s.index, s.current!.name])));
+    }
+    rb.setPhase('running');
+    const live = await withLock(rb, plan, () => update(rb, plan, input, timing));
+    rb.finish('succeeded');
+    return result(live);
+  } catch (err) {
+    const failure = rootFailure(err);
+    rb.finish('failed', failure);
+    throw failure;
+  }
+}
+
+/** The fleet as the proxies see it: which container serves each replica, kept in workflow state. */
+class Fleet {
+  readonly live: Record<number, string> = {};
+  constructor(
+    readonly rb: Runbook,
+    readonly plan: UpdatePlan,
+    private readonly drainMs: number,
+  ) {
+    for (const s of plan.slots) if (s.current) this.live[s.index] = s.current.name;
+  }
+
+  host(name: string): HostSpec {
+    return this.plan.hosts.find((h) => h.name === name)!;
+  }
+
+  /**
+   * Start-before-stop for a batch: the new containers start beside the old ones and must be healthy
+   * (if not, they are removed and nothing else changed); then each touched host's proxy switches to
+   * them (graceful reload); after the drain delay the old containers stop (SIGTERM, grace period) and go.
+   */
+  async replace(label: string, batch: SlotPlan[], specOf: (s: SlotPlan) => ContainerSpec): Promise<void> {
+    const plan = this.plan;
+    const todo = batch.filter((s) => this.live[s.index] !== specOf(s).name);
+    if (todo.length === 0) return;
+    await this.rb.step(`${label}: start`, () =>
+      Promise.all(todo.map((s) => waiting.ensureContainer.executeWithOptions({ summary: `start ${specOf(s).name} on ${s.host}` }, [{ host: this.host(s.host), spec: specOf(s) }]))),
+    );
+    try {
+      await this.rb.step(`${label}: health`, () =>
+        Promise.all(todo.map((s) => waiting.waitHealthy({ host: this.host(s.host), container: specOf(s).name, timeoutSeconds: plan.healthTimeoutSeconds }))),
+      );
+    } catch (err) {
+      await CancellationScope.nonCancellable(() => this.removeEach(todo.map((s) => ({ host: s.host, name: specOf(s).name }))).catch(() => undefined));
+      throw err;
+    }
+    const old = todo.flatMap((s) => (this.live[s.index] ? [{ host: s.host, name: this.live[s.index] }] : []));
+    await this.rb.step(`${label}: switch proxy`, async () => {
+      for (const host of [...new Set(todo.map((s) => s.host))]) {
+        for (const s of todo.filter((t) => t.host === host)) this.live[s.index] = specOf(s).name;
+        const proxy = plan.proxies.find((p) => p.host === host)!;
+        await quick.configureProxy({ host: this.host(host), container: proxy.container, config: hostProxyConfig(plan, host, this.live) });
+      }
+    });
+    await sleep(this.drainMs);
+    await this.rb.step(`${label}: stop old`, () => this.removeEach(old));
+  }
+
+  async removeEach(containers: { host: string; name: string }[]): Promise<void> {
+    const byHost = new Map<string, string[]>();
+    for (const c of containers) byHost.set(c.host, [...(byHost.get(c.host) ?? []), c.name]);
+    await Promise.all([...byHost].map(([host, names]) => quick.removeContainers({ host: this.host(host), names, timeoutSeconds: this.plan.stopTimeoutSeconds })));
+  }
+
+  /** Replicas whose proxy no longer points at the recorded version. */
+  switched(): SlotPlan[] {
+    return this.plan.slots.filter((s) => this.live[s.index] !== undefined && this.live[s.index] !== s.rollback.name && this.live[s.index] !== s.current?.name);
+  }
+}
+
+async function update(rb: Runbook, plan: UpdatePlan, input: RollingUpdateInput, timing: { drainMs: number; bakeMs?: number; bakeIntervalMs: number }): Promise<Record<number, string>> {
+  const fleet = new Fleet(rb, plan, timing.drainMs);
+  if (plan.backup) {
+    const { runId } = workflowInfo();
+    await rb.step('backup', () =>
+      executeChild(nightlyBackup, {
+        workflowId: `nightlyBackup/${plan.app}/${plan.env}/before-update-${runId}`,
+        args: [{ app: plan.app, env: plan.env, skipPrune: true }],
+      }),
+    );
+  }
+  // An unknown tag fails here, on the first host that lacks it, before anything changed.
+  try {
+    await rb.step('pull', () => Promise.all(plan.hosts.map((h) => waiting.pullImage({ host: h, image: plan.image }))));
+  } catch (err) {
+    const cause = rootFailure(err);
+    throw ApplicationFailure.create({
+      message: `${errorMessage(cause)}\nnothing was changed: every replica still runs ${plan.fromVersion}`,
+      type: cause instanceof ApplicationFailure ? (cause.type ?? 'PullFailed') : 'PullFailed',
+      nonRetryable: true,
+    });
+  }
+
+  const batchSize = input.batchSize ?? 1;
+  const batches: SlotPlan[][] = [];
+  for (let i = 0; i < plan.slots.length; i += batchSize) batches.push(plan.slots.slice(i, i + batchSize));
+  try {
+    for (const [i, batch] of batches.entries()) {
+      await fleet.replace(`batch ${i + 1}/${batches.length}`, batch, (s) => s.next);
+      if (i === 0 && batches.length > 1) await canary(rb, plan, input, timing);
+    }
+    await rb.step('verify', () => verify(plan, plan.version));
+  } catch (err) {
+    rb.setPhase('rolling-back');
+    const outcome = await CancellationScope.nonCancellable(() => rollBack(rb, fleet));
+    const cause = rootFailure(err);
+    throw ApplicationFailure.create({
+      message: `${errorMessage(cause)}\n${outcome}`,
+      type: cause instanceof ApplicationFailure ? (cause.type ?? 'UpdateFailed') : 'UpdateFailed',
+      nonRetryable: true,
+      details: cause instanceof ApplicationFailure && cause.details?.length ? [...cause.details, { rollback: outcome }] : [{ rollback: outcome }],
+    });
+  }
+  await removeStrays(fleet);
+  return fleet.live;
+}
+
+/** After the first batch: a human approves, or the proxies are watched for the bake time. */
+async function canary(rb: Runbook, plan: UpdatePlan, input: RollingUpdateInput, timing: { bakeMs?: number; bakeIntervalMs: number }): Promise<void> {
+  const mode = input.canary ?? 'none';
+  if (mode === 'approve') {
+    const gate = await rb.gate('canary', `${plan.app} ${plan.version} (${plan.env}) runs on the first batch; approve to continue with the others, reject to roll back`, plan.approvals, input.approvalTimeout);
+    if (gate.outcome !== 'approved') {
+      throw ApplicationFailure.nonRetryable(
+        `canary ${gate.outcome === 'rejected' ? `rejected by ${gate.by.join(', ')}` : 'approval timed out (safe default: roll back)'}`,
+        gate.outcome === 'rejected' ? 'CanaryRejected' : 'CanaryTimedOut',
+      );
+    }
+  } else if (timing.bakeMs !== undefined) {
+    const bakeMs = timing.bakeMs;
+    await rb.step('canary bake', async () => {
+      const urls = plan.proxies.map((p) => `${p.url}${plan.healthPath}`);
+      let ok = 0;
+      let failed = 0;
+      const errors: string[] = [];
+      const until = Date.now() + bakeMs;
+      while (Date.now() < until) {
+        const r = await quick.probeUrls({ urls, ...(plan.smokeTest.hostHeader ? { hostHeader: plan.smokeTest.hostHeader } : {}) });
+        ok += r.ok;
+        failed += r.failed;
+        errors.push(...r.errors);
+        await sleep(timing.bakeIntervalMs);
+      }
+      const rate = failed / Math.max(1, ok + failed);
+      const max = input.maxErrorRate ?? DEFAULTS.maxErrorRate;
+      if (rate > max) {
+        throw ApplicationFailure.nonRetryable(`canary bake failed: ${failed} of ${ok + failed} probes failed (${(rate * 100).toFixed(1)} % > ${(max * 100).toFixed(1)} %): ${errors.slice(-3).join('; ')}`, 'CanaryBakeFailed');
+      }
+      return { probes: ok + failed, failed };
+    });
+  }
+}
+
+/** The smoke test through every host's proxy, expecting `version`. */
+async function verify(plan: UpdatePlan, version: string): Promise<void> {
+  await Promise.all(
+    plan.proxies.map((p) =>
+      waiting.smokeTest({
+        url: `${p.url}${plan.smokeTest.path}`,
+        expectStatus: plan.smokeTest.expectStatus,
+        ...(plan.smokeTest.expectBody !== undefined ? { expectBody: plan.smokeTest.expectBody.replace(/\{\{version\}\}/g, version) } : {}),
+        ...(plan.smokeTest.hostHeader ? { hostHeader: plan.smokeTest.hostHeader } : {}),
+      }),
+    ),
+  );
+}
+
+/** Every replica already switched goes back to the recorded version, start-before-stop. Returns what happened, for the error. */
+async function rollBack(rb: Runbook, fleet: Fleet): Promise<string> {
+  const plan = fleet.plan;
+  const switched = fleet.switched();
+  if (switched.length === 0) {
+    await removeStrays(fleet).catch(() => undefined);
+    return `rollback: nothing had been switched; every replica still runs ${plan.fromVersion}`;
+  }
+  try {
+    await fleet.replace('rollback', switched, (s) => s.rollback);
+    await rb.step('rollback: verify', () => verify(plan, plan.fromVersion));
+    await removeStrays(fleet);
+    return `rolled back ${switched.length} replica(s) on ${[...new Set(switched.map((s) => s.host))].join(', ')} to ${plan.fromVersion}; every replica runs ${plan.fromVersion} and serves`;
+  } catch (err) {
+    const where = plan.slots.map((s) => `${s.host}/${fleet.live[s.index] ?? 'none'}`).join(', ');
+    return `ROLLBACK FAILED: ${errorMessage(err instanceof ActivityFailure ? (err.cause ?? err) : err)}; the proxies now point at: ${where}`;
+  }
+}
+
+/** Web containers that serve no replica (the old ones of an interrupted run, the plan's strays) go. */
+async function removeStrays(fleet: Fleet): Promise<void> {
+  const plan = fleet.plan;
+  const keep = new Set(Object.values(fleet.live));
+  const extra = [
+    ...plan.strays,
+    ...plan.slots.flatMap((s) => [s.next.name, s.rollback.name, s.current?.name].filter((n): n is string => n !== undefined).map((name) => ({ host: s.host, name }))),
+  ].filter((c) => !keep.has(c.name));
+  const unique = [...new Map(extra.map((c) => [`${c.host}/${c.name}`, c])).values()];
+  if (unique.length) await fleet.rb.step('remove leftovers', () => fleet.removeEach(unique));
+}
