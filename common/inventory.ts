@@ -47,6 +47,8 @@ const sshSchema = z.strictObject({
 const hostSchema = z.strictObject({
   /** Address at which the worker reaches ports published on this host (default: ssh.address, or 127.0.0.1). */
   address: z.string().min(1).optional(),
+  /** Where this host's containers publish ports (the proxy); overrides the environment's proxy.bindAddress. */
+  bindAddress: z.string().min(1).optional(),
   ssh: sshSchema.optional(),
   docker: z.strictObject({ socketPath: absolutePath.default('/var/run/docker.sock') }).default({ socketPath: '/var/run/docker.sock' }),
   minFreeDiskMb: positiveInt.default(1024),
@@ -270,7 +272,7 @@ function crossReferenceProblems(inventory: Inventory): string[] {
       const at = `apps.${appName}.environments.${envName}`;
       env.hosts.forEach((host, i) => {
         if (!inventory.hosts[host]) problems.push(`${at}.hosts.${i}: unknown host "${host}" (known: ${Object.keys(inventory.hosts).join(', ') || 'none'})`);
-        const key = `${host}:${env.proxy.bindAddress}:${env.proxy.hostPort}`;
+        const key = `${host}:${inventory.hosts[host]?.bindAddress ?? env.proxy.bindAddress}:${env.proxy.hostPort}`;
         const other = portsByHost.get(key);
         if (other) problems.push(`${at}.proxy.hostPort: port ${env.proxy.hostPort} on host "${host}" is already used by ${other}`);
         else portsByHost.set(key, `${appName}/${envName}`);

@@ -31,6 +31,7 @@ export function hostSpec(inventory: Inventory, name: string): HostSpec {
     ...(host.ssh ? { ssh: { ...host.ssh } } : {}),
     dockerSocket: host.docker.socketPath,
     minFreeDiskMb: host.minFreeDiskMb,
+    ...(host.bindAddress ? { bindAddress: host.bindAddress } : {}),
   };
 }
 
@@ -134,7 +135,7 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
       aliases: [],
       volumes: [],
       binds: [],
-      ports: [{ hostIp: env.proxy.bindAddress, hostPort: env.proxy.hostPort, containerPort: 80 }],
+      ports: [{ hostIp: host.bindAddress ?? env.proxy.bindAddress, hostPort: env.proxy.hostPort, containerPort: 80 }],
       stopTimeoutSeconds: app.stopTimeoutSeconds,
       restart: true,
     },
@@ -172,7 +173,7 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
     secretFiles: hosts.flatMap((h) => app.secretFiles.map((s) => ({ host: h.name, path: s.path }))),
     portsToCheck: hosts.map((h) => ({
       host: h.name,
-      bindAddress: env.proxy.bindAddress,
+      bindAddress: h.bindAddress ?? env.proxy.bindAddress,
       port: env.proxy.hostPort,
       owner: proxyContainerName(appName, envName),
     })),

@@ -36,6 +36,8 @@ export interface HostSpec {
   ssh?: SshSpec;
   dockerSocket: string;
   minFreeDiskMb: number;
+  /** Where containers publish ports on this host, when the host says (else the environment's proxy.bindAddress). */
+  bindAddress?: string;
 }
 
 /** Where a PostgreSQL database lives: in a container on a host (reached by Docker exec) or a server by address. */
