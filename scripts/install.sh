@@ -14,6 +14,7 @@ APT_PACKAGES=(
   openssh-server openssh-client
   docker-registry      # local registry on 127.0.0.1:5000
   iproute2 curl ca-certificates procps util-linux
+  socat                # host 2 (scripts/host2.sh): the registry forwarded into its network namespace
   postgresql-client    # psql / pg_isready for checks
   postgresql-15        # a plain PostgreSQL server for the backup tests (scripts/pg-server.sh)
   zstd                 # backup compression on the worker (activities/backup.ts)

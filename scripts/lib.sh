@@ -30,6 +30,24 @@ SSH_HOST_KEY=$SSH_DIR/ssh_host_ed25519_key       # sshd host key (.pub beside it
 SSH_HOST_FINGERPRINT_FILE=$SSH_DIR/host_fingerprint   # "SHA256:..." (ssh-keygen -lf field 2)
 SSH_KNOWN_HOSTS=$SSH_DIR/known_hosts             # "[127.0.0.1]:2222 ssh-ed25519 ..."
 
+# "Host 2" (scripts/host2.sh): a second, independent Docker engine in its own network namespace,
+# reached over SSH. A veth pair joins it to the root namespace; its sshd and the ports its
+# containers publish are on HOST2_ADDRESS; the registry is forwarded to 127.0.0.1:5000 inside
+# it, so image names are the same on both hosts. Same client key ($SSH_KEY), own host key.
+# DOCKER_HOST stays engine 1: use DOCKER_HOST=$HOST2_DOCKER_HOST (or ssh) for engine 2.
+HOST2_NETNS=rbhost2
+HOST2_VETH=veth-rbhost2                          # root-namespace end of the veth (eth0 inside)
+HOST2_ROOT_ADDRESS=10.201.0.1                    # the root namespace, as seen from host 2
+HOST2_ADDRESS=10.201.0.2                         # host 2: its sshd and its published ports
+HOST2_PREFIX=24
+HOST2_HOME=$RUNBOOK_HOME/host2                   # data root, configs, ssh files of host 2
+HOST2_DOCKER_SOCK=$RUNBOOK_RUN/docker2.sock      # engine 2's socket (same path over ssh)
+HOST2_DOCKER_HOST=unix://$HOST2_DOCKER_SOCK
+HOST2_SSH_PORT=22
+HOST2_SSH_HOST_KEY=$HOST2_HOME/ssh/ssh_host_ed25519_key
+HOST2_SSH_FINGERPRINT_FILE=$HOST2_HOME/ssh/host_fingerprint   # "SHA256:..."
+HOST2_SSH_KNOWN_HOSTS=$HOST2_HOME/ssh/known_hosts             # "10.201.0.2 ssh-ed25519 ..."
+
 # Temporal dev server.
 TEMPORAL_ADDRESS=127.0.0.1:7233
 TEMPORAL_UI_PORT=8233

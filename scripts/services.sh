@@ -2,7 +2,8 @@
 # Installs and starts everything the tests and the demo need (idempotent;
 # a warm re-run takes seconds):
 #   install.sh (unless SKIP_INSTALL=1) -> docker engine -> registry -> images
-#   -> sshd -> temporal dev server -> PostgreSQL server -> S3-compatible server
+#   -> sshd -> host 2 (second engine, over ssh) -> temporal dev server -> PostgreSQL server
+#   -> S3-compatible server
 # Usage: services.sh up|down|status
 #   up      install + start all, then print a one-line summary on stdout
 #   down    stop all (reverse order); state in $RUNBOOK_HOME is kept
@@ -29,6 +30,7 @@ up() {
     bash "$HERE/docker-engine.sh" verify
   fi
   bash "$HERE/sshd.sh" start
+  bash "$HERE/host2.sh" start
   bash "$HERE/temporal.sh" start
   bash "$HERE/pg-server.sh" start
   bash "$HERE/s3.sh" start
@@ -45,6 +47,7 @@ down() {
   bash "$HERE/s3.sh" stop
   bash "$HERE/pg-server.sh" stop
   bash "$HERE/temporal.sh" stop
+  bash "$HERE/host2.sh" stop
   bash "$HERE/sshd.sh" stop
   bash "$HERE/registry.sh" stop
   bash "$HERE/docker-engine.sh" stop
@@ -53,7 +56,7 @@ down() {
 
 status() {
   local rc=0 s
-  for s in docker-engine registry sshd temporal pg-server s3; do
+  for s in docker-engine registry sshd host2 temporal pg-server s3; do
     bash "$HERE/$s.sh" status || rc=1
   done
   return $rc
