@@ -134,7 +134,7 @@ describe.each([
   { kind: 'container', storage: 's3' as const, target: containerTarget, conn: () => containerConn },
 ])('PostgreSQL in a $kind, storage $storage', ({ kind, storage, target, conn }) => {
   const at = storage === 's3' ? '2025-01-02T04:00:00.000Z' : '2025-01-02T03:04:05.000Z';
-  const req = () => ({ app: 'shop', env: 'production', target: target(), storage: storages[storage], at });
+  const req = () => ({ app: 'shop', env: 'production', target: target(), storage: storages[storage], at, checksums: true });
   let source: TableStats;
   let manifest: BackupManifest;
 
