@@ -80,6 +80,8 @@ export async function rollingUpdate(input: RollingUpdateInput): Promise<RollingU
 /** The fleet as the proxies see it: which container serves each replica, kept in workflow state. */
 class Fleet {
   readonly live: Record<number, string> = {};
+  /** The previous batch's old containers draining and stopping, while this batch starts. */
+  private retiring: Promise<void> = Promise.resolve();
   constructor(
     readonly rb: Runbook,
     readonly plan: UpdatePlan,
@@ -95,7 +97,8 @@ class Fleet {
   /**
    * Start-before-stop for a batch: the new containers start beside the old ones and must be healthy
    * (if not, they are removed and nothing else changed); then each touched host's proxy switches to
-   * them (graceful reload); after the drain delay the old containers stop (SIGTERM, grace period) and go.
+   * them (graceful reload); after the drain delay the old containers stop (SIGTERM, grace period) and go
+   * — in the background, so the next batch starts meanwhile; it waits for them before its own switch.
    */
   async replace(label: string, batch: SlotPlan[], specOf: (s: SlotPlan) => ContainerSpec): Promise<void> {
     const plan = this.plan;
@@ -106,12 +109,13 @@ class Fleet {
     );
     try {
       await this.rb.step(`${label}: health`, () =>
-        Promise.all(todo.map((s) => waiting.waitHealthy({ host: this.host(s.host), container: specOf(s).name, timeoutSeconds: plan.healthTimeoutSeconds }))),
+        Promise.all(todo.map((s) => waiting.waitHealthy({ host: this.host(s.host), container: specOf(s).name, timeoutSeconds: plan.healthTimeoutSeconds, pollMs: 200 }))),
       );
     } catch (err) {
       await CancellationScope.nonCancellable(() => this.removeEach(todo.map((s) => ({ host: s.host, name: specOf(s).name }))).catch(() => undefined));
       throw err;
     }
+    await this.settled();
     const old = todo.flatMap((s) => (this.live[s.index] ? [{ host: s.host, name: this.live[s.index] }] : []));
     await this.rb.step(`${label}: switch proxy`, async () => {
       for (const host of [...new Set(todo.map((s) => s.host))]) {
@@ -120,8 +124,16 @@ class Fleet {
         await quick.configureProxy({ host: this.host(host), container: proxy.container, config: hostProxyConfig(plan, host, this.live) });
       }
     });
-    await sleep(this.drainMs);
-    await this.rb.step(`${label}: stop old`, () => this.removeEach(old));
+    this.retiring = (async () => {
+      await sleep(this.drainMs);
+      await this.rb.step(`${label}: stop old`, () => this.removeEach(old));
+    })();
+    this.retiring.catch(() => undefined); // observed by settled()
+  }
+
+  /** Waits until the old containers of the last batch are gone (their failure fails the update). */
+  async settled(): Promise<void> {
+    await this.retiring;
   }
 
   async removeEach(containers: { host: string; name: string }[]): Promise<void> {
@@ -165,8 +177,12 @@ async function update(rb: Runbook, plan: UpdatePlan, input: RollingUpdateInput, 
   try {
     for (const [i, batch] of batches.entries()) {
       await fleet.replace(`batch ${i + 1}/${batches.length}`, batch, (s) => s.next);
-      if (i === 0 && batches.length > 1) await canary(rb, plan, input, timing);
+      if (i === 0 && batches.length > 1 && (input.canary ?? 'none') !== 'none') {
+        await fleet.settled(); // the canary judges the first batch alone
+        await canary(rb, plan, input, timing);
+      }
     }
+    await fleet.settled();
     await rb.step('verify', () => verify(plan, plan.version));
   } catch (err) {
     rb.setPhase('rolling-back');
@@ -236,6 +252,7 @@ async function verify(plan: UpdatePlan, version: string): Promise<void> {
 /** Every replica already switched goes back to the recorded version, start-before-stop. Returns what happened, for the error. */
 async function rollBack(rb: Runbook, fleet: Fleet): Promise<string> {
   const plan = fleet.plan;
+  await fleet.settled().catch(() => undefined); // an old container that would not stop is handled below as a stray
   const switched = fleet.switched();
   if (switched.length === 0) {
     await removeStrays(fleet).catch(() => undefined);
@@ -243,6 +260,7 @@ async function rollBack(rb: Runbook, fleet: Fleet): Promise<string> {
   }
   try {
     await fleet.replace('rollback', switched, (s) => s.rollback);
+    await fleet.settled();
     await rb.step('rollback: verify', () => verify(plan, plan.fromVersion));
     await removeStrays(fleet);
     return `rolled back ${switched.length} replica(s) on ${[...new Set(switched.map((s) => s.host))].join(', ')} to ${plan.fromVersion}; every replica runs ${plan.fromVersion} and serves`;

@@ -14,7 +14,8 @@ export const PROXY_CONFIG_DIR = '/etc/nginx/conf.d';
 export function renderProxyConfig(input: ProxyConfigInput): string {
   if (input.upstreams.length === 0) throw new Error('proxy config needs at least one upstream');
   const upstreamName = `${input.app}_${input.env}`.replace(/[^A-Za-z0-9_]/g, '_');
-  const servers = input.upstreams.map((u) => `    server ${u} max_fails=1 fail_timeout=5s;`).join('\n');
+  // a replica is taken out after 3 errors for 2 s: one slow accept under load does not empty the pool
+  const servers = input.upstreams.map((u) => `    server ${u} max_fails=3 fail_timeout=2s;`).join('\n');
   return `# Managed by temporal-runbooks for ${input.app}/${input.env}. Changes here are overwritten.
 upstream ${upstreamName} {
 ${servers}
@@ -38,7 +39,7 @@ server {
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;
         proxy_next_upstream error timeout http_502 http_503;
-        proxy_connect_timeout 5s;
+        proxy_connect_timeout 2s;
     }
 }
 `;

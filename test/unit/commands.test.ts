@@ -118,7 +118,7 @@ describe('nginx', () => {
   it('renders an upstream over the replicas and keeps the ACME path', () => {
     const conf = renderProxyConfig({ app: 'shop', env: 'prod', upstreams: ['shop-prod-web-1:8080', 'shop-prod-web-2:8080'], serverName: 'shop.example.com' });
     expect(conf).toContain('upstream shop_prod {');
-    expect(conf).toContain('server shop-prod-web-1:8080 max_fails=1 fail_timeout=5s;');
+    expect(conf).toContain('server shop-prod-web-1:8080 max_fails=3 fail_timeout=2s;');
     expect(conf).toContain('server shop-prod-web-2:8080');
     expect(conf).toContain('server_name shop.example.com;');
     expect(conf).toContain('location /.well-known/acme-challenge/');

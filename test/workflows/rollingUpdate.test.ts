@@ -122,8 +122,8 @@ describe('rollingUpdate', () => {
     expect(fleet.events).toEqual([
       'start shop-production-web-1-v2',
       'proxy one → shop-production-web-1-v2',
+      'start shop-production-web-2-v2', // while the old replica 1 drains
       'remove shop-production-web-1',
-      'start shop-production-web-2-v2',
       'proxy two → shop-production-web-2-v2',
       'remove shop-production-web-2',
     ]);
@@ -196,7 +196,8 @@ describe('rollingUpdate', () => {
     expect(fleet.versions()).toEqual(['one:1:v1', 'two:2:v1']);
     expect(fleet.upstreams.get('one')).toEqual(['shop-production-web-1-v1']);
     const rollbackEvents = fleet.events.slice(fleet.events.indexOf('remove shop-production-web-2-v2') + 1);
-    expect(rollbackEvents).toEqual(['start shop-production-web-1-v1', 'proxy one → shop-production-web-1-v1', 'remove shop-production-web-1-v2']);
+    // the old replica 1 finishes draining first, then replica 1 goes back to v1 start-before-stop
+    expect(rollbackEvents).toEqual(['remove shop-production-web-1', 'start shop-production-web-1-v1', 'proxy one → shop-production-web-1-v1', 'remove shop-production-web-1-v2']);
   });
 
   it('canary approved: the second batch follows', async () => {
