@@ -1,8 +1,12 @@
 // Time-skipping test server with the workflow bundle built once per test file.
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, makeTelemetryFilterString, Runtime, DefaultLogger, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import { RUNBOOK_SEARCH_ATTRIBUTES } from '../../common/search-attributes';
+import type { RunbookStatus } from '../../common/types';
+import { statusQuery } from '../../workflows/lib/definitions';
 import { TEMPORAL_TEST_SERVER_PATH } from './paths';
 
 let runtimeInstalled = false;
@@ -29,4 +33,27 @@ export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
 
 export async function testWorker(env: TestWorkflowEnvironment, taskQueue: string, activities: object): Promise<Worker> {
   return Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: await workflowBundle(), activities });
+}
+
+/** Polls the status query until the gate is pending (queries do not skip time). */
+export async function waitForGate(handle: WorkflowHandle, gate: string, timeoutMs = 10_000): Promise<RunbookStatus> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const st = await handle.query(statusQuery);
+    if (st.pendingGates.some((g) => g.gate === gate)) return st;
+    if (Date.now() > deadline) throw new Error(`gate ${gate} never opened`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** The ApplicationFailure a run failed with (the test fails if it succeeded or failed otherwise). */
+export async function workflowFailure(result: Promise<unknown>): Promise<ApplicationFailure> {
+  const err = await result.then(
+    () => undefined,
+    (e) => e,
+  );
+  expect(err).toBeInstanceOf(WorkflowFailedError);
+  const cause = (err as WorkflowFailedError).cause;
+  expect(cause).toBeInstanceOf(ApplicationFailure);
+  return cause as ApplicationFailure;
 }

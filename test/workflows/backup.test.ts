@@ -3,16 +3,16 @@
 // nothing; the restore is gated, backs up first, and puts the old database back when the app does
 // not come back healthy.
 import { randomUUID } from 'node:crypto';
-import { Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { Client, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { backupFileName, buildManifest } from '../../common/commands/backup';
-import type { NightlyBackupInput, RestoreBackupInput, RunbookStatus } from '../../common/types';
-import { approveSignal, rejectSignal, statusQuery } from '../../workflows/lib/definitions';
+import type { NightlyBackupInput, RestoreBackupInput } from '../../common/types';
+import { approveSignal, rejectSignal } from '../../workflows/lib/definitions';
 import type { NightlyBackupResult } from '../../workflows/nightlyBackup';
 import type { RestoreBackupResult } from '../../workflows/restoreBackup';
 import { mockActivities, type MockActivities } from '../helpers/mock-activities';
-import { testWorker, timeSkippingEnv, workflowBundle } from '../helpers/workflow-env';
+import { testWorker, timeSkippingEnv, waitForGate, workflowBundle, workflowFailure as failureOf } from '../helpers/workflow-env';
 
 jest.setTimeout(180_000);
 
@@ -84,15 +84,6 @@ async function withWorker<T>(mocks: MockActivities, fn: (taskQueue: string) => P
   return worker.runUntil(fn(taskQueue));
 }
 
-async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
-  const err = await p.then(
-    () => undefined,
-    (e) => e,
-  );
-  expect(err).toBeInstanceOf(WorkflowFailedError);
-  expect((err as WorkflowFailedError).cause).toBeInstanceOf(ApplicationFailure);
-  return (err as WorkflowFailedError).cause as ApplicationFailure;
-}
 
 /**
  * The run's outcome without time skipping. The environment's client unlocks time skipping while it
@@ -215,14 +206,6 @@ describe('restoreBackup', () => {
     return env.client.workflow.start('restoreBackup', { taskQueue, workflowId: `restoreBackup/shop/production/${randomUUID()}`, args: [input] });
   }
 
-  async function waitForGate(handle: WorkflowHandle, gate: string): Promise<RunbookStatus> {
-    for (let i = 0; i < 400; i++) {
-      const st = await handle.query(statusQuery);
-      if (st.pendingGates.some((g) => g.gate === gate)) return st;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    throw new Error(`gate ${gate} never opened`);
-  }
 
   const destructive = ['acquireLock', 'backupDatabase', 'prepareRestore', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'dropPreviousDatabase'];
 

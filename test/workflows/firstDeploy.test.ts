@@ -1,14 +1,16 @@
 // firstDeploy on the time-skipping server with mocked activities: approvals (approve, reject,
 // timeout, M-of-N, unlisted approver), the lock, refusal of a second run, cleanup on failure.
 import { randomUUID } from 'node:crypto';
-import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { FirstDeployInput, FirstDeployResult, RunbookStatus } from '../../common/types';
+import type { FirstDeployInput, FirstDeployResult } from '../../common/types';
 import { SA_APP, SA_AWAITING_APPROVAL, SA_ENV, SA_STEP } from '../../common/search-attributes';
 import { approveSignal, decideUpdate, rejectSignal, statusQuery } from '../../workflows/lib/definitions';
 import { mockActivities, type MockActivities } from '../helpers/mock-activities';
-import { testWorker, timeSkippingEnv, workflowBundle } from '../helpers/workflow-env';
+import { testWorker, timeSkippingEnv, waitForGate, workflowBundle, workflowFailure } from '../helpers/workflow-env';
+
+const failureOf = (handle: WorkflowHandle) => workflowFailure(handle.result());
 
 jest.setTimeout(60_000);
 
@@ -36,25 +38,7 @@ async function run<T>(mocks: MockActivities, fn: (start: (input: FirstDeployInpu
   );
 }
 
-async function waitForGate(handle: WorkflowHandle, gate: string): Promise<RunbookStatus> {
-  for (let i = 0; i < 200; i++) {
-    const st = await handle.query(statusQuery);
-    if (st.pendingGates.some((g) => g.gate === gate)) return st;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`gate ${gate} never opened`);
-}
 
-async function failureOf(handle: WorkflowHandle): Promise<ApplicationFailure> {
-  const err = await handle.result().then(
-    () => undefined,
-    (e) => e,
-  );
-  expect(err).toBeInstanceOf(WorkflowFailedError);
-  const cause = (err as WorkflowFailedError).cause;
-  expect(cause).toBeInstanceOf(ApplicationFailure);
-  return cause as ApplicationFailure;
-}
 
 const production: FirstDeployInput = { app: 'shop', env: 'production' };
 

@@ -2,15 +2,17 @@
 // start-before-stop order, canary approve / reject / timeout, bake pass / fail, failure in the first
 // and in the last batch (everything switched goes back), no-op, unknown tag, mixed fleet.
 import { randomUUID } from 'node:crypto';
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { parseInventory } from '../../common/inventory';
 import { buildUpdatePlan } from '../../common/plan';
-import type { ContainerSpec, FleetContainer, RollingUpdateInput, RollingUpdateResult, RunbookStatus } from '../../common/types';
-import { approveSignal, rejectSignal, statusQuery } from '../../workflows/lib/definitions';
+import type { ContainerSpec, FleetContainer, RollingUpdateInput, RollingUpdateResult } from '../../common/types';
+import { approveSignal, rejectSignal } from '../../workflows/lib/definitions';
 import { mockActivities, TEST_INVENTORY_YAML, type MockActivities } from '../helpers/mock-activities';
-import { testWorker, timeSkippingEnv, workflowBundle } from '../helpers/workflow-env';
+import { testWorker, timeSkippingEnv, waitForGate, workflowBundle, workflowFailure } from '../helpers/workflow-env';
+
+const failureOf = (handle: WorkflowHandle) => workflowFailure(handle.result());
 
 jest.setTimeout(120_000);
 
@@ -90,23 +92,7 @@ async function run<T>(mocks: MockActivities, fn: (start: (input: Partial<Rolling
   );
 }
 
-async function failureOf(handle: WorkflowHandle): Promise<ApplicationFailure> {
-  const err = await handle.result().then(
-    () => undefined,
-    (e) => e,
-  );
-  expect(err).toBeInstanceOf(WorkflowFailedError);
-  return (err as WorkflowFailedError).cause as ApplicationFailure;
-}
 
-async function waitForGate(handle: WorkflowHandle, gate: string): Promise<RunbookStatus> {
-  for (let i = 0; i < 400; i++) {
-    const st = await handle.query(statusQuery);
-    if (st.pendingGates.some((g) => g.gate === gate)) return st;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`gate ${gate} never opened`);
-}
 
 describe('rollingUpdate', () => {
   it('v1 → v2 on two hosts, one replica at a time: start, healthy, switch the proxy, then stop the old', async () => {
