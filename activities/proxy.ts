@@ -1,32 +1,56 @@
-// The reverse proxy (nginx in a container): place the rendered config, `nginx -t`, graceful reload.
-// A config that fails `nginx -t` is rolled back to the previous one and never reloaded.
+// The reverse proxy (nginx in a container): one exec places the rendered config, runs `nginx -t`
+// and reloads gracefully; a config that fails `nginx -t` is rolled back and never reloaded. The
+// drain then waits for the workers of the previous config to finish their in-flight requests.
 import { ApplicationFailure } from '@temporalio/common';
-import { nginxReloadArgv, nginxTestArgv, PROXY_CONFIG_PATH } from '../common/commands/nginx';
+import { NGINX_DRAIN_TIMED_OUT, NGINX_SWITCH_EXIT, nginxSwitchArgv, nginxWorkersGoneArgv, parseSwitchedWorkers } from '../common/commands/nginx';
 import type { HostSpec } from '../common/types';
-import { engineFailure, execInContainer, putFile, type DockerEngines } from './docker';
+import { heartbeat } from './context';
+import { engineFailure, execInContainer, type DockerEngines } from './docker';
+
+export interface ProxySwitch {
+  changed: boolean;
+  /** The nginx workers that served the previous config; they exit once their requests are answered. */
+  previousWorkers?: number[];
+}
 
 export function createProxyActivities(engines: DockerEngines) {
   return {
-    async configureProxy(req: { host: HostSpec; container: string; config: string }): Promise<{ changed: boolean }> {
+    async configureProxy(req: { host: HostSpec; container: string; config: string }): Promise<ProxySwitch> {
       try {
         const docker = await engines.engine(req.host);
-        const current = await execInContainer(docker, req.container, ['cat', PROXY_CONFIG_PATH]);
-        if (current.exitCode === 0 && current.stdout === req.config) return { changed: false };
-        const previous = current.exitCode === 0 ? current.stdout : undefined;
-        await putFile(docker, req.container, PROXY_CONFIG_PATH, req.config);
-        const test = await execInContainer(docker, req.container, nginxTestArgv());
-        if (test.exitCode !== 0) {
-          if (previous !== undefined) await putFile(docker, req.container, PROXY_CONFIG_PATH, previous);
-          throw ApplicationFailure.nonRetryable(
-            `nginx -t rejected the new config in ${req.container} on ${req.host.name}; the previous config was restored:\n${(test.stderr || test.stdout).trim()}`,
-            'ProxyConfigInvalid',
-          );
+        const r = await execInContainer(docker, req.container, nginxSwitchArgv(req.config));
+        const output = (r.stdout + r.stderr).trim();
+        if (r.exitCode === NGINX_SWITCH_EXIT.unchanged) return { changed: false };
+        if (r.exitCode === NGINX_SWITCH_EXIT.testFailed) {
+          throw ApplicationFailure.nonRetryable(`nginx -t rejected the new config in ${req.container} on ${req.host.name}; the previous config was restored:\n${output}`, 'ProxyConfigInvalid');
         }
-        const reload = await execInContainer(docker, req.container, nginxReloadArgv());
-        if (reload.exitCode !== 0) throw new Error(`nginx reload failed in ${req.container}: ${(reload.stderr || reload.stdout).trim()}`);
-        return { changed: true };
+        if (r.exitCode !== 0) throw new Error(`switching the config of ${req.container} failed (exit ${r.exitCode}); the previous config was restored: ${output}`);
+        return { changed: true, previousWorkers: parseSwitchedWorkers(r.stdout) };
       } catch (err) {
         throw engineFailure(req.host, `configure proxy ${req.container}`, err);
+      }
+    },
+
+    /**
+     * The drain after a switch: waits until the workers that ran the previous config have exited
+     * (at most `timeoutSeconds`). Past that it reports who still serves instead of failing: the
+     * caller stops the old replicas anyway, and their own graceful shutdown answers what is left.
+     */
+    async waitProxyDrained(req: { host: HostSpec; container: string; workers: number[]; timeoutSeconds: number }): Promise<{ drained: boolean; stillServing: number[]; waitedMs: number }> {
+      if (req.workers.length === 0) return { drained: true, stillServing: [], waitedMs: 0 };
+      const started = Date.now();
+      const beat = setInterval(() => heartbeat({ draining: req.container, workers: req.workers }), 5000);
+      try {
+        const docker = await engines.engine(req.host);
+        const r = await execInContainer(docker, req.container, nginxWorkersGoneArgv(req.workers, req.timeoutSeconds));
+        const waitedMs = Date.now() - started;
+        if (r.exitCode === 0) return { drained: true, stillServing: [], waitedMs };
+        if (r.exitCode === NGINX_DRAIN_TIMED_OUT) return { drained: false, stillServing: r.stdout.replace(/^still serving:/, '').trim().split(/\s+/).map(Number), waitedMs };
+        throw new Error(`waiting for the drain of ${req.container} failed (exit ${r.exitCode}): ${(r.stdout + r.stderr).trim()}`);
+      } catch (err) {
+        throw engineFailure(req.host, `drain proxy ${req.container}`, err);
+      } finally {
+        clearInterval(beat);
       }
     },
   };

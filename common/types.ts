@@ -344,8 +344,19 @@ export interface RollingUpdateInput extends RunbookTarget {
   /** Take a backup first (a child nightlyBackup, no pruning). Default: true when the app has a backup section. */
   backup?: boolean;
   approvalTimeout?: string;
-  /** Wait between switching the proxy and stopping the old container (in-flight requests finish). Default "3s". */
+  /**
+   * After a switch, the longest wait for the proxy's previous workers to answer their in-flight
+   * requests before the old containers get SIGTERM anyway. Default "30s" (usually milliseconds).
+   */
+  drainTimeout?: string;
+  /** An extra fixed wait after that drain, before SIGTERM (traffic that bypasses the proxy). Default "0s". */
   drainDelay?: string;
+  /**
+   * How many batches beyond the one being switched may boot (start and pass their health gate)
+   * meanwhile. Default: all of them (the way Kamal boots every host at once); 0: strictly one batch
+   * after the other. At most (surge + 1) × batch new containers run beside the old ones at a time.
+   */
+  surge?: number;
   /** Bake: how often the proxies are probed (default "5s") and the error rate that fails it (default 0.01). */
   bakeInterval?: string;
   maxErrorRate?: number;

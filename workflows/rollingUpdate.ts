@@ -1,10 +1,11 @@
 // Runbook 3: rolling update (seeds 000 "Watchtower"/"Rollback", 003 "update.sh", 004 "Scaling").
-// Plan (the running version, read from labels, is the rollback target) → lock → backup first (child
-// nightlyBackup, no pruning) → pull on every host (an unknown tag stops everything before any
-// change) → per batch: start the new containers beside the old, wait healthy, switch each host's
-// proxy (graceful reload), let in-flight requests drain, stop and remove the old → canary after the
-// first batch (approval gate or bake) → verify through every proxy. Any failure rolls every
-// replica already switched back to the recorded version, on every host, the same start-before-stop way.
+// Plan (the running version, read from labels, is the rollback target) → lock, and meanwhile the
+// pull on every host (an unknown tag stops everything before any change) → backup first (child
+// nightlyBackup, no pruning) → per batch: start the new containers beside the old, wait healthy, switch each host's
+// proxy (graceful reload), drain (the proxy's previous workers finish their requests), stop and
+// remove the old; the next batch boots meanwhile (`surge`) → canary after the first batch (approval
+// gate or bake) → verify through every proxy. Any failure rolls every replica already switched back
+// to the recorded version, on every host, the same start-before-stop way.
 import { ActivityFailure, ApplicationFailure, CancellationScope, executeChild, proxyActivities, sleep, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { parseDuration } from '../common/duration';
@@ -19,18 +20,27 @@ const retry: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maxim
 const quick = proxyActivities<Activities>({ startToCloseTimeout: '2 minutes', retry });
 const waiting = proxyActivities<Activities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds', retry });
 
-const DEFAULTS = { drainDelay: '3s', bakeInterval: '5s', maxErrorRate: 0.01 };
+const DEFAULTS = { drainTimeout: '30s', drainDelay: '0s', bakeInterval: '5s', maxErrorRate: 0.01 };
+
+interface Timing {
+  drainMs: number;
+  drainTimeoutSeconds: number;
+  surge: number;
+  bakeMs?: number;
+  bakeIntervalMs: number;
+}
 
 function invalid(problem: string): never {
   throw ApplicationFailure.nonRetryable(`invalid input: ${problem}`, 'InvalidInput');
 }
 
-export function validateUpdateInput(input: RollingUpdateInput): { drainMs: number; bakeMs?: number; bakeIntervalMs: number } {
+export function validateUpdateInput(input: RollingUpdateInput): Timing {
   validateTarget(input);
   if (input.version === undefined ? !input.isRollback : typeof input.version !== 'string' || !isValidVersion(input.version)) invalid('"version" must be an image tag, e.g. "v2"');
   if (input.isRollback !== undefined && typeof input.isRollback !== 'boolean') invalid('"isRollback" must be true or false');
   if (input.batchSize !== undefined && (!Number.isInteger(input.batchSize) || input.batchSize < 1)) invalid('"batchSize" must be a whole number ≥ 1');
   if (input.backup !== undefined && typeof input.backup !== 'boolean') invalid('"backup" must be true or false');
+  if (input.surge !== undefined && (!Number.isInteger(input.surge) || input.surge < 0)) invalid('"surge" must be a whole number ≥ 0 (batches started ahead)');
   if (input.maxErrorRate !== undefined && (typeof input.maxErrorRate !== 'number' || input.maxErrorRate < 0 || input.maxErrorRate >= 1)) invalid('"maxErrorRate" must be a number in [0, 1)');
   const canary = input.canary ?? 'none';
   if (canary !== 'none' && canary !== 'approve' && !(typeof canary === 'object' && canary !== null && typeof canary.bake === 'string')) invalid('"canary" must be "none", "approve" or {"bake": "10m"}');
@@ -43,6 +53,8 @@ export function validateUpdateInput(input: RollingUpdateInput): { drainMs: numbe
   };
   return {
     drainMs: ms(input.drainDelay ?? DEFAULTS.drainDelay, 'drainDelay'),
+    drainTimeoutSeconds: Math.ceil(ms(input.drainTimeout ?? DEFAULTS.drainTimeout, 'drainTimeout') / 1000),
+    surge: input.surge ?? Number.MAX_SAFE_INTEGER, // default: every batch boots ahead
     bakeIntervalMs: Math.max(1000, ms(input.bakeInterval ?? DEFAULTS.bakeInterval, 'bakeInterval')),
     ...(typeof canary === 'object' ? { bakeMs: ms(canary.bake, 'canary.bake') } : {}),
   };
@@ -67,7 +79,14 @@ export async function rollingUpdate(input: RollingUpdateInput): Promise<RollingU
       return result(Object.fromEntries(plan.slots.map((s) => [s.index, s.current!.name])));
     }
     rb.setPhase('running');
-    const live = await withLock(rb, plan, () => update(rb, plan, input, timing));
+    // The pull changes no replica: it runs beside the lock, and an unknown tag stops the runbook
+    // before the backup and before any change.
+    const pulled = pull(rb, plan);
+    pulled.catch(() => undefined); // observed in update(), or moot when the lock is refused
+    const live = await withLock(rb, plan, async () => {
+      await pulled;
+      return update(rb, plan, input, timing);
+    });
     rb.finish('succeeded');
     return result(live);
   } catch (err) {
@@ -80,12 +99,12 @@ export async function rollingUpdate(input: RollingUpdateInput): Promise<RollingU
 /** The fleet as the proxies see it: which container serves each replica, kept in workflow state. */
 class Fleet {
   readonly live: Record<number, string> = {};
-  /** The previous batch's old containers draining and stopping, while this batch starts. */
-  private retiring: Promise<void> = Promise.resolve();
+  /** Old containers draining and stopping in the background while the update goes on. */
+  private retiring: Promise<unknown>[] = [];
   constructor(
     readonly rb: Runbook,
     readonly plan: UpdatePlan,
-    private readonly drainMs: number,
+    private readonly timing: Timing,
   ) {
     for (const s of plan.slots) if (s.current) this.live[s.index] = s.current.name;
   }
@@ -95,45 +114,70 @@ class Fleet {
   }
 
   /**
-   * Start-before-stop for a batch: the new containers start beside the old ones and must be healthy
-   * (if not, they are removed and nothing else changed); then each touched host's proxy switches to
-   * them (graceful reload); after the drain delay the old containers stop (SIGTERM, grace period) and go
-   * — in the background, so the next batch starts meanwhile; it waits for them before its own switch.
+   * Starts a batch's new containers beside the old ones and waits until they are healthy; if they
+   * never are, removes them (nothing else changed) and fails. Nothing is switched yet.
    */
-  async replace(label: string, batch: SlotPlan[], specOf: (s: SlotPlan) => ContainerSpec): Promise<void> {
-    const plan = this.plan;
+  async prepare(label: string, batch: SlotPlan[], specOf: (s: SlotPlan) => ContainerSpec): Promise<SlotPlan[]> {
     const todo = batch.filter((s) => this.live[s.index] !== specOf(s).name);
-    if (todo.length === 0) return;
+    if (todo.length === 0) return todo;
     await this.rb.step(`${label}: start`, () =>
       Promise.all(todo.map((s) => waiting.ensureContainer.executeWithOptions({ summary: `start ${specOf(s).name} on ${s.host}` }, [{ host: this.host(s.host), spec: specOf(s) }]))),
     );
     try {
       await this.rb.step(`${label}: health`, () =>
-        Promise.all(todo.map((s) => waiting.waitHealthy({ host: this.host(s.host), container: specOf(s).name, timeoutSeconds: plan.healthTimeoutSeconds, pollMs: 200 }))),
+        Promise.all(todo.map((s) => waiting.waitHealthy({ host: this.host(s.host), container: specOf(s).name, timeoutSeconds: this.plan.healthTimeoutSeconds, pollMs: 100 }))),
       );
     } catch (err) {
       await CancellationScope.nonCancellable(() => this.removeEach(todo.map((s) => ({ host: s.host, name: specOf(s).name }))).catch(() => undefined));
       throw err;
     }
-    await this.settled();
-    const old = todo.flatMap((s) => (this.live[s.index] ? [{ host: s.host, name: this.live[s.index] }] : []));
-    await this.rb.step(`${label}: switch proxy`, async () => {
-      for (const host of [...new Set(todo.map((s) => s.host))]) {
-        for (const s of todo.filter((t) => t.host === host)) this.live[s.index] = specOf(s).name;
-        const proxy = plan.proxies.find((p) => p.host === host)!;
-        await quick.configureProxy({ host: this.host(host), container: proxy.container, config: hostProxyConfig(plan, host, this.live) });
-      }
-    });
-    this.retiring = (async () => {
-      await sleep(this.drainMs);
-      await this.rb.step(`${label}: stop old`, () => this.removeEach(old));
-    })();
-    this.retiring.catch(() => undefined); // observed by settled()
+    return todo;
   }
 
-  /** Waits until the old containers of the last batch are gone (their failure fails the update). */
+  /**
+   * Points each touched host's proxy at the prepared containers (graceful reload), then, in the
+   * background: waits for the proxy's previous workers to answer their in-flight requests (the
+   * drain, at most drainTimeout), the optional drainDelay, and stops (SIGTERM, grace period) and
+   * removes the old containers. settled() waits for that.
+   */
+  async switchTo(label: string, todo: SlotPlan[], specOf: (s: SlotPlan) => ContainerSpec): Promise<void> {
+    if (todo.length === 0) return;
+    const plan = this.plan;
+    const old = todo.flatMap((s) => (this.live[s.index] ? [{ host: s.host, name: this.live[s.index] }] : []));
+    const hosts = [...new Set(todo.map((s) => s.host))];
+    for (const s of todo) this.live[s.index] = specOf(s).name;
+    const switched = await this.rb.step(`${label}: switch proxy`, () =>
+      Promise.all(
+        hosts.map(async (host) => {
+          const proxy = plan.proxies.find((p) => p.host === host)!;
+          const r = await quick.configureProxy({ host: this.host(host), container: proxy.container, config: hostProxyConfig(plan, host, this.live) });
+          return { host, container: proxy.container, workers: r.previousWorkers ?? [] };
+        }),
+      ),
+    );
+    const retire = (async () => {
+      const waits = switched.filter((p) => p.workers.length > 0);
+      if (waits.length) {
+        await this.rb.step(`${label}: drain`, () =>
+          Promise.all(waits.map((p) => waiting.waitProxyDrained({ host: this.host(p.host), container: p.container, workers: p.workers, timeoutSeconds: this.timing.drainTimeoutSeconds }))),
+        );
+      }
+      if (this.timing.drainMs > 0) await sleep(this.timing.drainMs);
+      if (old.length) await this.rb.step(`${label}: stop old`, () => this.removeEach(old));
+    })();
+    retire.catch(() => undefined); // observed by settled()
+    this.retiring.push(retire);
+  }
+
+  async replace(label: string, batch: SlotPlan[], specOf: (s: SlotPlan) => ContainerSpec): Promise<void> {
+    await this.switchTo(label, await this.prepare(label, batch, specOf), specOf);
+  }
+
+  /** Waits until every old container retired so far is gone; the first failure among them fails this (once). */
   async settled(): Promise<void> {
-    await this.retiring;
+    const results = await Promise.allSettled(this.retiring.splice(0));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   async removeEach(containers: { host: string; name: string }[]): Promise<void> {
@@ -148,18 +192,8 @@ class Fleet {
   }
 }
 
-async function update(rb: Runbook, plan: UpdatePlan, input: RollingUpdateInput, timing: { drainMs: number; bakeMs?: number; bakeIntervalMs: number }): Promise<Record<number, string>> {
-  const fleet = new Fleet(rb, plan, timing.drainMs);
-  if (plan.backup) {
-    const { runId } = workflowInfo();
-    await rb.step('backup', () =>
-      executeChild(nightlyBackup, {
-        workflowId: `nightlyBackup/${plan.app}/${plan.env}/before-update-${runId}`,
-        args: [{ app: plan.app, env: plan.env, skipPrune: true }],
-      }),
-    );
-  }
-  // An unknown tag fails here, on the first host that lacks it, before anything changed.
+/** The new image on every host in parallel; an unknown tag fails on the first host that lacks it, before anything changed. */
+async function pull(rb: Runbook, plan: UpdatePlan): Promise<void> {
   try {
     await rb.step('pull', () => Promise.all(plan.hosts.map((h) => waiting.pullImage({ host: h, image: plan.image }))));
   } catch (err) {
@@ -170,14 +204,45 @@ async function update(rb: Runbook, plan: UpdatePlan, input: RollingUpdateInput, 
       nonRetryable: true,
     });
   }
+}
 
+async function update(rb: Runbook, plan: UpdatePlan, input: RollingUpdateInput, timing: Timing): Promise<Record<number, string>> {
+  const fleet = new Fleet(rb, plan, timing);
+  if (plan.backup) {
+    const { runId } = workflowInfo();
+    await rb.step('backup', () =>
+      executeChild(nightlyBackup, {
+        workflowId: `nightlyBackup/${plan.app}/${plan.env}/before-update-${runId}`,
+        args: [{ app: plan.app, env: plan.env, skipPrune: true }],
+      }),
+    );
+  }
   const batchSize = input.batchSize ?? 1;
   const batches: SlotPlan[][] = [];
   for (let i = 0; i < plan.slots.length; i += batchSize) batches.push(plan.slots.slice(i, i + batchSize));
+  const label = (i: number) => `batch ${i + 1}/${batches.length}`;
+  const withCanary = batches.length > 1 && (input.canary ?? 'none') !== 'none';
+  // Batches ahead of the one being switched boot and pass their health gate meanwhile (all of them
+  // by default, as Kamal boots every host at once; `surge` bounds it): boots overlap each other and
+  // the switches, and a version that never gets healthy is caught before most switches.
+  const prepared: Promise<SlotPlan[]>[] = [];
+  let failedAhead: unknown; // a batch booting ahead that failed: no further switch
+  const prepare = (i: number) => {
+    if (!prepared[i]) {
+      prepared[i] = fleet.prepare(label(i), batches[i], (s) => s.next);
+      prepared[i].catch((err) => (failedAhead ??= err));
+    }
+    return prepared[i];
+  };
   try {
-    for (const [i, batch] of batches.entries()) {
-      await fleet.replace(`batch ${i + 1}/${batches.length}`, batch, (s) => s.next);
-      if (i === 0 && batches.length > 1 && (input.canary ?? 'none') !== 'none') {
+    for (const [i] of batches.entries()) {
+      // with a canary, nothing beyond the first batch starts before it has been judged
+      const lastAhead = i === 0 && withCanary ? 0 : Math.min(batches.length - 1, i + timing.surge);
+      for (let j = i; j <= lastAhead; j++) prepare(j);
+      const todo = await prepare(i);
+      if (failedAhead !== undefined) throw failedAhead;
+      await fleet.switchTo(label(i), todo, (s) => s.next);
+      if (i === 0 && withCanary) {
         await fleet.settled(); // the canary judges the first batch alone
         await canary(rb, plan, input, timing);
       }
@@ -186,6 +251,7 @@ async function update(rb: Runbook, plan: UpdatePlan, input: RollingUpdateInput, 
     await rb.step('verify', () => verify(plan, plan.version));
   } catch (err) {
     rb.setPhase('rolling-back');
+    await Promise.allSettled(prepared); // no batch still starting while the rollback looks at the fleet
     const outcome = await CancellationScope.nonCancellable(() => rollBack(rb, fleet));
     const cause = rootFailure(err);
     throw ApplicationFailure.create({

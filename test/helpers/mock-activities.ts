@@ -72,7 +72,8 @@ export function mockActivities(overrides: Overrides = {}): MockActivities {
     waitHealthy: async (req: { container: string }) => ({ container: req.container, health: 'healthy', seconds: 1 }),
     pullImage: async (req: { image: string }) => ({ image: req.image, id: 'sha256:1' }),
     runOneOff: async (req: { spec: { name: string } }) => ({ name: req.spec.name, exitCode: 0, alreadyDone: false, lastLogLines: [] }),
-    configureProxy: async () => ({ changed: true }),
+    configureProxy: async () => ({ changed: true, previousWorkers: [101] }),
+    waitProxyDrained: async () => ({ drained: true, stillServing: [], waitedMs: 1 }),
     smokeTest: async (req: { url: string }) => ({ url: req.url, status: 200, body: 'v1' }),
     resolveBackupPlan: async (target: { app: string; env: string }) => {
       try {

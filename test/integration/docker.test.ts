@@ -156,7 +156,12 @@ describe.each([
     };
     await acts.ensureContainer({ host, spec: proxy });
     const config = renderProxyConfig({ app: 'it', env: tag, upstreams: [`it-test-${tag}-web-1:8080`] });
-    expect(await acts.configureProxy({ host, container: proxy.name, config })).toEqual({ changed: true });
+    const switched = await acts.configureProxy({ host, container: proxy.name, config });
+    expect(switched.changed).toBe(true);
+    expect(switched.previousWorkers?.length).toBeGreaterThan(0); // the workers of the image's own config
+    // those workers had nothing in flight: they are gone within moments of the reload
+    const drained = await acts.waitProxyDrained({ host, container: proxy.name, workers: switched.previousWorkers!, timeoutSeconds: 10 });
+    expect(drained).toMatchObject({ drained: true, stillServing: [] });
     expect(await acts.configureProxy({ host, container: proxy.name, config })).toEqual({ changed: false });
     const answer = await acts.smokeTest({ url: `http://127.0.0.1:${proxy.ports[0].hostPort}/version`, expectStatus: 200, expectBody: 'v1' });
     expect(answer.body).toBe('v1');

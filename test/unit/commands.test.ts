@@ -1,7 +1,10 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { containerCreateBody, containerDrift, demuxDockerStream, labelFilter, lastLines, splitImageReference, summarizeHealthLog } from '../../common/commands/docker';
 import { missingVariables, parseEnvFile, toDockerEnv } from '../../common/commands/envfile';
-import { nginxReloadArgv, nginxTestArgv, renderProxyConfig } from '../../common/commands/nginx';
+import { NGINX_DRAIN_TIMED_OUT, NGINX_SWITCH_EXIT, nginxSwitchArgv, nginxWorkersGoneArgv, parseSwitchedWorkers, renderProxyConfig } from '../../common/commands/nginx';
 import { fileReadableArgv, freeDiskArgv, parseDfAvailableMb, portIsListening, shellQuote } from '../../common/commands/shell';
 import { tarSingleFile } from '../../common/commands/tar';
 import type { ContainerSpec } from '../../common/types';
@@ -125,9 +128,68 @@ describe('nginx', () => {
     expect(conf).toContain('proxy_pass http://shop_prod;');
     expect(() => renderProxyConfig({ app: 'a', env: 'b', upstreams: [] })).toThrow(/at least one upstream/);
   });
-  it('tests before reloading', () => {
-    expect(nginxTestArgv()).toEqual(['nginx', '-t']);
-    expect(nginxReloadArgv()).toEqual(['nginx', '-s', 'reload']);
+});
+
+describe('nginx switch and drain scripts (run by sh, with a stand-in nginx on PATH)', () => {
+  let dir: string;
+  const run = (argv: string[], env: Record<string, string> = {}) =>
+    spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', env: { ...process.env, PATH: `${dir}/bin:${process.env.PATH}`, NGINX_LOG: `${dir}/nginx.log`, ...env } });
+  const calls = () => (existsSync(`${dir}/nginx.log`) ? readFileSync(`${dir}/nginx.log`, 'utf8').trim().split('\n') : []);
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'nginx-switch-'));
+    mkdirSync(`${dir}/bin`);
+    // `nginx -t` fails when the config says so; every call is logged
+    writeFileSync(`${dir}/bin/nginx`, '#!/bin/sh\necho "$*" >> "$NGINX_LOG"\nif [ "$1" = -t ] && grep -q broken "$CONF"; then echo "emerg: broken" >&2; exit 1; fi\nexit 0\n', { mode: 0o755 });
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('writes, tests, reloads; the same config again changes nothing', () => {
+    const conf = `${dir}/default.conf`;
+    const config = 'upstream a { server x:8080; }\n# $host %s `id` \'quoted\'\n';
+    const first = run(nginxSwitchArgv(config, conf), { CONF: conf });
+    expect(first.status).toBe(0);
+    expect(readFileSync(conf, 'utf8')).toBe(config); // byte for byte, nothing interpreted
+    expect(calls()).toEqual(['-t', '-s reload']);
+    expect(first.stdout).toMatch(/^workers:/m);
+    expect(run(nginxSwitchArgv(config, conf), { CONF: conf }).status).toBe(NGINX_SWITCH_EXIT.unchanged);
+    expect(calls()).toEqual(['-t', '-s reload']);
+    expect(readdirSync(dir).sort()).toEqual(['bin', 'default.conf', 'nginx.log']);
+  });
+
+  it('puts the previous config back when nginx -t rejects the new one, and never reloads', () => {
+    const conf = `${dir}/default.conf`;
+    writeFileSync(conf, 'good\n');
+    const r = run(nginxSwitchArgv('broken\n', conf), { CONF: conf });
+    expect(r.status).toBe(NGINX_SWITCH_EXIT.testFailed);
+    expect(r.stdout + r.stderr).toContain('emerg: broken');
+    expect(readFileSync(conf, 'utf8')).toBe('good\n');
+    expect(calls()).toEqual(['-t']);
+    expect(readdirSync(dir).sort()).toEqual(['bin', 'default.conf', 'nginx.log']);
+  });
+
+  it('reads the workers from the switch output', () => {
+    expect(parseSwitchedWorkers('nginx: configuration file ok\nworkers: 31 32 \n')).toEqual([31, 32]);
+    expect(parseSwitchedWorkers('workers: \n')).toEqual([]);
+    expect(() => nginxSwitchArgv('a\0b')).toThrow(/NUL/);
+  });
+
+  it('waits until the old workers have exited, or reports who still serves', () => {
+    const worker = (seconds: number) => spawn('bash', ['-c', `exec -a "nginx: worker process" sleep ${seconds}`], { stdio: 'ignore' });
+    const quick = worker(0.4);
+    const t0 = Date.now();
+    expect(run(nginxWorkersGoneArgv([quick.pid!], 10)).status).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(9000);
+    const slow = worker(30);
+    try {
+      const r = run(nginxWorkersGoneArgv([slow.pid!], 0));
+      expect(r.status).toBe(NGINX_DRAIN_TIMED_OUT);
+      expect(r.stdout.trim()).toBe(`still serving: ${slow.pid}`);
+    } finally {
+      slow.kill();
+    }
+    expect(run(nginxWorkersGoneArgv([], 0)).status).toBe(0);
+    expect(() => nginxWorkersGoneArgv([0], 1)).toThrow(/not a pid/);
+    expect(() => nginxWorkersGoneArgv([1], 1.5)).toThrow(/whole number/);
   });
 });
 

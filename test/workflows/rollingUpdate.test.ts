@@ -34,7 +34,11 @@ class FakeFleet {
   readonly events: string[] = [];
   unhealthy = new Set<string>(); // container names whose health check fails
 
-  constructor(version = 'v1', hosts = ['one', 'two']) {
+  constructor(
+    version = 'v1',
+    hosts = ['one', 'two'],
+    private readonly inv = inventory,
+  ) {
     hosts.forEach((host, i) => this.containers.set(`shop-production-web-${i + 1}`, { host, version, replica: i + 1, running: true }));
   }
 
@@ -50,7 +54,7 @@ class FakeFleet {
     return {
       resolveUpdatePlan: async (input: RollingUpdateInput) => {
         try {
-          return buildUpdatePlan(inventory, input, this.fleet(), 'run-test');
+          return buildUpdatePlan(this.inv, input, this.fleet(), 'run-test');
         } catch (err) {
           throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidInput');
         }
@@ -69,7 +73,11 @@ class FakeFleet {
         const ups = [...req.config.matchAll(/server (\S+):8080/g)].map((m) => m[1]);
         this.events.push(`proxy ${req.host.name} → ${ups.join(',')}`);
         this.upstreams.set(req.host.name, ups);
-        return { changed: true };
+        return { changed: true, previousWorkers: [100 + this.events.length] };
+      },
+      waitProxyDrained: async (req: { host: { name: string }; workers: number[] }) => {
+        this.events.push(`drain ${req.host.name}`);
+        return { drained: true, stillServing: [], waitedMs: 5 };
       },
       removeContainers: async (req: { host: { name: string }; names: string[] }) => {
         for (const n of req.names) {
@@ -94,28 +102,67 @@ async function run<T>(mocks: MockActivities, fn: (start: (input: Partial<Rolling
 
 
 
+/**
+ * The order that keeps every request served, replica by replica: the new container is healthy before
+ * a proxy points at it, and the old one is removed only after the proxy switched away from it and
+ * drained. (Batches overlap, so only these relations are fixed, not the whole sequence.)
+ */
+function expectSafeOrder(events: string[], replicas: number): void {
+  for (let n = 1; n <= replicas; n++) {
+    const name = `shop-production-web-${n}-v2`;
+    const started = events.indexOf(`start ${name}`);
+    const switched = events.findIndex((e) => e.startsWith('proxy ') && e.split(/[ ,]/).includes(name));
+    const removed = events.indexOf(`remove shop-production-web-${n}`);
+    expect(started).toBeGreaterThanOrEqual(0);
+    expect(switched).toBeGreaterThan(started);
+    const healthy = events.indexOf(`healthy ${name}`);
+    if (healthy >= 0) expect(healthy).toBeLessThan(switched);
+    expect(removed).toBeGreaterThan(switched);
+    expect(events.slice(switched, removed).some((e) => e.startsWith('drain '))).toBe(true);
+  }
+}
+
 describe('rollingUpdate', () => {
-  it('v1 → v2 on two hosts, one replica at a time: start, healthy, switch the proxy, then stop the old', async () => {
+  it('v1 → v2 on two hosts, one replica at a time: start, healthy, switch the proxy, drain, then stop the old', async () => {
     const fleet = new FakeFleet();
     const mocks = mockActivities(fleet.activities());
-    const r = (await run(mocks, async (start) => (await start({})).result())) as RollingUpdateResult;
+    const r = (await run(mocks, async (start) => (await start({ surge: 0 })).result())) as RollingUpdateResult;
     expect(r).toMatchObject({ version: 'v2', fromVersion: 'v1', unchanged: false });
     expect(r.replicas).toEqual([
       { host: 'one', index: 1, container: 'shop-production-web-1-v2' },
       { host: 'two', index: 2, container: 'shop-production-web-2-v2' },
     ]);
     expect(fleet.versions()).toEqual(['one:1:v2', 'two:2:v2']);
-    expect(fleet.events).toEqual([
-      'start shop-production-web-1-v2',
-      'proxy one → shop-production-web-1-v2',
-      'start shop-production-web-2-v2', // while the old replica 1 drains
-      'remove shop-production-web-1',
-      'proxy two → shop-production-web-2-v2',
-      'remove shop-production-web-2',
-    ]);
+    expectSafeOrder(fleet.events, 2);
+    // surge 0: replica 2 boots only once replica 1 is switched
+    expect(fleet.events.indexOf('start shop-production-web-2-v2')).toBeGreaterThan(fleet.events.indexOf('proxy one → shop-production-web-1-v2'));
     const order = mocks.calls.map((c) => c.name);
     expect(order.indexOf('pullImage')).toBeLessThan(order.indexOf('ensureContainer'));
     expect(order.at(-1)).toBe('releaseLock');
+    // the drain waits for the workers that ran before that switch
+    const drains = mocks.calls.filter((c) => c.name === 'waitProxyDrained').map((c) => c.args as { workers: number[]; timeoutSeconds: number });
+    expect(drains).toEqual([expect.objectContaining({ workers: [expect.any(Number)], timeoutSeconds: 30 }), expect.objectContaining({ workers: [expect.any(Number)], timeoutSeconds: 30 })]);
+  });
+
+  it('surge 1: the next batch boots while this one is switched, never further ahead; the same safe order', async () => {
+    const four = structuredClone(inventory);
+    four.apps.shop.environments.production.replicas = 2;
+    const fleet = new FakeFleet('v1', ['one', 'one', 'two', 'two'], four);
+    const mocks = mockActivities(
+      fleet.activities({
+        waitHealthy: async (req: { container: string }) => {
+          fleet.events.push(`healthy ${req.container}`);
+          return { container: req.container, health: 'healthy', seconds: 1 };
+        },
+      }),
+    );
+    await run(mocks, async (start) => (await start({ surge: 1 })).result());
+    expect(fleet.versions()).toEqual(['one:1:v2', 'one:2:v2', 'two:3:v2', 'two:4:v2']);
+    expectSafeOrder(fleet.events, 4);
+    const at = (e: string) => fleet.events.indexOf(e);
+    const switchOf = (n: number) => fleet.events.findIndex((e) => e.startsWith('proxy ') && e.includes(`web-${n}-v2`));
+    expect(at('start shop-production-web-2-v2')).toBeLessThan(switchOf(1)); // batch 2 boots beside batch 1
+    for (const n of [3, 4]) expect(at(`start shop-production-web-${n}-v2`)).toBeGreaterThan(switchOf(n - 2)); // one batch ahead, not two
   });
 
   it('takes a backup first, as a child nightlyBackup that prunes nothing', async () => {
@@ -131,8 +178,9 @@ describe('rollingUpdate', () => {
     );
     await run(mocks, async (start) => (await start({ backup: true })).result());
     const order = mocks.calls.map((c) => c.name);
-    expect(order.indexOf('backupDatabase')).toBeLessThan(order.indexOf('pullImage'));
-    expect(order.indexOf('drillRestore')).toBeLessThan(order.indexOf('pullImage'));
+    expect(order.indexOf('backupDatabase')).toBeLessThan(order.indexOf('ensureContainer'));
+    expect(order.indexOf('drillRestore')).toBeLessThan(order.indexOf('ensureContainer'));
+    expect(order.indexOf('pullImage')).toBeLessThan(order.indexOf('backupDatabase')); // an unknown tag fails before the backup
     expect(order).not.toContain('listBackups');
     expect(fleet.versions()).toEqual(['one:1:v2', 'two:2:v2']);
   });
@@ -177,13 +225,63 @@ describe('rollingUpdate', () => {
     const fleet = new FakeFleet();
     fleet.unhealthy.add('shop-production-web-2-v2');
     const mocks = mockActivities(fleet.activities());
-    const f = await run(mocks, async (start) => failureOf(await start({})));
+    const f = await run(mocks, async (start) => failureOf(await start({ surge: 0 })));
     expect(f.message).toMatch(/shop-production-web-2-v2 is unhealthy[\s\S]*rolled back 1 replica\(s\) on one to v1; every replica runs v1 and serves/);
     expect(fleet.versions()).toEqual(['one:1:v1', 'two:2:v1']);
     expect(fleet.upstreams.get('one')).toEqual(['shop-production-web-1-v1']);
-    const rollbackEvents = fleet.events.slice(fleet.events.indexOf('remove shop-production-web-2-v2') + 1);
     // the old replica 1 finishes draining first, then replica 1 goes back to v1 start-before-stop
-    expect(rollbackEvents).toEqual(['remove shop-production-web-1', 'start shop-production-web-1-v1', 'proxy one → shop-production-web-1-v1', 'remove shop-production-web-1-v2']);
+    expect(fleet.events.indexOf('remove shop-production-web-1')).toBeLessThan(fleet.events.indexOf('start shop-production-web-1-v1'));
+    expect(fleet.events.slice(-4)).toEqual(['start shop-production-web-1-v1', 'proxy one → shop-production-web-1-v1', 'drain one', 'remove shop-production-web-1-v2']);
+  });
+
+  it('by default every batch boots ahead: all new replicas are healthy before the first switch', async () => {
+    const four = structuredClone(inventory);
+    four.apps.shop.environments.production.replicas = 2;
+    const fleet = new FakeFleet('v1', ['one', 'one', 'two', 'two'], four);
+    const mocks = mockActivities(
+      fleet.activities({
+        waitHealthy: async (req: { container: string }) => {
+          fleet.events.push(`healthy ${req.container}`);
+          return { container: req.container, health: 'healthy', seconds: 1 };
+        },
+      }),
+    );
+    await run(mocks, async (start) => (await start({})).result());
+    expect(fleet.versions()).toEqual(['one:1:v2', 'one:2:v2', 'two:3:v2', 'two:4:v2']);
+    expectSafeOrder(fleet.events, 4);
+    const firstSwitch = fleet.events.findIndex((e) => e.startsWith('proxy '));
+    for (const n of [1, 2, 3, 4]) expect(fleet.events.indexOf(`start shop-production-web-${n}-v2`)).toBeLessThan(firstSwitch);
+    expect(fleet.events.filter((e) => e.startsWith('proxy '))).toHaveLength(4); // still switched one batch at a time
+  });
+
+  it('a batch booting ahead that never gets healthy: nothing further is switched, what was switched goes back, no orphans', async () => {
+    const four = structuredClone(inventory);
+    four.apps.shop.environments.production.replicas = 2;
+    const fleet = new FakeFleet('v1', ['one', 'one', 'two', 'two'], four);
+    fleet.unhealthy.add('shop-production-web-3-v2');
+    const mocks = mockActivities(fleet.activities());
+    const f = await run(mocks, async (start) => failureOf(await start({ surge: 1 })));
+    expect(f.message).toMatch(/shop-production-web-3-v2 is unhealthy[\s\S]*every replica runs v1 and serves/);
+    expect(fleet.versions()).toEqual(['one:1:v1', 'one:2:v1', 'two:3:v1', 'two:4:v1']); // batch 4, booted ahead, was removed too
+    expect(fleet.events.some((e) => e.startsWith('proxy ') && /web-[34]-v2/.test(e))).toBe(false);
+  });
+
+  it('when the batch ahead fails before this one is switched, nothing is switched at all', async () => {
+    const fleet = new FakeFleet();
+    fleet.unhealthy.add('shop-production-web-2-v2');
+    const mocks = mockActivities(
+      fleet.activities({
+        waitHealthy: async (req: { container: string }) => {
+          if (fleet.unhealthy.has(req.container)) throw ApplicationFailure.nonRetryable(`container ${req.container} is unhealthy`, 'ContainerUnhealthy');
+          await new Promise((r) => setTimeout(r, 500)); // replica 1 takes longer than replica 2 takes to fail
+          return { container: req.container, health: 'healthy', seconds: 1 };
+        },
+      }),
+    );
+    const f = await run(mocks, async (start) => failureOf(await start({})));
+    expect(f.message).toMatch(/web-2-v2 is unhealthy[\s\S]*nothing had been switched; every replica still runs v1/);
+    expect(mocks.called('configureProxy')).toBe(0);
+    expect(fleet.versions()).toEqual(['one:1:v1', 'two:2:v1']);
   });
 
   it('canary approved: the second batch follows', async () => {
