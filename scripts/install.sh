@@ -20,6 +20,9 @@ APT_PACKAGES=(
   zstd                 # backup compression on the worker (activities/backup.ts)
   docker-compose       # validates docker-compose.temporal.yml offline (test/unit/compose.test.ts)
   chromium
+  bind9 bind9-dnsutils # authoritative DNS with RFC 2136 + TSIG for the DNS-01/DNS tests (scripts/bind9.sh); dig, nsupdate
+  pebble               # ACME test server for the certificate tests (scripts/pebble.sh)
+  openssl              # pebble's own CA (scripts/pebble.sh)
 )
 
 apt_missing() {

@@ -80,6 +80,35 @@ S3_ADDRESS=127.0.0.1:9000
 S3_ENDPOINT=http://$S3_ADDRESS
 S3_REGION=us-east-1
 
+# Authoritative DNS server for the certificate (DNS-01) and DNS tests (scripts/bind9.sh): Debian's
+# named on loopback (UDP and TCP), primary for $BIND9_ZONE, which accepts RFC 2136 dynamic updates
+# signed with the TSIG key $BIND9_TSIG_KEY_NAME only. The key file (made by tsig-keygen on first
+# start, root-only, kept) is in the format `nsupdate -k` and named's `include` read. The zone
+# (names in scripts/bind9.sh) is rebuilt from the script whenever named starts: dynamic records do
+# not survive a restart. Only this server knows these names (not the system resolver).
+BIND9_ADDRESS=127.0.0.1:5353
+BIND9_ZONE=runbooks.test
+BIND9_HOME=$RUNBOOK_HOME/bind9
+BIND9_TSIG_KEY_NAME=runbook-acme
+BIND9_TSIG_KEY_FILE=$BIND9_HOME/tsig.key
+
+# ACME test server for the certificate tests (scripts/pebble.sh): Debian's pebble 2.4, HTTPS with
+# a certificate from our own CA ($PEBBLE_TLS_CA: trust it, e.g. NODE_EXTRA_CA_CERTS, to talk to
+# pebble), resolving every name through bind9 above. HTTP-01 validations go to port
+# $PEBBLE_HTTP_PORT of the name's address (the tests publish their nginx there on 127.0.0.1),
+# TLS-ALPN-01 to $PEBBLE_TLS_PORT. Issued certificates chain to a root pebble makes anew on every
+# start: fetch it from $PEBBLE_MANAGEMENT_URL/roots/0 (and /intermediates/0), never cache it.
+# They are valid $PEBBLE_CERT_VALIDITY_SECONDS unless the order asks for notBefore/notAfter.
+PEBBLE_HOME=$RUNBOOK_HOME/pebble
+PEBBLE_ADDRESS=127.0.0.1:14000
+PEBBLE_DIRECTORY_URL=https://$PEBBLE_ADDRESS/dir
+PEBBLE_MANAGEMENT_ADDRESS=127.0.0.1:15000
+PEBBLE_MANAGEMENT_URL=https://$PEBBLE_MANAGEMENT_ADDRESS
+PEBBLE_TLS_CA=$PEBBLE_HOME/ca.pem               # the CA of pebble's own HTTPS listeners (not the issuing root)
+PEBBLE_HTTP_PORT=${PEBBLE_HTTP_PORT:-5002}
+PEBBLE_TLS_PORT=5001
+PEBBLE_CERT_VALIDITY_SECONDS=${PEBBLE_CERT_VALIDITY_SECONDS:-518400}   # 6 days (pebble's default: 5 years)
+
 # Repository root (scripts/..).
 RUNBOOK_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 

@@ -3,7 +3,7 @@
 # a warm re-run takes seconds):
 #   install.sh (unless SKIP_INSTALL=1) -> docker engine -> registry -> images
 #   -> sshd -> host 2 (second engine, over ssh) -> temporal dev server -> PostgreSQL server
-#   -> S3-compatible server
+#   -> S3-compatible server -> bind9 (authoritative DNS) -> pebble (ACME test server)
 # Usage: services.sh up|down|status
 #   up      install + start all, then print a one-line summary on stdout
 #   down    stop all (reverse order); state in $RUNBOOK_HOME is kept
@@ -34,16 +34,20 @@ up() {
   bash "$HERE/temporal.sh" start
   bash "$HERE/pg-server.sh" start
   bash "$HERE/s3.sh" start
+  bash "$HERE/bind9.sh" start
+  bash "$HERE/pebble.sh" start
 
   local engine images
   engine=$(docker_cmd version -f '{{.Server.Version}} API {{.Server.APIVersion}}' 2>/dev/null || echo '?')
   images=$(curl -sf "http://$REGISTRY/v2/_catalog" | tr -d '{}"[]' | sed 's/repositories://')
-  printf 'services up in %ss: docker %s (engine %s) | registry %s (%s) | sshd root@127.0.0.1:%s (key %s) | temporal %s, UI http://127.0.0.1:%s\n' \
+  printf 'services up in %ss: docker %s (engine %s) | registry %s (%s) | sshd root@127.0.0.1:%s (key %s) | temporal %s, UI http://127.0.0.1:%s | dns %s (%s) | acme %s\n' \
     "$((SECONDS - t0))" "$DOCKER_HOST" "$engine" "$REGISTRY" "$images" "$SSH_PORT" "$SSH_KEY" \
-    "$TEMPORAL_ADDRESS" "$TEMPORAL_UI_PORT"
+    "$TEMPORAL_ADDRESS" "$TEMPORAL_UI_PORT" "$BIND9_ADDRESS" "$BIND9_ZONE" "$PEBBLE_DIRECTORY_URL"
 }
 
 down() {
+  bash "$HERE/pebble.sh" stop
+  bash "$HERE/bind9.sh" stop
   bash "$HERE/s3.sh" stop
   bash "$HERE/pg-server.sh" stop
   bash "$HERE/temporal.sh" stop
@@ -56,7 +60,7 @@ down() {
 
 status() {
   local rc=0 s
-  for s in docker-engine registry sshd host2 temporal pg-server s3; do
+  for s in docker-engine registry sshd host2 temporal pg-server s3 bind9 pebble; do
     bash "$HERE/$s.sh" status || rc=1
   done
   return $rc
