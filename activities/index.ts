@@ -2,6 +2,7 @@
 import type { ContainerSpec } from '../common/types';
 import { createArchiveActivities } from './archives';
 import { createBackupActivities } from './backup';
+import { createCertificateActivities } from './certificates';
 import type { ActivityDeps } from './deps';
 import { createDockerActivities } from './docker';
 import { dockerEnvFrom } from './envfiles';
@@ -11,6 +12,7 @@ import { createLockActivities } from './lock';
 import { createNotifyActivities } from './notify';
 import { createPreflightActivities } from './preflight';
 import { createProxyActivities } from './proxy';
+import { createTlsActivities } from './tls';
 
 export function createActivities(deps: ActivityDeps) {
   const secretEnv = (spec: ContainerSpec) => dockerEnvFrom(spec.envFiles);
@@ -24,6 +26,8 @@ export function createActivities(deps: ActivityDeps) {
     ...createBackupActivities({ engines: deps.engines, ssh: deps.ssh }),
     ...createArchiveActivities({ engines: deps.engines, ssh: deps.ssh }),
     ...createNotifyActivities(),
+    ...createTlsActivities(),
+    ...createCertificateActivities(deps),
   };
 }
 

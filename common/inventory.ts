@@ -69,6 +69,38 @@ const dependencySchema = z.strictObject({
   healthTimeoutSeconds: positiveInt.default(120),
 });
 
+const dnsName = z.string().regex(/^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/, { error: 'must be a DNS name (a wildcard only as the leftmost label: "*.example.com")' });
+const hostPortString = z.string().regex(/^[A-Za-z0-9.:-]+:\d{1,5}$/, { error: 'must be "host:port"' });
+
+/** HTTPS on the proxy with a certificate from an ACME CA (or self-signed), renewed on a schedule. */
+const tlsSchema = z.strictObject({
+  /** The names the certificate covers (default: [proxy.domain]). A wildcard needs the dns-01 challenge. */
+  domains: z.array(dnsName).min(1).optional(),
+  challenge: z.enum(['http-01', 'dns-01']).default('http-01'),
+  acme: z
+    .strictObject({
+      /** Default: Let's Encrypt's production directory. */
+      directoryUrl: z.url().optional(),
+      /** Used with --staging. Default: Let's Encrypt's staging directory. */
+      stagingDirectoryUrl: z.url().optional(),
+      email: z.email().optional(),
+      /** CA bundle on the worker to trust for the directory's HTTPS (a private or test CA). */
+      caFile: absolutePath.optional(),
+    })
+    .default({}),
+  /** For dns-01: RFC 2136 dynamic updates signed with a TSIG key (a file on the worker). */
+  dns: z.strictObject({ type: z.literal('rfc2136'), server: hostPortString, zone: z.string().min(1), keyFile: absolutePath }).optional(),
+  /** DNS server the preflight asks where each name points (default: the worker's resolver). */
+  resolver: hostPortString.optional(),
+  /** Development: a self-signed certificate made on the host instead of a CA's. */
+  selfSigned: z.boolean().default(false),
+  selfSignedDays: positiveInt.max(825).default(90),
+  /** Renew when at most this fraction of the lifetime is left (certmagic: 1/3; certbot: 30 of 90 days). */
+  renewFraction: z.number().gt(0).lt(1).default(1 / 3),
+  /** Failed renewals are posted to this webhook (the file holds the URL, a secret). */
+  notify: z.strictObject({ webhookUrlFile: absolutePath }).optional(),
+});
+
 const environmentSchema = z.strictObject({
   hosts: z.array(name('host name')).min(1, { error: 'must list at least one host' }),
   /** Replicas per host. */
@@ -78,6 +110,9 @@ const environmentSchema = z.strictObject({
     hostPort: port,
     bindAddress: z.string().default('127.0.0.1'),
     domain: z.string().regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, { error: 'must be a DNS name' }).optional(),
+    /** Host port published for the proxy's port 443 (HTTPS, once a certificate is installed). */
+    httpsPort: port.optional(),
+    tls: tlsSchema.optional(),
   }),
   approvers: z.array(z.string().min(1)).default([]),
   minApprovals: positiveInt.default(1),
@@ -282,6 +317,17 @@ function crossReferenceProblems(inventory: Inventory): string[] {
         problems.push(`${at}.minApprovals: ${env.minApprovals} approvals required but only ${env.approvers.length} approver(s) listed`);
       }
       if (`${appName}-${envName}`.length > 40) problems.push(`${at}: "${appName}-${envName}" is too long for container names (40 characters at most)`);
+      const tls = env.proxy.tls;
+      if (tls) {
+        if (env.proxy.httpsPort === undefined) problems.push(`${at}.proxy.httpsPort: is required with proxy.tls (the host port for HTTPS)`);
+        const domains = tls.domains ?? (env.proxy.domain ? [env.proxy.domain] : []);
+        if (domains.length === 0) problems.push(`${at}.proxy.tls.domains: name the domains (or set proxy.domain)`);
+        if (!tls.selfSigned && tls.challenge === 'http-01' && domains.some((d) => d.startsWith('*.'))) {
+          problems.push(`${at}.proxy.tls.challenge: a wildcard (${domains.filter((d) => d.startsWith('*.')).join(', ')}) can only be validated with dns-01`);
+        }
+        if (!tls.selfSigned && tls.challenge === 'dns-01' && !tls.dns) problems.push(`${at}.proxy.tls.dns: is required with the dns-01 challenge`);
+      }
+      if (env.proxy.httpsPort !== undefined && env.proxy.httpsPort === env.proxy.hostPort) problems.push(`${at}.proxy.httpsPort: must differ from proxy.hostPort`);
     }
   }
   return problems;

@@ -17,7 +17,7 @@ export const LABEL = {
 
 export type ContainerRole = 'web' | 'dependency' | 'proxy' | 'migrate';
 
-export const RUNBOOKS = ['firstDeploy', 'rollingUpdate', 'issueCertificate', 'dnsCutover', 'nightlyBackup', 'restoreBackup'] as const;
+export const RUNBOOKS = ['firstDeploy', 'rollingUpdate', 'issueCertificate', 'renewCertificates', 'dnsCutover', 'nightlyBackup', 'restoreBackup'] as const;
 export type RunbookName = (typeof RUNBOOKS)[number];
 
 export const TASK_QUEUE = 'runbooks';
@@ -28,6 +28,8 @@ export const volumeName = (app: string, env: string, volume: string): string => 
 export const webContainerName = (app: string, env: string, n: number): string => `${prefix(app, env)}-web-${n}`;
 export const dependencyContainerName = (app: string, env: string, dep: string): string => `${prefix(app, env)}-${dep}`;
 export const proxyContainerName = (app: string, env: string): string => `${prefix(app, env)}-proxy`;
+/** The named volume with the proxy's certificates, keys and HTTPS snippets. */
+export const proxyTlsVolumeName = (app: string, env: string): string => `${prefix(app, env)}-proxy-tls`;
 export const migrateContainerName = (app: string, env: string, version: string): string => `${prefix(app, env)}-migrate-${version}`;
 
 /** `<runbook>/<app>/<env>`: with conflict policy FAIL, two runs on one target cannot overlap. */

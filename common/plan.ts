@@ -1,5 +1,5 @@
 // Resolves an inventory + input into the fully explicit deploy plan that is recorded in history.
-import { PROXY_CONFIG_PATH, renderProxyConfig } from './commands/nginx';
+import { PROXY_CONFIG_PATH, renderProxyConfig, TLS_DIR } from './commands/nginx';
 import type { Inventory } from './inventory';
 import {
   dependencyContainerName,
@@ -9,6 +9,7 @@ import {
   migrateContainerName,
   networkName,
   proxyContainerName,
+  proxyTlsVolumeName,
   volumeName,
   webContainerName,
 } from './naming';
@@ -133,9 +134,13 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
       envFiles: [],
       network,
       aliases: [],
-      volumes: [],
+      // certificates and HTTPS snippets survive the proxy container (runbook 2 writes them)
+      volumes: [{ name: proxyTlsVolumeName(appName, envName), target: TLS_DIR }],
       binds: [],
-      ports: [{ hostIp: host.bindAddress ?? env.proxy.bindAddress, hostPort: env.proxy.hostPort, containerPort: 80 }],
+      ports: [
+        { hostIp: host.bindAddress ?? env.proxy.bindAddress, hostPort: env.proxy.hostPort, containerPort: 80 },
+        ...(env.proxy.httpsPort !== undefined ? [{ hostIp: host.bindAddress ?? env.proxy.bindAddress, hostPort: env.proxy.httpsPort, containerPort: 443 }] : []),
+      ],
       stopTimeoutSeconds: app.stopTimeoutSeconds,
       restart: true,
     },
@@ -363,3 +368,4 @@ export function hostProxyConfig(plan: UpdatePlan, host: string, live: Record<num
     ...(plan.serverName ? { serverName: plan.serverName } : {}),
   });
 }
+

@@ -407,3 +407,90 @@ export interface RollingUpdateResult {
   unchanged: boolean;
   replicas: { host: string; index: number; container: string }[];
 }
+
+// ---------------------------------------------------------------- certificates (runbook 2) --
+
+export type ChallengeKind = 'http-01' | 'dns-01';
+
+/** The DNS provider that answers DNS-01 challenges (activities/dns/rfc2136.ts). */
+export interface DnsProviderSettings {
+  type: 'rfc2136';
+  /** The zone's primary, "host:port". */
+  server: string;
+  zone: string;
+  /** TSIG key file on the worker (a path; the key itself never travels). */
+  keyFile: string;
+}
+
+export interface IssueCertificateInput extends RunbookTarget {
+  /** Names to cover (default: the inventory's proxy.tls.domains, or proxy.domain). */
+  domains?: string[];
+  /** The CA's staging directory (test certificates, generous rate limits). */
+  staging?: boolean;
+  /** A self-signed certificate made on the host (development); no CA involved. */
+  selfSigned?: boolean;
+  /** Issue even when the served certificate covers the names with more than a third of its lifetime left. */
+  force?: boolean;
+  /** Set by renewCertificates: why this run was started. */
+  reason?: string;
+}
+
+/** Where one host's proxy serves, as the certificate runbook needs it. */
+export interface CertificateProxy {
+  host: HostSpec;
+  container: string;
+  /** http://<address>:<hostPort> — port 80 of the proxy. */
+  httpUrl: string;
+  /** Where a TLS client reaches the proxy's port 443. */
+  httpsAddress: string;
+  httpsPort: number;
+}
+
+export interface CertificatePlan {
+  app: string;
+  env: string;
+  /** File stem on the host: /etc/nginx/tls/<id>.crt, .key, .server.conf, .redirect.conf. */
+  id: string;
+  domains: string[];
+  mode: 'acme' | 'self-signed';
+  challenge: ChallengeKind;
+  acme: {
+    directoryUrl: string;
+    email?: string;
+    /** CA bundle (on the worker) to trust for the directory's HTTPS, e.g. a test CA. */
+    caFile?: string;
+  };
+  dns?: DnsProviderSettings;
+  /** DNS server ("host:port") the preflight asks whether each name points at the host; default: the system's resolver. */
+  resolver?: string;
+  /** nginx upstream name of the app (the HTTPS server block proxies to it). */
+  upstream: string;
+  proxies: CertificateProxy[];
+  /** Renew when the remaining lifetime is at most this fraction of the whole (default 1/3). */
+  renewFraction: number;
+  /** Days of a self-signed certificate. */
+  selfSignedDays: number;
+  notify?: { webhookUrlFile: string };
+}
+
+/** A certificate as served or issued (public data only). */
+export interface CertificateFacts {
+  serial: string;
+  names: string[];
+  notBefore: string;
+  notAfter: string;
+  issuer: string;
+}
+
+export interface IssueCertificateResult {
+  app: string;
+  env: string;
+  domains: string[];
+  hosts: { host: string; outcome: 'issued' | 'unchanged'; certificate: CertificateFacts; reason: string }[];
+}
+
+export interface RenewCertificatesResult {
+  checked: { app: string; env: string; host: string; notAfter?: string; due: boolean; reason: string }[];
+  renewed: { app: string; env: string; workflowId: string }[];
+  failed: { app: string; env: string; error: string }[];
+}

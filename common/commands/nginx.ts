@@ -9,14 +9,93 @@ export interface ProxyConfigInput {
 }
 
 export const PROXY_CONFIG_PATH = '/etc/nginx/conf.d/default.conf';
+/** In the proxy container: the certificates, keys and HTTPS snippets (a named volume on the host). */
+export const TLS_DIR = '/etc/nginx/tls';
+/** Where HTTP-01 token files go (served on port 80 at /.well-known/acme-challenge/). */
+export const ACME_WEBROOT = '/var/www/acme';
+
+export const proxyUpstreamName = (app: string, env: string): string => `${app}_${env}`.replace(/[^A-Za-z0-9_]/g, '_');
+
+export interface HttpsServerInput {
+  app: string;
+  env: string;
+  /** File stem of the certificate and key in TLS_DIR. */
+  id: string;
+  domains: string[];
+}
+
+export const tlsFiles = (id: string) => ({
+  certificate: `${TLS_DIR}/${id}.crt`,
+  key: `${TLS_DIR}/${id}.key`,
+  server: `${TLS_DIR}/${id}.server.conf`,
+  redirect: `${TLS_DIR}/${id}.redirect.conf`,
+});
+
+/**
+ * The HTTPS server block (seed 000 "SSL/HTTPS Configuration"): TLS 1.2/1.3 only, HSTS for two
+ * years, the seed's security headers, proxying to the app's upstream like the port-80 block.
+ */
+export function renderHttpsServer(input: HttpsServerInput): string {
+  if (input.domains.length === 0) throw new Error('an HTTPS server needs at least one domain');
+  for (const d of input.domains) if (!/^(\*\.)?[a-z0-9.-]+$/.test(d)) throw new Error(`not a domain name: ${JSON.stringify(d)}`);
+  if (!/^[a-z0-9-]+$/.test(input.id)) throw new Error(`not a certificate id: ${JSON.stringify(input.id)}`);
+  const files = tlsFiles(input.id);
+  return `# Managed by temporal-runbooks: HTTPS for ${input.app}/${input.env} (certificate ${input.id}).
+server {
+    listen 443 ssl http2;
+    server_name ${input.domains.join(' ')};
+
+    ssl_certificate ${files.certificate};
+    ssl_certificate_key ${files.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
+    ssl_prefer_server_ciphers off;
+    ssl_session_cache shared:tls_${input.id.replace(/-/g, '_')}:10m;
+    ssl_session_timeout 1d;
+
+    add_header Strict-Transport-Security "max-age=63072000" always;
+    add_header X-Frame-Options DENY always;
+    add_header X-Content-Type-Options nosniff always;
+    add_header X-XSS-Protection "1; mode=block" always;
+
+    location / {
+        proxy_pass http://${proxyUpstreamName(input.app, input.env)};
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto https;
+        proxy_next_upstream error timeout http_502 http_503;
+        proxy_connect_timeout 2s;
+    }
+}
+`;
+}
+
+/**
+ * Port 80 answers everything but the ACME path (its own location) with a redirect to HTTPS, on
+ * `httpsPort` when that is not 443 (the host port the proxy's 443 is published on).
+ */
+export function renderHttpsRedirect(httpsPort: number): string {
+  if (!Number.isInteger(httpsPort) || httpsPort < 1 || httpsPort > 65535) throw new Error(`not a port: ${httpsPort}`);
+  const target = httpsPort === 443 ? 'https://$host$request_uri' : `https://$host:${httpsPort}$request_uri`;
+  return `# Managed by temporal-runbooks: HTTP → HTTPS (the ACME challenge location is not redirected).
+return 301 ${target};
+`;
+}
 export const PROXY_CONFIG_DIR = '/etc/nginx/conf.d';
 
 export function renderProxyConfig(input: ProxyConfigInput): string {
   if (input.upstreams.length === 0) throw new Error('proxy config needs at least one upstream');
-  const upstreamName = `${input.app}_${input.env}`.replace(/[^A-Za-z0-9_]/g, '_');
+  const upstreamName = proxyUpstreamName(input.app, input.env);
   // a replica is taken out after 3 errors for 2 s: one slow accept under load does not empty the pool
   const servers = input.upstreams.map((u) => `    server ${u} max_fails=3 fail_timeout=2s;`).join('\n');
   return `# Managed by temporal-runbooks for ${input.app}/${input.env}. Changes here are overwritten.
+# HTTPS, once the certificate runbook has installed a certificate: its server block and the
+# redirect live beside the certificate on the host (${TLS_DIR}), so re-rendering this file keeps them.
+include ${TLS_DIR}/*.server.conf;
+
 upstream ${upstreamName} {
 ${servers}
     keepalive 16;
@@ -31,6 +110,7 @@ server {
     }
 
     location / {
+        include ${TLS_DIR}/*.redirect.conf;
         proxy_pass http://${upstreamName};
         proxy_http_version 1.1;
         proxy_set_header Connection "";
@@ -76,6 +156,9 @@ export function nginxSwitchArgv(config: string, configPath = PROXY_CONFIG_PATH):
   ].join('\n');
   return ['sh', '-c', script, 'nginx-switch', configPath, config];
 }
+
+/** `nginx -t`, then a graceful reload only if the test passed (to load files changed under the same config, e.g. a renewed certificate). */
+export const nginxTestAndReloadArgv = (): string[] => ['sh', '-c', `workers=$(${LIST_WORKERS})\nnginx -t 2>&1 && nginx -s reload 2>&1 && echo "workers: $workers"`, 'nginx-reload'];
 
 /** Parses the `workers: <pids>` line printed by {@link nginxSwitchArgv}. */
 export function parseSwitchedWorkers(stdout: string): number[] {

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { containerCreateBody, containerDrift, demuxDockerStream, labelFilter, lastLines, splitImageReference, summarizeHealthLog } from '../../common/commands/docker';
 import { missingVariables, parseEnvFile, toDockerEnv } from '../../common/commands/envfile';
-import { NGINX_DRAIN_TIMED_OUT, NGINX_SWITCH_EXIT, nginxSwitchArgv, nginxWorkersGoneArgv, parseSwitchedWorkers, renderProxyConfig } from '../../common/commands/nginx';
+import { NGINX_DRAIN_TIMED_OUT, NGINX_SWITCH_EXIT, nginxSwitchArgv, nginxTestAndReloadArgv, nginxWorkersGoneArgv, parseSwitchedWorkers, renderProxyConfig } from '../../common/commands/nginx';
 import { fileReadableArgv, freeDiskArgv, parseDfAvailableMb, portIsListening, shellQuote } from '../../common/commands/shell';
 import { tarSingleFile } from '../../common/commands/tar';
 import type { ContainerSpec } from '../../common/types';
@@ -165,6 +165,14 @@ describe('nginx switch and drain scripts (run by sh, with a stand-in nginx on PA
     expect(readFileSync(conf, 'utf8')).toBe('good\n');
     expect(calls()).toEqual(['-t']);
     expect(readdirSync(dir).sort()).toEqual(['bin', 'default.conf', 'nginx.log']);
+  });
+
+  it('reloads only after nginx -t passed', () => {
+    expect(run(nginxTestAndReloadArgv(), { CONF: `${dir}/none` }).status).toBe(0);
+    expect(calls()).toEqual(['-t', '-s reload']);
+    writeFileSync(`${dir}/bad.conf`, 'broken');
+    expect(run(nginxTestAndReloadArgv(), { CONF: `${dir}/bad.conf` }).status).not.toBe(0);
+    expect(calls()).toEqual(['-t', '-s reload', '-t']);
   });
 
   it('reads the workers from the switch output', () => {
