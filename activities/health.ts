@@ -1,5 +1,6 @@
 // Health gates: a container's own health check, and HTTP probes as a user would send them.
 import http from 'node:http';
+import https from 'node:https';
 import { ApplicationFailure } from '@temporalio/common';
 import type { HostSpec, SmokeTestSpec } from '../common/types';
 import { heartbeat, sleep } from './context';
@@ -8,24 +9,45 @@ import { diagnostics, engineFailure, inspectContainer, type DockerEngines } from
 export interface HttpAnswer {
   status: number;
   body: string;
+  location?: string;
 }
 
-/** One HTTP GET with an optional Host header; resolves with status and (truncated) body. */
-export function httpGet(url: string, options: { hostHeader?: string; timeoutMs?: number } = {}): Promise<HttpAnswer> {
+/**
+ * One HTTP(S) GET with an optional Host header; resolves with status and (truncated) body. For
+ * HTTPS, `servername` is the SNI and the certificate is not checked: these probes ask whether the
+ * app answers through the proxy; the certificate runbook checks certificates.
+ */
+export function httpGet(url: string, options: { hostHeader?: string; timeoutMs?: number; servername?: string } = {}): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { headers: options.hostHeader ? { Host: options.hostHeader } : {}, timeout: options.timeoutMs ?? 5000, agent: false }, (res) => {
+    const get = url.startsWith('https:') ? https.get : http.get;
+    const tlsOptions = url.startsWith('https:') ? { rejectUnauthorized: false, ...(options.servername ? { servername: options.servername } : {}) } : {};
+    const req = get(url, { headers: options.hostHeader ? { Host: options.hostHeader } : {}, timeout: options.timeoutMs ?? 5000, agent: false, ...tlsOptions }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {
         if (size < 65536) chunks.push(c);
         size += c.length;
       });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), ...(res.headers.location ? { location: res.headers.location } : {}) }));
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error(`timed out after ${options.timeoutMs ?? 5000} ms`)));
     req.on('error', reject);
   });
+}
+
+/**
+ * A GET through the proxy as a browser would make it: a redirect to HTTPS (the proxy once a
+ * certificate is installed) is followed once, to the same address on the redirect's port, with the
+ * redirect's host name as SNI and Host.
+ */
+export async function proxiedGet(url: string, options: { hostHeader?: string; timeoutMs?: number } = {}): Promise<HttpAnswer> {
+  const answer = await httpGet(url, options);
+  if (![301, 302, 307, 308].includes(answer.status) || !answer.location?.startsWith('https://')) return answer;
+  const target = new URL(answer.location);
+  const original = new URL(url);
+  const next = `https://${original.hostname}:${target.port || '443'}${target.pathname}${target.search}`;
+  return httpGet(next, { ...options, hostHeader: target.host.replace(/:\d+$/, ''), servername: target.hostname });
 }
 
 export function smokeTestVerdict(spec: SmokeTestSpec, answer: HttpAnswer): string | undefined {
@@ -42,7 +64,7 @@ export function createHealthActivities(engines: DockerEngines) {
     async probeUrls(req: { urls: string[]; hostHeader?: string; timeoutMs?: number }): Promise<{ ok: number; failed: number; errors: string[] }> {
       const results = await Promise.all(
         req.urls.map((url) =>
-          httpGet(url, { ...(req.hostHeader ? { hostHeader: req.hostHeader } : {}), timeoutMs: req.timeoutMs ?? 5000 }).then(
+          proxiedGet(url, { ...(req.hostHeader ? { hostHeader: req.hostHeader } : {}), timeoutMs: req.timeoutMs ?? 5000 }).then(
             (a) => (a.status >= 200 && a.status < 300 ? undefined : `${url}: HTTP ${a.status}`),
             (err: Error) => `${url}: ${err.message}`,
           ),
@@ -88,7 +110,7 @@ export function createHealthActivities(engines: DockerEngines) {
       let last = '';
       for (let i = 1; i <= attempts; i++) {
         try {
-          const answer = await httpGet(req.url, req.hostHeader ? { hostHeader: req.hostHeader } : {});
+          const answer = await proxiedGet(req.url, req.hostHeader ? { hostHeader: req.hostHeader } : {});
           const problem = smokeTestVerdict(req, answer);
           if (!problem) return { url: req.url, status: answer.status, body: answer.body.trim().slice(0, 200) };
           last = problem;

@@ -185,6 +185,10 @@ describe('certificates: pebble + bind9 + nginx', () => {
     });
     expect(secure).toMatchObject({ status: 200, hsts: 'max-age=63072000', body: expect.stringContaining('v1') });
 
+    // the runbooks' own smoke test through port 80 follows the redirect to HTTPS
+    const smoke = await acts.smokeTest({ url: `http://127.0.0.1:${PEBBLE_HTTP_PORT}/version`, expectStatus: 200, expectBody: 'v1', hostHeader: 'app.runbooks.test', attempts: 1 });
+    expect(smoke.status).toBe(200);
+
     // the same chain again: nothing changes
     expect((await acts.installCertificate({ proxy: p.proxies[0], id: p.id, fullchainPem: r.ordered.fullchainPem })).changed).toBe(false);
     expect((await acts.enableHttps({ proxy: p.proxies[0], plan: p })).changed).toBe(false);
