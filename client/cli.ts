@@ -3,10 +3,10 @@
 import { Command } from 'commander';
 import { isValidVersion, NAME_PATTERN } from '../common/naming';
 import { parseDuration } from '../common/duration';
-import type { CanaryMode, FirstDeployResult, RunbookStatus, StepRecord } from '../common/types';
+import type { CanaryMode, FirstDeployResult, IssueCertificateResult, RunbookStatus, StepRecord } from '../common/types';
 import { formatPlan, formatPreflight, formatStatus, formatStep, stepChanges } from './format';
 import { failureText, RunbookClient } from './runbooks';
-import { backupScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, describeBackupSchedule, formatSchedule, hasBackupSchedule, triggerBackupSchedule, upsertBackupSchedule } from './schedules';
+import { backupScheduleId, certScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, DEFAULT_CERT_CATCHUP_WINDOW, DEFAULT_CERT_EVERY, describeBackupSchedule, describeCertSchedule, formatSchedule, hasBackupSchedule, triggerBackupSchedule, triggerCertSchedule, upsertBackupSchedule, upsertCertSchedule } from './schedules';
 
 
 /** Waits for `p` or `ms`, whichever comes first, and leaves no timer behind (a pending one would hold the process up to `ms` after the end). */
@@ -289,7 +289,88 @@ export function buildCli(): Command {
       }),
     );
 
+  program
+    .command('cert <app>')
+    .description('issue the HTTPS certificate of an app/env and switch its proxies to HTTPS (issueCertificate); a no-op while a valid one with more than a third of its lifetime left is served')
+    .requiredOption('--env <env>')
+    .option('--domains <names>', 'comma-separated names to cover (default: the inventory\'s proxy.tls.domains or proxy.domain)')
+    .option('--staging', 'use the CA\'s staging directory (untrusted test certificates, generous rate limits)')
+    .option('--self-signed', 'make a self-signed certificate on the host (development; no CA)')
+    .option('--force', 'issue even when the served certificate is still good')
+    .option('--detach', 'start and return; do not watch')
+    .action(
+      withClient(async (rc, app: string, opts: { env: string; domains?: string; staging?: boolean; selfSigned?: boolean; force?: boolean; detach?: boolean }) => {
+        checkName('app', app);
+        checkName('env', opts.env);
+        if (opts.staging && opts.selfSigned) throw new Error('--staging and --self-signed exclude each other');
+        const domains = opts.domains?.split(',').map((d) => d.trim()).filter((d) => d !== '');
+        if (opts.domains !== undefined && !domains?.length) throw new Error('--domains needs at least one name');
+        const handle = await rc.startIssueCertificate({
+          app,
+          env: opts.env,
+          ...(domains ? { domains } : {}),
+          ...(opts.staging ? { staging: true } : {}),
+          ...(opts.selfSigned ? { selfSigned: true } : {}),
+          ...(opts.force ? { force: true } : {}),
+        });
+        console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})\n  UI: ${uiUrl(rc, handle.workflowId)}`);
+        if (opts.detach) return 0;
+        const code = await watch(rc, handle.workflowId);
+        if (code === 0) {
+          const r = (await handle.result()) as IssueCertificateResult;
+          for (const h of r.hosts) console.log(`  ${h.host}: ${h.outcome === 'issued' ? 'issued' : 'unchanged'} serial ${h.certificate.serial}, valid until ${h.certificate.notAfter} (${h.certificate.issuer}) — ${h.reason}`);
+        }
+        return code;
+      }),
+    );
+
   const schedule = program.command('schedule').description('Temporal Schedules of the runbooks');
+  schedule
+    .command('certs')
+    .description('create or update the certificate renewal schedule (one for the whole inventory, renewCertificates every 12 h, overlap: skip); or show, trigger, pause, resume, delete it')
+    .option('--every <duration>', 'how often every certificate is checked', DEFAULT_CERT_EVERY)
+    .option('--catchup-window <duration>', 'how late a missed check may still start', DEFAULT_CERT_CATCHUP_WINDOW)
+    .option('--show', 'show the schedule; change nothing')
+    .option('--trigger', 'run one check now through the schedule (skipped, exit code 1, if one is running)')
+    .option('--pause', 'pause the schedule')
+    .option('--resume', 'resume the paused schedule')
+    .option('--delete', 'delete the schedule (installed certificates stay)')
+    .option('--note <text>', 'why (kept on the schedule, with --pause/--resume)')
+    .action(
+      withClient(async (rc, opts: { every: string; catchupWindow: string; show?: boolean; trigger?: boolean; pause?: boolean; resume?: boolean; delete?: boolean; note?: string }) => {
+        const verbs = (['show', 'trigger', 'pause', 'resume', 'delete'] as const).filter((v) => opts[v]);
+        if (verbs.length > 1) throw new Error(`--${verbs.join(', --')}: give one at most`);
+        const handle = rc.client.schedule.getHandle(certScheduleId());
+        switch (verbs[0]) {
+          case undefined: {
+            const r = await upsertCertSchedule(rc.client, { every: opts.every, catchupWindow: opts.catchupWindow, taskQueue: rc.settings.taskQueue });
+            console.log(`${r.created ? 'created' : 'updated'} ${r.scheduleId}`);
+            break;
+          }
+          case 'trigger': {
+            const outcome = await triggerCertSchedule(rc.client);
+            if (!outcome.started) {
+              console.log(`skipped: a renewal check is already running (${outcome.running.join(', ') || 'unknown'}); overlap policy SKIP`);
+              return 1;
+            }
+            console.log(`started ${outcome.started}\n  UI: ${uiUrl(rc, outcome.started)}\n  follow: runbook watch ${outcome.started}`);
+            return 0;
+          }
+          case 'pause':
+            await handle.pause(opts.note ?? 'pause from the runbook CLI');
+            break;
+          case 'resume':
+            await handle.unpause(opts.note ?? 'resume from the runbook CLI');
+            break;
+          case 'delete':
+            await handle.delete();
+            console.log(`deleted ${handle.scheduleId}`);
+            return 0;
+        }
+        console.log(formatSchedule(await describeCertSchedule(rc.client)));
+        return 0;
+      }),
+    );
   schedule
     .command('backup <app>')
     .description(`create or update the nightly backup schedule of an app/env (overlap: skip)`)

@@ -2,7 +2,7 @@
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { lockWorkflowId, runbookWorkflowId, type RunbookName } from '../common/naming';
 import { SA_APP, SA_AWAITING_APPROVAL, SA_ENV, SA_STEP } from '../common/search-attributes';
-import type { DecisionRecord, FirstDeployInput, LockHolder, NightlyBackupInput, RestoreBackupInput, RollingUpdateInput, RunbookStatus, RunbookTarget } from '../common/types';
+import type { DecisionRecord, FirstDeployInput, IssueCertificateInput, LockHolder, NightlyBackupInput, RestoreBackupInput, RollingUpdateInput, RunbookStatus, RunbookTarget } from '../common/types';
 import { decideUpdate, lockHolderQuery, releaseLockSignal, rejectSignal, approveSignal, statusQuery } from '../workflows/lib/definitions';
 import { connectionSettings, type ConnectionSettings } from './connection';
 
@@ -64,6 +64,13 @@ export class RunbookClient {
   startRollingUpdate(input: RollingUpdateInput): Promise<WorkflowHandleWithFirstExecutionRunId> {
     const what = input.isRollback ? `Rollback of ${input.app}/${input.env} to ${input.version ?? 'the previous version'}` : `Rolling update of ${input.app}/${input.env} to ${input.version}`;
     return this.start('rollingUpdate', { ...input }, what);
+  }
+
+  /** `issueCertificate/<app>/<env>`: issue (or renew) the environment's certificate; a no-op while the served one is good. */
+  startIssueCertificate(input: IssueCertificateInput): Promise<WorkflowHandleWithFirstExecutionRunId> {
+    const mode = input.selfSigned ? 'self-signed certificate' : input.staging ? 'staging certificate' : 'certificate';
+    const names = input.domains?.length ? ` for ${input.domains.join(', ')}` : '';
+    return this.start('issueCertificate', { ...input }, `${input.force ? 'Forced ' : ''}${mode}${names} of ${input.app}/${input.env}`.replace(/^./, (c) => c.toUpperCase()));
   }
 
   /** One backup night now, outside the schedule (same workflow, same retention). */

@@ -2,8 +2,9 @@
 // app/env (`nightlyBackup/<app>/<env>`). Overlap SKIP: a night still running when the next one is
 // due is not doubled. The catch-up window says how late a missed run (server down at 02:00) may
 // still start; older misses are skipped, not replayed in a burst.
-import { ScheduleNotFoundError, type Client, type ScheduleDescription } from '@temporalio/client';
-import { parseDuration } from '../common/duration';
+// The certificate renewal's schedule (`runbook schedule certs`, one for the inventory) is at the end.
+import { ScheduleNotFoundError, type Client, type ScheduleDescription, type ScheduleOptions } from '@temporalio/client';
+import { formatDuration, parseDuration } from '../common/duration';
 import { runbookWorkflowId } from '../common/naming';
 import { SA_APP, SA_AWAITING_APPROVAL, SA_ENV, SA_STEP } from '../common/search-attributes';
 import type { NightlyBackupInput } from '../common/types';
@@ -36,9 +37,7 @@ function scheduleParts(o: BackupScheduleOptions) {
   const cron = o.cron ?? DEFAULT_BACKUP_CRON;
   const problem = cronProblem(cron);
   if (problem) throw new Error(problem);
-  const catchupWindow = o.catchupWindow ?? DEFAULT_CATCHUP_WINDOW;
-  const catchupMs = parseDuration(catchupWindow, '--catchup-window');
-  if (catchupMs < 60_000) throw new Error('--catchup-window must be at least 1m (Temporal\'s minimum is 10s; anything shorter misses runs after a brief outage)');
+  const catchupMs = catchupWindowMs(o.catchupWindow ?? DEFAULT_CATCHUP_WINDOW);
   const input: NightlyBackupInput = { app: o.app, env: o.env };
   return {
     spec: { cronExpressions: [cron.trim()], timezone: o.timezone ?? 'UTC' },
@@ -63,18 +62,30 @@ function scheduleParts(o: BackupScheduleOptions) {
 
 /** Creates the schedule, or updates its spec and policies (keeping its paused state): `created` says which. */
 export async function upsertBackupSchedule(client: Client, o: BackupScheduleOptions): Promise<{ scheduleId: string; created: boolean }> {
-  const scheduleId = backupScheduleId(o.app, o.env);
-  const parts = scheduleParts(o);
+  return upsertSchedule(client, backupScheduleId(o.app, o.env), scheduleParts(o), 'created by runbook schedule backup');
+}
+
+type ScheduleParts = Pick<ScheduleOptions, 'spec' | 'action' | 'policies'>;
+
+/** Creates the schedule, or updates its spec, action and policies (keeping its paused state). */
+async function upsertSchedule(client: Client, scheduleId: string, parts: ScheduleParts, note: string): Promise<{ scheduleId: string; created: boolean }> {
   const handle = client.schedule.getHandle(scheduleId);
   try {
     await handle.describe();
   } catch (err) {
     if (!(err instanceof ScheduleNotFoundError)) throw err;
-    await client.schedule.create({ scheduleId, ...parts, state: { note: 'created by runbook schedule backup' } });
+    await client.schedule.create({ scheduleId, ...parts, state: { note } });
     return { scheduleId, created: true };
   }
   await handle.update((prev) => ({ ...prev, spec: parts.spec, action: parts.action, policies: { ...prev.policies, ...parts.policies } }));
   return { scheduleId, created: false };
+}
+
+/** A catch-up window: at least 1m (Temporal's minimum is 10s; anything shorter misses runs after a brief outage). */
+function catchupWindowMs(value: string): number {
+  const ms = parseDuration(value, '--catchup-window');
+  if (ms < 60_000) throw new Error('--catchup-window must be at least 1m (Temporal\'s minimum is 10s; anything shorter misses runs after a brief outage)');
+  return ms;
 }
 
 export async function describeBackupSchedule(client: Client, app: string, env: string): Promise<ScheduleDescription> {
@@ -82,10 +93,11 @@ export async function describeBackupSchedule(client: Client, app: string, env: s
 }
 
 export function formatSchedule(d: ScheduleDescription): string {
-  const spec = d.spec as { cronExpressions?: string[]; calendars?: unknown[]; timezone?: string };
+  const spec = d.spec as { cronExpressions?: string[]; calendars?: unknown[]; intervals?: { every: number; offset: number }[]; timezone?: string };
+  const intervals = (spec.intervals ?? []).map((i) => `every ${formatDuration(i.every)}${i.offset ? ` + ${formatDuration(i.offset)}` : ''}`);
   const lines = [
     `schedule ${d.scheduleId}: ${d.state.paused ? 'PAUSED' : 'active'}${d.state.note ? ` (${d.state.note})` : ''}`,
-    `  when: ${JSON.stringify(spec.calendars ?? spec.cronExpressions ?? [])} ${spec.timezone ?? 'UTC'}`,
+    intervals.length ? `  when: ${intervals.join(', ')} (from the Unix epoch, UTC)` : `  when: ${JSON.stringify(spec.calendars ?? spec.cronExpressions ?? [])} ${spec.timezone ?? 'UTC'}`,
     `  overlap: ${d.policies.overlap}, catch-up window: ${Math.round(d.policies.catchupWindow / 60_000)} min`,
     `  next runs: ${d.info.nextActionTimes.slice(0, 3).map((t) => t.toISOString()).join(', ') || 'none'}`,
     `  actions taken: ${d.info.numActionsTaken}, skipped (overlap): ${d.info.numActionsSkippedOverlap}, missed (catch-up window): ${d.info.numActionsMissedCatchupWindow}`,
@@ -108,7 +120,12 @@ export interface TriggerOutcome {
  * skipped because one is going.
  */
 export async function triggerBackupSchedule(client: Client, app: string, env: string, timeoutMs = 15_000): Promise<TriggerOutcome> {
-  const handle = client.schedule.getHandle(backupScheduleId(app, env));
+  return triggerSchedule(client, backupScheduleId(app, env), timeoutMs);
+}
+
+/** triggerBackupSchedule for any schedule. */
+export async function triggerSchedule(client: Client, scheduleId: string, timeoutMs = 15_000): Promise<TriggerOutcome> {
+  const handle = client.schedule.getHandle(scheduleId);
   const before = await handle.describe();
   await handle.trigger(before.policies.overlap ?? 'SKIP');
   const deadline = Date.now() + timeoutMs;
@@ -135,4 +152,60 @@ export async function hasBackupSchedule(client: Client, app: string, env: string
     if (err instanceof ScheduleNotFoundError) return false;
     throw err;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificate renewal: ONE schedule for the whole inventory ("renewCertificates"). Each run lists
+// every app/env with proxy.tls at that time, so an environment added to the inventory is covered
+// without a new schedule, and renewals run one after the other (one CA account, its rate limits).
+
+export const DEFAULT_CERT_EVERY = '12h';
+export const DEFAULT_CERT_CATCHUP_WINDOW = '1h';
+
+export const certScheduleId = (): string => 'renewCertificates';
+
+export interface CertScheduleOptions {
+  /** How often the certificates are checked (default 12h, aligned on the Unix epoch: 00:00 and 12:00 UTC). */
+  every?: string;
+  catchupWindow?: string;
+  taskQueue: string;
+}
+
+function certScheduleParts(o: CertScheduleOptions): ScheduleParts {
+  const every = o.every ?? DEFAULT_CERT_EVERY;
+  const everyMs = parseDuration(every, '--every');
+  if (everyMs < 60_000 || everyMs > 7 * 86_400_000) throw new Error(`--every must be from 1m to 7d (got "${every}"); certificates are renewed when a third of their lifetime is left`);
+  return {
+    spec: { intervals: [{ every: everyMs }] },
+    action: {
+      type: 'startWorkflow',
+      workflowType: 'renewCertificates',
+      args: [{}],
+      taskQueue: o.taskQueue,
+      // the schedule appends the scheduled time: renewCertificates-2026-11-22T12:00:00Z
+      workflowId: certScheduleId(),
+      staticSummary: 'Certificate renewal check of every app/env with proxy.tls',
+      typedSearchAttributes: [
+        { key: SA_APP, value: '*' },
+        { key: SA_ENV, value: '*' },
+        { key: SA_STEP, value: 'starting' },
+        { key: SA_AWAITING_APPROVAL, value: false },
+      ],
+    },
+    policies: { overlap: 'SKIP', catchupWindow: catchupWindowMs(o.catchupWindow ?? DEFAULT_CERT_CATCHUP_WINDOW) },
+  };
+}
+
+/** Creates the renewal schedule, or updates its interval and policies (keeping its paused state). */
+export async function upsertCertSchedule(client: Client, o: CertScheduleOptions): Promise<{ scheduleId: string; created: boolean }> {
+  return upsertSchedule(client, certScheduleId(), certScheduleParts(o), 'created by runbook schedule certs');
+}
+
+export async function describeCertSchedule(client: Client): Promise<ScheduleDescription> {
+  return client.schedule.getHandle(certScheduleId()).describe();
+}
+
+/** One renewal check now, through the schedule (skipped while one runs). */
+export async function triggerCertSchedule(client: Client, timeoutMs = 15_000): Promise<TriggerOutcome> {
+  return triggerSchedule(client, certScheduleId(), timeoutMs);
 }

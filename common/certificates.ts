@@ -83,38 +83,13 @@ export function describeCertificate(pem: string | X509Certificate): CertificateS
 // ---------------------------------------------------------------------------------------------
 // Names
 
-const canonical = (name: string) => name.trim().toLowerCase().replace(/\.$/, '');
-
-/**
- * True when a certificate name covers a wanted name: the same name, or a wildcard `*.example.com`
- * covering exactly one more (non-empty) label: `a.example.com`, not `example.com` nor
- * `a.b.example.com`. A wanted wildcard is covered only by the same wildcard. Case-insensitive.
- */
-export function nameCovers(certName: string, wanted: string): boolean {
-  const c = canonical(certName);
-  const w = canonical(wanted);
-  if (c === '' || w === '') return false;
-  if (c === w) return true;
-  if (!c.startsWith('*.') || w.startsWith('*.')) return false;
-  const base = c.slice(2);
-  const dot = w.indexOf('.');
-  return dot > 0 && w.slice(dot + 1) === base;
-}
-
-/** The wanted names that no certificate name covers. */
-export function uncoveredNames(certNames: readonly string[], wanted: readonly string[]): string[] {
-  return wanted.filter((w) => !certNames.some((c) => nameCovers(c, w)));
-}
-
-/** True when every wanted name is covered by one of the certificate's names (see nameCovers). */
-export function coversNames(certNames: readonly string[], wanted: readonly string[]): boolean {
-  return uncoveredNames(certNames, wanted).length === 0;
-}
+export { coversNames, nameCovers, uncoveredNames } from './certificate-rules';
+import { canonicalName as canonical, nameCovers } from './certificate-rules';
 
 // ---------------------------------------------------------------------------------------------
 // Renewal
 
-export { renewalDue, type RenewalDecision } from './renewal';
+export { renewalDue, type RenewalDecision } from './certificate-rules';
 
 type Instant = Date | string | number;
 const ms = (t: Instant) => (t instanceof Date ? t.getTime() : typeof t === 'number' ? t : Date.parse(t));

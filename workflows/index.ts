@@ -1,6 +1,8 @@
 // Every workflow type the worker registers. One file per runbook.
 export { firstDeploy } from './firstDeploy';
+export { issueCertificate } from './issueCertificate';
 export { appLock } from './lock';
 export { nightlyBackup } from './nightlyBackup';
+export { renewCertificates } from './renewCertificates';
 export { restoreBackup } from './restoreBackup';
 export { rollingUpdate } from './rollingUpdate';

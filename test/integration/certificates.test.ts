@@ -13,7 +13,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import Docker from 'dockerode';
 import { closeDeps, createActivities, createDeps, type ActivityDeps } from '../../activities';
 import { openDnsProvider } from '../../activities/dns/rfc2136';
-import { renewalDue } from '../../common/renewal';
+import { renewalDue } from '../../common/certificate-rules';
 import { renderProxyConfig } from '../../common/commands/nginx';
 import { labelsFor, proxyContainerName, proxyTlsVolumeName } from '../../common/naming';
 import type { CertificatePlan, ContainerSpec } from '../../common/types';

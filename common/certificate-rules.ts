@@ -1,4 +1,5 @@
-// When a certificate is due for renewal (pure, no Node built-ins: workflow code may import it).
+// Which names a certificate covers and when it is due for renewal: pure and free of Node
+// built-ins, so workflow code may import it (common/certificates.ts re-exports it).
 
 export interface RenewalDecision {
   due: boolean;
@@ -28,5 +29,34 @@ export function renewalDue(cert: { notBefore: Instant; notAfter: Instant }, now:
   const renewAt = Math.ceil(to - fraction * lifetime);
   const remainingFraction = Math.min(1, Math.max(0, (to - t) / lifetime));
   return { due: t >= renewAt, renewAt: new Date(renewAt).toISOString(), remainingFraction };
+}
+
+
+export const canonicalName = (name: string): string => name.trim().toLowerCase().replace(/\.$/, '');
+
+/**
+ * True when a certificate name covers a wanted name: the same name, or a wildcard `*.example.com`
+ * covering exactly one more (non-empty) label: `a.example.com`, not `example.com` nor
+ * `a.b.example.com`. A wanted wildcard is covered only by the same wildcard. Case-insensitive.
+ */
+export function nameCovers(certName: string, wanted: string): boolean {
+  const c = canonicalName(certName);
+  const w = canonicalName(wanted);
+  if (c === '' || w === '') return false;
+  if (c === w) return true;
+  if (!c.startsWith('*.') || w.startsWith('*.')) return false;
+  const base = c.slice(2);
+  const dot = w.indexOf('.');
+  return dot > 0 && w.slice(dot + 1) === base;
+}
+
+/** The wanted names that no certificate name covers. */
+export function uncoveredNames(certNames: readonly string[], wanted: readonly string[]): string[] {
+  return wanted.filter((w) => !certNames.some((c) => nameCovers(c, w)));
+}
+
+/** True when every wanted name is covered by one of the certificate's names (see nameCovers). */
+export function coversNames(certNames: readonly string[], wanted: readonly string[]): boolean {
+  return uncoveredNames(certNames, wanted).length === 0;
 }
 
