@@ -12,11 +12,13 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import Docker from 'dockerode';
 import { closeDeps, createActivities, createDeps, type ActivityDeps } from '../../activities';
+import * as acme from 'acme-client';
 import { openDnsProvider } from '../../activities/dns/rfc2136';
 import { renewalDue } from '../../common/certificate-rules';
 import { renderProxyConfig } from '../../common/commands/nginx';
 import { labelsFor, proxyContainerName, proxyTlsVolumeName } from '../../common/naming';
 import type { CertificatePlan, ContainerSpec } from '../../common/types';
+import { judgeServed } from '../../workflows/issueCertificate';
 import { BIND9_ADDRESS, BIND9_TSIG_KEY_FILE, BIND9_ZONE, DOCKER_SOCK, PEBBLE_DIRECTORY_URL, PEBBLE_HTTP_PORT, PEBBLE_MANAGEMENT_URL, PEBBLE_TLS_CA, REGISTRY } from '../helpers/paths';
 
 jest.setTimeout(180_000);
@@ -208,21 +210,50 @@ describe('certificates: pebble + bind9 + nginx', () => {
     expect(await dns.lookup('_acme-challenge.wild.runbooks.test', 'TXT')).toEqual([]);
   });
 
-  it('renewal: a short-lived self-signed certificate is due, the CA one that replaces it is not; the account key is reused', async () => {
+  it('renewal: a served certificate with a third of its lifetime left is due, the one replacing it is not (the next run is a no-op); the account key is reused', async () => {
     const p = await plan(`domains: [app.runbooks.test]\nchallenge: http-01\n${TLS_COMMON}`);
+    const proxy = p.proxies[0];
     const accountKeyBefore = await proxyExec(`sha256sum /etc/nginx/tls/acme-account.key`);
-    const self = await acts.selfSignCertificate({ proxy: p.proxies[0], id: p.id, domains: p.domains, days: 1 });
-    await acts.enableHttps({ proxy: p.proxies[0], plan: p });
-    const old = await acts.inspectServedCertificate({ address: '127.0.0.1', port: HTTPS_PORT, servername: 'app.runbooks.test' });
-    expect(old.serial).toBe(self.certificate.serial);
-    // one day of lifetime, 17 hours gone: at most a third left
-    expect(renewalDue(old, Date.parse(old.notBefore) + 17 * 3600_000, p.renewFraction).due).toBe(true);
+    // a real short-lived certificate from pebble (an order may ask for its validity): 3 days, 2 of them gone
+    const { csrPem } = await acts.createCertificateKey({ proxy, id: p.id, domains: p.domains });
+    const client = new acme.Client({ directoryUrl: PEBBLE_DIRECTORY_URL, accountKey: await acme.crypto.createPrivateEcdsaKey() });
+    await client.createAccount({ termsOfServiceAgreed: true });
+    const now = Date.now();
+    const order = await client.createOrder({ identifiers: [{ type: 'dns', value: 'app.runbooks.test' }], notBefore: new Date(now - 2 * 86_400_000).toISOString(), notAfter: new Date(now + 86_400_000).toISOString() });
+    for (const authz of await client.getAuthorizations(order)) {
+      const challenge = authz.challenges.find((c) => c.type === 'http-01')!;
+      const keyAuthorization = await client.getChallengeKeyAuthorization(challenge);
+      await proxyExec(`mkdir -p /var/www/acme/.well-known/acme-challenge && printf '%s' '${keyAuthorization}' > /var/www/acme/.well-known/acme-challenge/${(challenge as { token: string }).token}`);
+      await client.completeChallenge(challenge);
+      await client.waitForValidStatus(challenge);
+    }
+    const shortLived = await client.getCertificate(await client.finalizeOrder(order, csrPem));
+    await acts.cleanupChallenges({ plan: p });
+    await acts.installCertificate({ proxy, id: p.id, fullchainPem: shortLived });
+    await acts.enableHttps({ proxy, plan: p });
+    const old = await acts.inspectServedCertificate({ address: '127.0.0.1', port: HTTPS_PORT, servername: 'app.runbooks.test', caFile: rootFile });
+    expect(Date.parse(old.notAfter) - Date.parse(old.notBefore)).toBeLessThanOrEqual(3 * 86_400_000);
+    const before = judgeServed(old, p, Date.now());
+    expect(before).toMatchObject({ keep: false, reason: expect.stringMatching(/^due for renewal/) });
+
     const r = await issue(p);
     const served = await acts.inspectServedCertificate({ address: '127.0.0.1', port: HTTPS_PORT, servername: 'app.runbooks.test', caFile: rootFile });
     expect(served.serial).toBe(r.ordered.certificate.serial);
     expect(served.serial).not.toBe(old.serial);
+    expect(judgeServed(served, p, Date.now())).toMatchObject({ keep: true, reason: expect.stringMatching(/^valid/) }); // the next run changes nothing
     expect(renewalDue(served, Date.now(), p.renewFraction).due).toBe(false);
     expect(await proxyExec(`sha256sum /etc/nginx/tls/acme-account.key`)).toBe(accountKeyBefore);
+  });
+
+  it('self-signed (development): key and certificate made on the host, served', async () => {
+    const p = await plan(`domains: [app.runbooks.test]\nchallenge: http-01\n${TLS_COMMON}`);
+    const self = await acts.selfSignCertificate({ proxy: p.proxies[0], id: p.id, domains: p.domains, days: 1 });
+    await acts.enableHttps({ proxy: p.proxies[0], plan: p });
+    const served = await acts.inspectServedCertificate({ address: '127.0.0.1', port: HTTPS_PORT, servername: 'app.runbooks.test' });
+    expect(served).toMatchObject({ serial: self.certificate.serial, authorized: false, names: ['app.runbooks.test'] });
+    expect(served.issuer).toBe(`CN=app.runbooks.test`);
+    // back to a CA certificate for the next tests
+    await issue(p);
   });
 
   it('a refused order (the name points elsewhere) fails non-retryably, leaves no token file, and the served certificate stays', async () => {
@@ -241,6 +272,22 @@ describe('certificates: pebble + bind9 + nginx', () => {
     expect((err as ApplicationFailure).nonRetryable).toBe(true);
     expect((err as ApplicationFailure).type).toBe('AcmeRejected');
     expect(await proxyExec('ls -A /var/www/acme/.well-known/acme-challenge 2>/dev/null | wc -l')).toMatch(/^0/);
+    const after = await acts.inspectServedCertificate({ address: '127.0.0.1', port: HTTPS_PORT, servername: 'app.runbooks.test', caFile: rootFile });
+    expect(after.serial).toBe(before.serial);
+  });
+
+  it('a failing DNS-01 order (one name outside the zone) leaves no TXT record behind, and the served certificate stays', async () => {
+    const before = await acts.inspectServedCertificate({ address: '127.0.0.1', port: HTTPS_PORT, servername: 'app.runbooks.test', caFile: rootFile });
+    const bad = await plan(`domains: [wild.runbooks.test, "*.wild.runbooks.test", app.outside-the-zone.test]\nchallenge: dns-01\n${TLS_COMMON}`);
+    const { csrPem } = await acts.createCertificateKey({ proxy: bad.proxies[0], id: `${bad.id}-bad`, domains: bad.domains });
+    const err = await acts.orderCertificate({ proxy: bad.proxies[0], proxies: bad.proxies, plan: bad, csrPem }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect((err as ApplicationFailure).nonRetryable).toBe(true);
+    const dns = openDnsProvider({ type: 'rfc2136', server: BIND9_ADDRESS, zone: BIND9_ZONE, keyFile: BIND9_TSIG_KEY_FILE });
+    expect(await dns.lookup('_acme-challenge.wild.runbooks.test', 'TXT')).toEqual([]);
     const after = await acts.inspectServedCertificate({ address: '127.0.0.1', port: HTTPS_PORT, servername: 'app.runbooks.test', caFile: rootFile });
     expect(after.serial).toBe(before.serial);
   });

@@ -102,6 +102,23 @@ async function run<T>(mocks: MockActivities, fn: (start: (input: Partial<Rolling
 
 
 
+/** Two replicas on each host (web-1, web-2 on "one"; web-3, web-4 on "two"); health checks are logged as events. */
+function fourReplicas(): { fleet: FakeFleet; mocks: MockActivities } {
+  const four = structuredClone(inventory);
+  four.apps.shop.environments.production.replicas = 2;
+  const fleet = new FakeFleet('v1', ['one', 'one', 'two', 'two'], four);
+  const mocks = mockActivities(
+    fleet.activities({
+      waitHealthy: async (req: { container: string }) => {
+        if (fleet.unhealthy.has(req.container)) throw ApplicationFailure.nonRetryable(`container ${req.container} is unhealthy: health log: exit 1: HTTP 500`, 'ContainerUnhealthy');
+        fleet.events.push(`healthy ${req.container}`);
+        return { container: req.container, health: 'healthy', seconds: 1 };
+      },
+    }),
+  );
+  return { fleet, mocks };
+}
+
 /**
  * The order that keeps every request served, replica by replica: the new container is healthy before
  * a proxy points at it, and the old one is removed only after the proxy switched away from it and
@@ -145,17 +162,7 @@ describe('rollingUpdate', () => {
   });
 
   it('surge 1: the next batch boots while this one is switched, never further ahead; the same safe order', async () => {
-    const four = structuredClone(inventory);
-    four.apps.shop.environments.production.replicas = 2;
-    const fleet = new FakeFleet('v1', ['one', 'one', 'two', 'two'], four);
-    const mocks = mockActivities(
-      fleet.activities({
-        waitHealthy: async (req: { container: string }) => {
-          fleet.events.push(`healthy ${req.container}`);
-          return { container: req.container, health: 'healthy', seconds: 1 };
-        },
-      }),
-    );
+    const { fleet, mocks } = fourReplicas();
     await run(mocks, async (start) => (await start({ surge: 1 })).result());
     expect(fleet.versions()).toEqual(['one:1:v2', 'one:2:v2', 'two:3:v2', 'two:4:v2']);
     expectSafeOrder(fleet.events, 4);
@@ -235,17 +242,7 @@ describe('rollingUpdate', () => {
   });
 
   it('by default every batch boots ahead: all new replicas are healthy before the first switch', async () => {
-    const four = structuredClone(inventory);
-    four.apps.shop.environments.production.replicas = 2;
-    const fleet = new FakeFleet('v1', ['one', 'one', 'two', 'two'], four);
-    const mocks = mockActivities(
-      fleet.activities({
-        waitHealthy: async (req: { container: string }) => {
-          fleet.events.push(`healthy ${req.container}`);
-          return { container: req.container, health: 'healthy', seconds: 1 };
-        },
-      }),
-    );
+    const { fleet, mocks } = fourReplicas();
     await run(mocks, async (start) => (await start({})).result());
     expect(fleet.versions()).toEqual(['one:1:v2', 'one:2:v2', 'two:3:v2', 'two:4:v2']);
     expectSafeOrder(fleet.events, 4);
@@ -255,11 +252,8 @@ describe('rollingUpdate', () => {
   });
 
   it('a batch booting ahead that never gets healthy: nothing further is switched, what was switched goes back, no orphans', async () => {
-    const four = structuredClone(inventory);
-    four.apps.shop.environments.production.replicas = 2;
-    const fleet = new FakeFleet('v1', ['one', 'one', 'two', 'two'], four);
+    const { fleet, mocks } = fourReplicas();
     fleet.unhealthy.add('shop-production-web-3-v2');
-    const mocks = mockActivities(fleet.activities());
     const f = await run(mocks, async (start) => failureOf(await start({ surge: 1 })));
     expect(f.message).toMatch(/shop-production-web-3-v2 is unhealthy[\s\S]*every replica runs v1 and serves/);
     expect(fleet.versions()).toEqual(['one:1:v1', 'one:2:v1', 'two:3:v1', 'two:4:v1']); // batch 4, booted ahead, was removed too
