@@ -78,6 +78,18 @@ function acmeFailure(err: unknown, answer: { status?: number; retryAfter?: strin
   return ApplicationFailure.retryable(`${what}: ${f.message}`, 'AcmeTransient');
 }
 
+/** The account key from a secret file on the worker; its content never goes into an error. */
+async function readAccountKeyFile(file: string): Promise<string> {
+  let pem: string;
+  try {
+    pem = await readFile(file, 'utf8');
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable(`cannot read the ACME account key file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, 'AcmeAccountKey');
+  }
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) throw ApplicationFailure.nonRetryable(`the ACME account key file ${file} holds no PEM private key`, 'AcmeAccountKey');
+  return pem;
+}
+
 export function createCertificateActivities(deps: Pick<ActivityDeps, 'inventoryPath' | 'engines'>) {
   const engines: DockerEngines = deps.engines;
 
@@ -175,7 +187,7 @@ export function createCertificateActivities(deps: Pick<ActivityDeps, 'inventoryP
       await configureAcmeClient(plan.acme.caFile);
       const answer: { status?: number; retryAfter?: string; problem?: unknown; code?: string } = {};
       return lastAnswer.run(answer, async () => {
-        const accountKey = await mustExec(req.proxy, accountKeyArgv(), 'read the ACME account key');
+        const accountKey = plan.acme.accountKeyFile ? await readAccountKeyFile(plan.acme.accountKeyFile) : await mustExec(req.proxy, accountKeyArgv(), 'read the ACME account key');
         const client = new acme.Client({ directoryUrl: plan.acme.directoryUrl, accountKey });
         const dns = plan.challenge === 'dns-01' ? openDnsProvider({ ...plan.dns!, timeoutSeconds: 10 }) : undefined;
         const files: { proxy: CertificateProxy; path: string }[] = [];

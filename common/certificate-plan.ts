@@ -38,6 +38,7 @@ export function buildCertificatePlan(inventory: Inventory, input: IssueCertifica
       directoryUrl: input.staging ? (tls.acme.stagingDirectoryUrl ?? LETS_ENCRYPT_STAGING_DIRECTORY) : (tls.acme.directoryUrl ?? LETS_ENCRYPT_DIRECTORY),
       ...(tls.acme.email ? { email: tls.acme.email } : {}),
       ...(tls.acme.caFile ? { caFile: tls.acme.caFile } : {}),
+      ...(tls.acme.accountKeyFile ? { accountKeyFile: tls.acme.accountKeyFile } : {}),
     },
     ...(tls.dns ? { dns: { ...tls.dns } } : {}),
     ...(tls.resolver ? { resolver: tls.resolver } : {}),

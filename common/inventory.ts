@@ -86,6 +86,8 @@ const tlsSchema = z.strictObject({
       email: z.email().optional(),
       /** CA bundle on the worker to trust for the directory's HTTPS (a private or test CA). */
       caFile: absolutePath.optional(),
+      /** The ACME account key as a secret file on the worker (PEM); default: made once on the host and kept there. */
+      accountKeyFile: absolutePath.optional(),
     })
     .default({}),
   /** For dns-01: RFC 2136 dynamic updates signed with a TSIG key (a file on the worker). */

@@ -459,6 +459,8 @@ export interface CertificatePlan {
     email?: string;
     /** CA bundle (on the worker) to trust for the directory's HTTPS, e.g. a test CA. */
     caFile?: string;
+    /** The account key as a secret file on the worker (a path; read at use); default: kept on the host. */
+    accountKeyFile?: string;
   };
   dns?: DnsProviderSettings;
   /** DNS server ("host:port") the preflight asks whether each name points at the host; default: the system's resolver. */

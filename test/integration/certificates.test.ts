@@ -256,6 +256,21 @@ describe('certificates: pebble + bind9 + nginx', () => {
     await issue(p);
   });
 
+  it('the account key may be a secret file on the worker instead; an unreadable one is refused without its content', async () => {
+    const keyFile = path.join(tmp, 'acme-account.pem');
+    writeFileSync(keyFile, (await acme.crypto.createPrivateEcdsaKey()).toString(), { mode: 0o600 });
+    const p = await plan(`domains: [app.runbooks.test]\nchallenge: http-01\n${TLS_COMMON.replace('email: ops@runbooks.test', `email: ops@runbooks.test, accountKeyFile: "${keyFile}"`)}`);
+    expect(p.acme.accountKeyFile).toBe(keyFile);
+    const r = await issue(p);
+    expect(r.installed.changed).toBe(true);
+    const missing = { ...p, acme: { ...p.acme, accountKeyFile: path.join(tmp, 'nope.pem') } };
+    const err = await acts.orderCertificate({ proxy: p.proxies[0], proxies: p.proxies, plan: missing, csrPem: r.csrPem }).then(
+      () => undefined,
+      (e: unknown) => e as ApplicationFailure,
+    );
+    expect(err).toMatchObject({ type: 'AcmeAccountKey', nonRetryable: true, message: expect.stringContaining('nope.pem: ENOENT') });
+  });
+
   it('a refused order (the name points elsewhere) fails non-retryably, leaves no token file, and the served certificate stays', async () => {
     const p = await plan(`domains: [app.runbooks.test]\nchallenge: http-01\n${TLS_COMMON}`);
     const before = await acts.inspectServedCertificate({ address: '127.0.0.1', port: HTTPS_PORT, servername: 'app.runbooks.test', caFile: rootFile });
