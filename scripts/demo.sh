@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 bash scripts/services.sh up
+use_node
+log "node $(node --version) ($(command -v node)), npm $(npm --version)"
 npm run --silent build
 
 DEMO_DIR=$RUNBOOK_HOME/demo

