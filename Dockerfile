@@ -4,7 +4,7 @@
 # Stage 1 compiles TypeScript to dist/ with the dev dependencies; stage 2 carries production
 # dependencies and dist/ only. The worker bundles workflows/ from dist/ when it starts.
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app

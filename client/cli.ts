@@ -6,7 +6,8 @@ import { parseDuration } from '../common/duration';
 import type { CanaryMode, FirstDeployResult, IssueCertificateResult, RunbookStatus, StepRecord } from '../common/types';
 import { formatPlan, formatPreflight, formatStatus, formatStep, stepChanges } from './format';
 import { failureText, RunbookClient } from './runbooks';
-import { backupScheduleId, certScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, DEFAULT_CERT_CATCHUP_WINDOW, DEFAULT_CERT_EVERY, describeBackupSchedule, describeCertSchedule, formatSchedule, hasBackupSchedule, triggerBackupSchedule, triggerCertSchedule, upsertBackupSchedule, upsertCertSchedule } from './schedules';
+import { backupScheduleId, certScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, DEFAULT_CERT_CATCHUP_WINDOW, DEFAULT_CERT_EVERY, describeBackupSchedule, describeCertSchedule, hasBackupSchedule, triggerBackupSchedule, triggerCertSchedule, upsertBackupSchedule, upsertCertSchedule } from './schedules';
+import { formatSchedule } from './schedule-format';
 
 
 /** Waits for `p` or `ms`, whichever comes first, and leaves no timer behind (a pending one would hold the process up to `ms` after the end). */

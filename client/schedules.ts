@@ -4,10 +4,11 @@
 // still start; older misses are skipped, not replayed in a burst.
 // The certificate renewal's schedule (`runbook schedule certs`, one for the inventory) is at the end.
 import { ScheduleNotFoundError, type Client, type ScheduleDescription, type ScheduleOptions } from '@temporalio/client';
-import { formatDuration, parseDuration } from '../common/duration';
+import { parseDuration } from '../common/duration';
 import { runbookWorkflowId } from '../common/naming';
 import { SA_APP, SA_AWAITING_APPROVAL, SA_ENV, SA_STEP } from '../common/search-attributes';
 import type { NightlyBackupInput } from '../common/types';
+import { cronProblem, timezoneProblem } from './schedule-format';
 
 export const DEFAULT_BACKUP_CRON = '0 2 * * *';
 export const DEFAULT_CATCHUP_WINDOW = '6h';
@@ -23,19 +24,9 @@ export interface BackupScheduleOptions {
   taskQueue: string;
 }
 
-/** Five cron fields (minute hour day-of-month month day-of-week), or a @-shortcut: checked before the server sees it. */
-export function cronProblem(cron: string): string | undefined {
-  const trimmed = cron.trim();
-  if (/^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$/.test(trimmed)) return undefined;
-  const fields = trimmed.split(/\s+/);
-  if (fields.length !== 5) return `cron "${cron}" must have 5 fields (minute hour day month weekday), e.g. "${DEFAULT_BACKUP_CRON}"`;
-  if (!fields.every((f) => /^[0-9*,\-/A-Za-z?]+$/.test(f))) return `cron "${cron}" has characters a cron field cannot have`;
-  return undefined;
-}
-
 function scheduleParts(o: BackupScheduleOptions) {
   const cron = o.cron ?? DEFAULT_BACKUP_CRON;
-  const problem = cronProblem(cron);
+  const problem = cronProblem(cron, DEFAULT_BACKUP_CRON) ?? timezoneProblem(o.timezone ?? 'UTC');
   if (problem) throw new Error(problem);
   const catchupMs = catchupWindowMs(o.catchupWindow ?? DEFAULT_CATCHUP_WINDOW);
   const input: NightlyBackupInput = { app: o.app, env: o.env };
@@ -90,21 +81,6 @@ function catchupWindowMs(value: string): number {
 
 export async function describeBackupSchedule(client: Client, app: string, env: string): Promise<ScheduleDescription> {
   return client.schedule.getHandle(backupScheduleId(app, env)).describe();
-}
-
-export function formatSchedule(d: ScheduleDescription): string {
-  const spec = d.spec as { cronExpressions?: string[]; calendars?: unknown[]; intervals?: { every: number; offset: number }[]; timezone?: string };
-  const intervals = (spec.intervals ?? []).map((i) => `every ${formatDuration(i.every)}${i.offset ? ` + ${formatDuration(i.offset)}` : ''}`);
-  const lines = [
-    `schedule ${d.scheduleId}: ${d.state.paused ? 'PAUSED' : 'active'}${d.state.note ? ` (${d.state.note})` : ''}`,
-    intervals.length ? `  when: ${intervals.join(', ')} (from the Unix epoch, UTC)` : `  when: ${JSON.stringify(spec.calendars ?? spec.cronExpressions ?? [])} ${spec.timezone ?? 'UTC'}`,
-    `  overlap: ${d.policies.overlap}, catch-up window: ${Math.round(d.policies.catchupWindow / 60_000)} min`,
-    `  next runs: ${d.info.nextActionTimes.slice(0, 3).map((t) => t.toISOString()).join(', ') || 'none'}`,
-    `  actions taken: ${d.info.numActionsTaken}, skipped (overlap): ${d.info.numActionsSkippedOverlap}, missed (catch-up window): ${d.info.numActionsMissedCatchupWindow}`,
-    `  running: ${d.info.runningActions.map((a) => a.workflow.workflowId).join(', ') || 'none'}`,
-    ...d.info.recentActions.slice(-5).map((a) => `  recent: ${a.action.workflow.workflowId} scheduled ${a.scheduledAt.toISOString()}`),
-  ];
-  return lines.join('\n');
 }
 
 export interface TriggerOutcome {

@@ -62,15 +62,15 @@ The demo app (postgres + 2 replicas + nginx) runs on the local Docker engine ($D
   worker log:          $RUNBOOK_LOGS/worker.log
 
 Restore the newest verified backup (gated: approve it from the UI or the CLI):
-  node dist/client/cli.js restore demo --env production --detach
-  node dist/client/cli.js approve restoreBackup/demo/production --gate restore --by alice
+  scripts/runbook restore demo --env production --detach
+  scripts/runbook approve restoreBackup/demo/production --gate restore --by alice
 
 Try an approval gate: deploy the staging environment (a Docker host reached over SSH) with a
 go-live approval, then approve it from the UI or the CLI:
-  node dist/client/cli.js deploy demo --env staging --go-live-approval --detach
-  node dist/client/cli.js list --awaiting-approval
+  scripts/runbook deploy demo --env staging --go-live-approval --detach
+  scripts/runbook list --awaiting-approval
   UI: open firstDeploy/demo/staging → "Send a Signal" → name "approve",
       input {"gate": "go-live", "by": "alice"}
   CLI: node dist/client/cli.js approve firstDeploy/demo/staging --gate go-live --by alice
-       node dist/client/cli.js watch firstDeploy/demo/staging
+       scripts/runbook watch firstDeploy/demo/staging
 TXT

@@ -125,7 +125,9 @@ RUNBOOK_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 warn() { printf '[%s] WARNING: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
-  printf '[%s] ERROR: %s (%s line %s)\n' "$(date +%H:%M:%S)" "$*" "${BASH_SOURCE[1]#"$RUNBOOK_REPO"/}" "${BASH_LINENO[0]}" >&2
+  local where="${BASH_SOURCE[1]#"$RUNBOOK_REPO"/} line ${BASH_LINENO[0]}" main=${BASH_SOURCE[-1]#"$RUNBOOK_REPO"/}
+  [[ $where == "$main "* ]] || where+=", in $main"
+  printf '[%s] ERROR: %s (%s)\n' "$(date +%H:%M:%S)" "$*" "$where" >&2
   exit 1
 }
 
@@ -140,7 +142,9 @@ trap_errors() {
 on_error() {
   local rc=$1 command=$2 script=${3#"$RUNBOOK_REPO"/} line=$4 logfile=${LOGFILE:-}
   trap - ERR
-  printf '[%s] ERROR: `%s` failed with exit code %s (%s line %s)\n' "$(date +%H:%M:%S)" "$command" "$rc" "$script" "$line" >&2
+  local main=${BASH_SOURCE[-1]#"$RUNBOOK_REPO"/}
+  [[ $script == "$main" ]] || script+=" line $line, in $main" line=
+  printf '[%s] ERROR: `%s` failed with exit code %s (%s%s)\n' "$(date +%H:%M:%S)" "$command" "$rc" "$script" "${line:+ line $line}" >&2
   if [[ -z $logfile || ! -f $logfile ]]; then
     logfile=$(find "$RUNBOOK_LOGS" -maxdepth 1 -type f -mmin -10 -printf '%T@ %p\n' 2>/dev/null | sort -rn | head -n1 | cut -d' ' -f2-)
   fi
@@ -298,10 +302,10 @@ CONF
 }
 
 ensure_dirs() {
-  mkdir -p "$RUNBOOK_HOME" "$RUNBOOK_RUN" "$RUNBOOK_LOGS"
-  # A state directory that cannot be written fails here, by name, not in some later step.
+  # A state directory that cannot be made or written fails here, by name, not in some later step.
   local d
   for d in "$RUNBOOK_HOME" "$RUNBOOK_RUN" "$RUNBOOK_LOGS"; do
+    mkdir -p "$d" 2>/dev/null || true
     [[ -w $d ]] && touch "$d/.writable" 2>/dev/null && rm -f "$d/.writable" ||
       die "cannot write to $d (the set-up keeps its state there: check its permissions and the file system)"
   done

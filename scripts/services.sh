@@ -37,7 +37,6 @@ step() {
 up() {
   local t0=$SECONDS
   [[ $(id -u) == 0 ]] || die "services.sh must run as root"
-  ensure_dirs
   if [[ ${SKIP_INSTALL:-0} == 1 ]]; then
     log "install: skipped (SKIP_INSTALL=1)"
   else

@@ -376,7 +376,8 @@ describe('the nightly Schedule on the dev server, driven by the CLI', () => {
   const hour = (new Date().getUTCHours() + 12) % 24;
   const cron1 = `0 ${hour} * * *`;
   const cron2 = `30 ${(hour + 1) % 24} * * *`;
-  const at = (h: number, m: number) => `T${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')}:00\\.000Z`;
+  const at = (h: number, m: number) => `${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')} UTC \\(in \\d`;
+  const runAt = (h: number, m: number) => `\\w{3} \\d{1,2} \\w{3} \\d{4} ${at(h, m)}`;
   /** A task queue no worker polls: a run started there stays Running. */
   const unpolled = `e2e-backup-unpolled-${randomUUID()}`;
   const unpolledEnv = () => ({ ...setup.env, RUNBOOK_TASK_QUEUE: unpolled });
@@ -402,12 +403,13 @@ describe('the nightly Schedule on the dev server, driven by the CLI', () => {
     expect(created.stderr).toBe('');
     expect(created.code).toBe(0);
     expect(created.stdout).toMatch(/^created nightlyBackup\/bkapp\/production$/m);
-    expect(created.stdout).toMatch(/overlap: SKIP, catch-up window: 60 min/);
+    expect(created.stdout).toMatch(/overlap: +SKIP .*; catch-up window 1h/);
+    expect(created.stdout).toContain(`when:      cron ${cron1} (at ${String(hour).padStart(2, '0')}:00, every day), time zone UTC`);
     const shown = await runCli(['schedule', 'show', APP, '--env', ENV], setup.env);
     expect(shown.code).toBe(0);
     expect(shown.stdout).toMatch(/schedule nightlyBackup\/bkapp\/production: active \(created by runbook schedule backup\)/);
-    expect(shown.stdout).toMatch(/overlap: SKIP, catch-up window: 60 min/);
-    expect(shown.stdout).toMatch(new RegExp(`next runs: \\d{4}-\\d\\d-\\d\\d${at(hour, 0)}, \\d{4}-\\d\\d-\\d\\d${at(hour, 0)}, \\d{4}-\\d\\d-\\d\\d${at(hour, 0)}`));
+    expect(shown.stdout).toMatch(/overlap: +SKIP .*; catch-up window 1h/);
+    expect(shown.stdout).toMatch(new RegExp(`next runs: ${runAt(hour, 0)}.*\\n +${runAt(hour, 0)}.*\\n +${runAt(hour, 0)}`));
     expect(shown.stdout).toMatch(/actions taken: 0, skipped \(overlap\): 0/);
     const d = await scheduleState();
     expect(d.policies).toMatchObject({ overlap: 'SKIP', catchupWindow: 3_600_000 });
@@ -500,7 +502,7 @@ describe('the nightly Schedule on the dev server, driven by the CLI', () => {
     expect(updated.stderr).toBe('');
     expect(updated.code).toBe(0);
     expect(updated.stdout).toMatch(/^updated nightlyBackup\/bkapp\/production$/m);
-    expect(updated.stdout).toMatch(new RegExp(`next runs: \\d{4}-\\d\\d-\\d\\d${at((hour + 1) % 24, 30)}`));
+    expect(updated.stdout).toMatch(new RegExp(`next runs: ${runAt((hour + 1) % 24, 30)}`));
     let d = await scheduleState();
     expect(d.state.paused).toBe(false);
     expect(d.action).toMatchObject({ taskQueue });

@@ -1,6 +1,6 @@
 // The backup side of the inventory and plan, the SQL/argv of restores, schedules and alerts: pure.
 import { stringify } from 'yaml';
-import { cronProblem } from '../../client/schedules';
+import { cronProblem } from '../../client/schedule-format';
 import { archiveFileName, archiveManifestName, isArchiveOfNight, volumeTarArgv } from '../../common/commands/backup';
 import { redactedUrl, webhookBody } from '../../common/commands/notify';
 import {

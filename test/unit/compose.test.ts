@@ -319,8 +319,8 @@ describe('Dockerfile (worker image)', () => {
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith('#'));
 
-  test('multi-stage node:20-bookworm-slim build, production deps only, non-root, runs the worker', () => {
-    expect(dockerfile).toMatch(/ARG NODE_IMAGE=node:20-bookworm-slim/);
+  test('multi-stage node:24-bookworm-slim build, production deps only, non-root, runs the worker', () => {
+    expect(dockerfile).toMatch(/ARG NODE_IMAGE=node:24-bookworm-slim/);
     expect(instructions.filter((l) => /^FROM /.test(l)).length).toBeGreaterThanOrEqual(2);
     expect(instructions).toContain('RUN npm run build');
     expect(instructions.some((l) => /^RUN npm ci( |$)/.test(l) && !l.includes('--omit=dev'))).toBe(true);
