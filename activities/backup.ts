@@ -41,6 +41,7 @@ import {
   psqlApplyArgv,
   renameDatabaseSql,
   rowCountSql,
+  restoreDatabaseNames,
   scratchDatabaseName,
   scratchNameProblem,
   tableChecksumSql,
@@ -535,10 +536,7 @@ export interface RestoreRequest {
   runTag: string;
 }
 
-/** Names of the databases a restore uses beside the live one. */
-export function restoreDatabaseNames(target: DatabaseTarget, runTag: string): { incoming: string; previous: string } {
-  return { incoming: scratchDatabaseName('restore', target.name, runTag), previous: scratchDatabaseName('previous', target.name, runTag) };
-}
+export { restoreDatabaseNames };
 
 /**
  * Restores a backup into a fresh side database and checks it against the manifest; the live
@@ -608,14 +606,15 @@ export async function swapInRestoredDatabase(deps: BackupDeps, req: { target: Da
   return { live, previous };
 }
 
-/** Undoes swapInRestoredDatabase: the restored copy goes aside (kept for inspection) and previous is live again. */
-export async function swapBackPreviousDatabase(deps: BackupDeps, req: { target: DatabaseTarget; runTag: string; maintenanceDatabase?: string }): Promise<{ live: string; restoredKeptAs: string }> {
+/** Undoes swapInRestoredDatabase: the restored copy goes aside (kept for inspection) and previous is live again; `putBack` false: there was nothing to undo. */
+export async function swapBackPreviousDatabase(deps: BackupDeps, req: { target: DatabaseTarget; runTag: string; maintenanceDatabase?: string }): Promise<{ live: string; restoredKeptAs: string; putBack: boolean }> {
   const { incoming, previous, live, exists, admin } = await swapContext(deps, req, `putting back the previous ${req.target.database}`);
-  if (await exists(previous)) {
-    if (await exists(live)) await admin(`${terminateSessionsSql(live)}\n${dropDatabaseSql(incoming)};\n${renameDatabaseSql(live, incoming)}`);
-    await admin(`${terminateSessionsSql(previous)}\n${renameDatabaseSql(previous, live)}`);
-  }
-  return { live, restoredKeptAs: incoming };
+  // Read from the databases, so it is right whichever step of the swap died: nothing moved yet,
+  // live renamed aside only, or both renames done.
+  if (!(await exists(previous))) return { live, restoredKeptAs: incoming, putBack: false };
+  if (await exists(live)) await admin(`${terminateSessionsSql(live)}\n${dropDatabaseSql(incoming)};\n${renameDatabaseSql(live, incoming)}`);
+  await admin(`${terminateSessionsSql(previous)}\n${renameDatabaseSql(previous, live)}`);
+  return { live, restoredKeptAs: incoming, putBack: true };
 }
 
 /** Drops the pre-restore copy once the restored database is live and the app is healthy. */

@@ -30,19 +30,12 @@ export function createInventoryActivities(deps: ActivityDeps) {
       const inventory = await loadInventory(deps.inventoryPath);
       const runId = activityInfoOrUndefined()?.workflowExecution?.runId ?? 'direct';
       try {
-        const plan = buildDeployPlan(inventory, input, runId);
-        // After a rolling update the replicas carry versioned names: a first deploy must not add a second fleet.
+        // The fleet as it runs (labels): after a rolling update the plan converges on its versioned replicas.
+        const { env } = findTarget(inventory, input);
         const docker = createDockerActivities(deps.engines, async () => []);
-        const planned = new Set(plan.replicas.map((r) => `${r.host}/${r.container.name}`));
         // an unreachable host is reported by the preflight, with its reason
-        const fleet = (await Promise.all(plan.hosts.map((h) => docker.inspectFleet({ host: h, app: plan.app, env: plan.env }).catch(() => [])))).flat();
-        const others = fleet.filter((c) => !planned.has(`${c.host}/${c.name}`));
-        if (others.length) {
-          throw new PlanError(
-            `${plan.app}/${plan.env} is already deployed (${others.map((c) => `${c.name} ${c.version} on ${c.host}`).join(', ')}): ` +
-              `change its version with \`runbook update ${plan.app} --env ${plan.env} --version <v>\``,
-          );
-        }
+        const fleet = (await Promise.all(env.hosts.map((h) => docker.inspectFleet({ host: hostSpec(inventory, h), app: input.app, env: input.env }).catch(() => [])))).flat();
+        const plan = buildDeployPlan(inventory, input, runId, fleet);
         return plan;
       } catch (err) {
         if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');

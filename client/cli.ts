@@ -270,19 +270,32 @@ export function buildCli(): Command {
     .requiredOption('--env <env>')
     .option('--backup <file>', 'backup file name, or "latest" (the newest verified one)', 'latest')
     .option('--database <name>', 'which database (its name in the inventory\'s backup section); needed when there are several')
-    .option('--keep-previous', 'keep the pre-restore database beside the restored one')
+    .option('--keep-previous', 'keep the pre-restore database (every write up to the stop) until dropped by hand')
+    .option('--keep-for <duration>', 'how long the pre-restore database is kept before it is dropped (default 7d)')
+    .option('--release', 'do not restore: drop the kept pre-restore database(s) of this app/env now')
+    .option('--by <name>', 'who releases (with --release)', process.env.USER ?? 'cli')
     .option('--approval-timeout <duration>', 'how long the approval waits (default 7d, at most 30d)')
     .option('--detach', 'start and return; do not watch')
     .action(
-      withClient(async (rc, app: string, opts: { env: string; backup: string; database?: string; keepPrevious?: boolean; approvalTimeout?: string; detach?: boolean }) => {
+      withClient(async (rc, app: string, opts: { env: string; backup: string; database?: string; keepPrevious?: boolean; keepFor?: string; release?: boolean; by: string; approvalTimeout?: string; detach?: boolean }) => {
         checkName('app', app);
         checkName('env', opts.env);
+        if (opts.release) {
+          const released = await rc.releasePreviousDatabases(app, opts.env, opts.by, opts.database);
+          if (!released.length) {
+            console.error(`no kept pre-restore database of ${app}/${opts.env}${opts.database ? `/${opts.database}` : ''} is waiting for release`);
+            return 1;
+          }
+          for (const id of released) console.log(`released ${id}: the kept database is dropped now (watch: runbook watch ${id})`);
+          return 0;
+        }
         const handle = await rc.startRestore({
           app,
           env: opts.env,
           backup: opts.backup,
           ...(opts.database ? { database: opts.database } : {}),
           ...(opts.keepPrevious ? { keepPrevious: true } : {}),
+          ...(opts.keepFor ? { keepPreviousFor: opts.keepFor } : {}),
           ...(opts.approvalTimeout ? { approvalTimeout: opts.approvalTimeout } : {}),
         });
         console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})\n  UI: ${uiUrl(rc, handle.workflowId)}\n  approve: runbook approve ${handle.workflowId} --gate restore --by <name>`);

@@ -3,7 +3,7 @@ import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFaile
 import { lockWorkflowId, runbookWorkflowId, type RunbookName } from '../common/naming';
 import { SA_APP, SA_AWAITING_APPROVAL, SA_ENV, SA_STEP } from '../common/search-attributes';
 import type { DecisionRecord, FirstDeployInput, IssueCertificateInput, LockHolder, NightlyBackupInput, RestoreBackupInput, RollingUpdateInput, RunbookStatus, RunbookTarget } from '../common/types';
-import { decideUpdate, lockHolderQuery, releaseLockSignal, rejectSignal, approveSignal, statusQuery } from '../workflows/lib/definitions';
+import { decideUpdate, lockHolderQuery, releaseLockSignal, releasePreviousSignal, rejectSignal, approveSignal, statusQuery } from '../workflows/lib/definitions';
 import { connectionSettings, type ConnectionSettings } from './connection';
 
 export class RunbookClient {
@@ -119,6 +119,13 @@ export class RunbookClient {
       if (rows.length >= 200) break;
     }
     return rows;
+  }
+
+  /** Releases the kept pre-restore databases of an app/env (optionally one database): each is dropped now by its releasePreviousDatabase run. */
+  async releasePreviousDatabases(app: string, env: string, by: string, database?: string): Promise<string[]> {
+    const kept = (await this.list({ app, env })).filter((r) => r.type === 'releasePreviousDatabase' && (database === undefined || r.workflowId.startsWith(`releasePreviousDatabase/${app}/${env}/${database}/`)));
+    for (const r of kept) await this.client.workflow.getHandle(r.workflowId, r.runId).signal(releasePreviousSignal, { by });
+    return kept.map((r) => r.workflowId);
   }
 
   async lockHolder(app: string, env: string): Promise<LockHolder | null> {

@@ -66,12 +66,35 @@ export function appContainerSpec(
   };
 }
 
-export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, runId: string): DeployPlan {
+/**
+ * The first deploy plan. `fleet` is the app/env's web containers as the engines report them (labels):
+ * when a rolling update or rollback has moved the replicas to versioned names, the plan converges on
+ * that fleet — its containers, its version, no migration (it already serves) — so a deploy of an
+ * app/env that runs is a no-op, whatever its containers are named. Another version is refused.
+ */
+export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, runId: string, fleet: FleetContainer[] = []): DeployPlan {
   const { app: appName, env: envName } = input;
   const { app, env } = findTarget(inventory, input);
-  const version = input.version ?? env.version;
+  const running = fleet.filter((c) => c.state === 'running');
+  const renamed = running.some((c) => c.name !== webContainerName(appName, envName, c.replica));
+  let version = input.version ?? env.version;
+  if (renamed) {
+    const versions = [...new Set(running.map((c) => c.version))];
+    const list = running.map((c) => `${c.name} ${c.version} on ${c.host}`).join(', ');
+    if (versions.length !== 1) throw new PlanError(`${appName}/${envName} runs mixed versions (${list}): bring it to one version first (runbook rollback ${appName} --env ${envName} --to <version>)`);
+    if (input.version !== undefined && input.version !== versions[0]) {
+      throw new PlanError(`${appName}/${envName} is already deployed at ${versions[0]} (${list}): change its version with \`runbook update ${appName} --env ${envName} --version ${input.version}\``);
+    }
+    version = versions[0];
+  }
   if (!version) throw new PlanError(`no version given and apps.${appName}.environments.${envName}.version is not set`);
   if (!isValidVersion(version)) throw new PlanError(`version "${version}" is not a valid image tag`);
+  /** The container serving replica `index` on `host` now (converging), else the first-deploy name. */
+  const replicaName = (host: string, index: number): string => {
+    if (!renamed) return webContainerName(appName, envName, index);
+    const serving = running.find((c) => c.host === host && c.replica === index && c.version === version);
+    return serving?.name ?? versionedWebContainerName(appName, envName, index, version!);
+  };
 
   const hosts = env.hosts.map((h) => hostSpec(inventory, h));
   const primary = hosts[0];
@@ -111,7 +134,7 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
       replicas.push({
         host: host.name,
         index,
-        container: appContainer(webContainerName(appName, envName, index), 'web', { 'runbook.replica': String(index) }, true),
+        container: appContainer(replicaName(host.name, index), 'web', { 'runbook.replica': String(index) }, true),
       });
     }
   });
@@ -156,7 +179,7 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
     volumes: dependencies.flatMap((d) => d.container.volumes.map((v) => ({ host: d.host, name: v.name }))),
     dependencies,
     pulls: hosts.map((h) => ({ host: h.name, image })),
-    ...(app.migrate
+    ...(app.migrate && !renamed
       ? {
           migrate: {
             host: primary.name,

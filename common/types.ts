@@ -229,6 +229,8 @@ export interface RunbookStatus {
   pendingGates: PendingGate[];
   decisions: DecisionRecord[];
   error?: string;
+  /** What an operator must know that is not the outcome (e.g. a lock that could not be released). */
+  notes?: string[];
 }
 
 export interface LockHolder {
@@ -314,8 +316,10 @@ export interface RestoreBackupInput extends RunbookTarget {
   /** A backup file name, or "latest" (the newest verified one). Default "latest". */
   backup?: string;
   approvalTimeout?: string;
-  /** Keep the pre-restore copy of the database instead of dropping it after success. */
+  /** Keep the pre-restore copy of the database until someone drops it by hand (no window). */
   keepPrevious?: boolean;
+  /** How long the pre-restore copy (every write up to the stop) is kept before it is dropped, unless released earlier; default 7d. */
+  keepPreviousFor?: string;
 }
 
 // ---- rolling update ----

@@ -1,32 +1,18 @@
 // Runbook 1: first deploy of an app (seeds 000 "Production Deployment", 001 bootstrap, 003 deploy.sh,
 // 004 Quick Start). Plan → preflight → networks/volumes → dependencies (health-gated) → pull →
 // migrations → replicas (health-gated) → optional go-live approval → proxy → smoke test.
-import { ActivityFailure, ApplicationFailure, CancellationScope, proxyActivities, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, patched, proxyActivities, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { labelsFor, LABEL, NAME_PATTERN } from '../common/naming';
+import { labelsFor, LABEL } from '../common/naming';
 import { preflightRequests } from '../common/plan';
 import type { DeployPlan, FirstDeployInput, FirstDeployResult, HostSpec, PreflightReport } from '../common/types';
-import { approvalTimeoutMs, errorMessage, Runbook } from './lib/runbook';
+import { errorMessage, Runbook } from './lib/runbook';
+import { allSettled, rootFailure, validateTarget, withLock } from './lib/steps';
 
 const retry: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 6 };
 const quick = proxyActivities<Activities>({ startToCloseTimeout: '2 minutes', retry });
 /** Activities that wait (pulls, health gates, migrations) heartbeat, so a dead worker is noticed in 30 s. */
 const waiting = proxyActivities<Activities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds', retry });
-
-/** Checks the input's shape before anything runs; the inventory checks the rest in the plan step. */
-export function validateTarget(input: FirstDeployInput): void {
-  const problems: string[] = [];
-  if (!input || typeof input !== 'object') throw ApplicationFailure.nonRetryable('input must be a JSON object like {"app": "demo", "env": "production"}', 'InvalidInput');
-  for (const field of ['app', 'env'] as const) {
-    if (typeof input[field] !== 'string') problems.push(`"${field}" is required (a string)`);
-    else if (!NAME_PATTERN.test(input[field])) problems.push(`"${field}": "${input[field]}" is not a valid name`);
-  }
-  if (input.version !== undefined && typeof input.version !== 'string') problems.push('"version" must be a string');
-  if (input.dryRun !== undefined && typeof input.dryRun !== 'boolean') problems.push('"dryRun" must be true or false');
-  if (input.goLiveApproval !== undefined && typeof input.goLiveApproval !== 'boolean') problems.push('"goLiveApproval" must be true or false');
-  if (problems.length) throw ApplicationFailure.nonRetryable(`invalid input: ${problems.join('; ')}`, 'InvalidInput');
-  approvalTimeoutMs(input.approvalTimeout); // throws on a bad duration
-}
 
 export async function firstDeploy(input: FirstDeployInput): Promise<FirstDeployResult> {
   validateTarget(input);
@@ -50,31 +36,10 @@ export async function firstDeploy(input: FirstDeployInput): Promise<FirstDeployR
   }
 }
 
-/** The failure a human should read: an activity's own ApplicationFailure rather than its wrapper. */
-export function rootFailure(err: unknown): unknown {
-  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) return err.cause;
-  return err;
-}
-
 function assertPreflight(reports: PreflightReport[]): void {
   const failed = reports.flatMap((r) => r.checks.filter((c) => !c.ok).map((c) => `${r.host}: ${c.check}: ${c.detail}`));
   if (failed.length) {
     throw ApplicationFailure.nonRetryable(`preflight failed, nothing was changed:\n  - ${failed.join('\n  - ')}`, 'PreflightFailed', reports);
-  }
-}
-
-/** Holds the app/env lock for the duration of `fn`; refuses at once if another runbook holds it. */
-export async function withLock<T>(rb: Runbook, target: { app: string; env: string }, fn: () => Promise<T>): Promise<T> {
-  const { workflowId, runId } = workflowInfo();
-  const answer = await rb.step('lock', () => quick.acquireLock({ app: target.app, env: target.env, holder: { workflowId, runId, runbook: rb.name } }));
-  if (!answer.acquired) {
-    const h = answer.holder;
-    throw ApplicationFailure.nonRetryable(`${target.app}/${target.env} is locked by ${h.runbook} (${h.workflowId}, run ${h.runId}) since ${h.since}; nothing was changed`, 'Locked', h);
-  }
-  try {
-    return await fn();
-  } finally {
-    await CancellationScope.nonCancellable(() => quick.releaseLock({ app: target.app, env: target.env, workflowId, runId }));
   }
 }
 
@@ -84,12 +49,15 @@ async function deploy(rb: Runbook, plan: DeployPlan, input: FirstDeployInput): P
   const { runId } = workflowInfo();
   const containers: FirstDeployResult['containers'] = [];
   let changed = false;
+  // A failed parallel step waits for its siblings before the clean-up, so nothing is created after
+  // it (runs started before this change keep Promise.all: their recorded order must replay).
+  const all: <T>(promises: Promise<T>[]) => Promise<T[]> = patched('deploy-steps-settle-before-cleanup') ? allSettled : (p) => Promise.all(p);
 
   try {
     await rb.step('networks and volumes', async () => {
       const labels = labelsFor(plan.app, plan.env, 'dependency', { [LABEL.runId]: runId });
-      const nets = await Promise.all(plan.hosts.map((h) => quick.ensureNetwork({ host: h, name: plan.network, labels })));
-      const vols = await Promise.all(plan.volumes.map((v) => quick.ensureVolume({ host: host(v.host), name: v.name, labels })));
+      const nets = await all(plan.hosts.map((h) => quick.ensureNetwork({ host: h, name: plan.network, labels })));
+      const vols = await all(plan.volumes.map((v) => quick.ensureVolume({ host: host(v.host), name: v.name, labels })));
       changed ||= [...nets, ...vols].some((r) => r.created);
     });
 
@@ -102,7 +70,7 @@ async function deploy(rb: Runbook, plan: DeployPlan, input: FirstDeployInput): P
       });
     }
 
-    await rb.step('pull', () => Promise.all(plan.pulls.map((p) => waiting.pullImage({ host: host(p.host), image: p.image }))));
+    await rb.step('pull', () => all(plan.pulls.map((p) => waiting.pullImage({ host: host(p.host), image: p.image }))));
 
     const migrate = plan.migrate;
     if (migrate) {
@@ -113,7 +81,7 @@ async function deploy(rb: Runbook, plan: DeployPlan, input: FirstDeployInput): P
     }
 
     await rb.step('replicas', async () => {
-      const started = await Promise.all(
+      const started = await all(
         plan.replicas.map((r) => waiting.ensureContainer.executeWithOptions({ summary: `start ${r.container.name} on ${r.host}` }, [{ host: host(r.host), spec: r.container }])),
       );
       started.forEach((r, i) => containers.push({ name: r.name, host: plan.replicas[i].host, id: r.id, created: r.created }));
@@ -121,7 +89,7 @@ async function deploy(rb: Runbook, plan: DeployPlan, input: FirstDeployInput): P
     });
 
     await rb.step('health', () =>
-      Promise.all(plan.replicas.map((r) => waiting.waitHealthy({ host: host(r.host), container: r.container.name, timeoutSeconds: plan.healthTimeoutSeconds }))),
+      all(plan.replicas.map((r) => waiting.waitHealthy({ host: host(r.host), container: r.container.name, timeoutSeconds: plan.healthTimeoutSeconds }))),
     );
 
     if (plan.goLiveApproval && changed) {
@@ -143,7 +111,7 @@ async function deploy(rb: Runbook, plan: DeployPlan, input: FirstDeployInput): P
       }
     });
 
-    await rb.step('smoke test', () => Promise.all(plan.smokeTests.map((t) => waiting.smokeTest(t))));
+    await rb.step('smoke test', () => all(plan.smokeTests.map((t) => waiting.smokeTest(t))));
     return { app: plan.app, env: plan.env, version: plan.version, dryRun: false, plan, containers, unchanged: !changed };
   } catch (err) {
     rb.setPhase('cleaning-up');

@@ -4,5 +4,5 @@ export { issueCertificate } from './issueCertificate';
 export { appLock } from './lock';
 export { nightlyBackup } from './nightlyBackup';
 export { renewCertificates } from './renewCertificates';
-export { restoreBackup } from './restoreBackup';
+export { releasePreviousDatabase, restoreBackup } from './restoreBackup';
 export { rollingUpdate } from './rollingUpdate';

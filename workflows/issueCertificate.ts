@@ -11,7 +11,7 @@ import type { Activities } from '../activities';
 import { renewalDue, uncoveredNames } from '../common/certificate-rules';
 import type { CertificateSummary } from '../common/certificates';
 import type { CertificateFacts, CertificatePlan, CertificateProxy, IssueCertificateInput, IssueCertificateResult } from '../common/types';
-import { rootFailure, validateTarget, withLock } from './firstDeploy';
+import { rootFailure, validateTarget, withLock } from './lib/steps';
 import { errorMessage, Runbook } from './lib/runbook';
 
 const retry: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 6 };

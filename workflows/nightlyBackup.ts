@@ -8,7 +8,7 @@ import { ApplicationFailure, proxyActivities, workflowInfo, type RetryPolicy } f
 import type { Activities } from '../activities';
 import { applyRetention } from '../common/retention';
 import type { BackupPlan, DatabaseTarget, NightlyBackupInput } from '../common/types';
-import { rootFailure, validateTarget } from './firstDeploy';
+import { rootFailure, validateTarget } from './lib/steps';
 import { errorMessage, Runbook } from './lib/runbook';
 
 const retry: RetryPolicy = { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 5 };

@@ -8,7 +8,7 @@ import { ApplicationFailure, ChildWorkflowFailure, executeChild, proxyActivities
 import type { Activities } from '../activities';
 import { NAME_PATTERN } from '../common/naming';
 import type { CertificatePlan, RenewCertificatesResult } from '../common/types';
-import { rootFailure } from './firstDeploy';
+import { rootFailure } from './lib/steps';
 import { issueCertificate, judgeServed, servedOn } from './issueCertificate';
 import { errorMessage, Runbook } from './lib/runbook';
 

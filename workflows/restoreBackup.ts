@@ -2,18 +2,41 @@
 // pick a verified backup → approval → lock → safety backup of the current data (and its drill) →
 // restore into a side database and check it against the manifest (the app still runs) → stop the
 // app → swap the restored database in (the old one is kept aside) → start the app → health check.
-// A failure after the swap swaps the old database back and restarts the app; a failure before it
-// leaves everything as it was.
-import { ApplicationFailure, CancellationScope, proxyActivities, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
+// From the first stop on, every step is one recovery path: on any failure or cancellation the
+// previous database is put back if it was moved (the swap activities read the databases' state, so
+// this holds whatever step died) and every web container that was running is started again. The
+// previous live database holds every write up to the stop: it is kept (renamed) until released
+// (`runbook restore --release`) or its window ends (default 7 days; releasePreviousDatabase below).
+import {
+  ActivityCancellationType,
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  ParentClosePolicy,
+  patched,
+  proxyActivities,
+  setHandler,
+  startChild,
+  workflowInfo,
+  type RetryPolicy,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { BackupPlan, DatabaseTarget, RestoreBackupInput } from '../common/types';
-import { rootFailure, validateTarget, withLock } from './firstDeploy';
+import { restoreDatabaseNames } from '../common/commands/sql';
+import { parseDuration } from '../common/duration';
+import type { BackupPlan, DatabaseTarget, FleetContainer, HostSpec, RestoreBackupInput } from '../common/types';
+import { releasePreviousSignal } from './lib/definitions';
+import { allSettled, rootFailure, validateTarget, withLock } from './lib/steps';
 import { approvalTimeoutMs, errorMessage, Runbook } from './lib/runbook';
 
 const retry: RetryPolicy = { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 };
 const quick = proxyActivities<Activities>({ startToCloseTimeout: '2 minutes', retry });
 const streaming = proxyActivities<Activities>({ startToCloseTimeout: '12 hours', heartbeatTimeout: '30 seconds', retry });
 const waiting = proxyActivities<Activities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds', retry });
+/** Stop and swap run to their end even when the run is cancelled: the recovery must not race them. */
+const settling = proxyActivities<Activities>({ startToCloseTimeout: '2 minutes', retry, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED });
+
+/** How long the pre-restore database is kept by default: it holds every write up to the stop. */
+export const DEFAULT_KEEP_PREVIOUS = '7d';
 
 export interface RestoreBackupResult {
   app: string;
@@ -25,6 +48,8 @@ export interface RestoreBackupResult {
   rows: number;
   previousDatabase: string;
   previousKept: boolean;
+  /** The workflow that drops the kept previous database when released or when its window ends. */
+  previousReleasedBy?: { workflowId: string; keepFor: string };
   appDownSeconds: number;
 }
 
@@ -34,6 +59,13 @@ function validateRestoreInput(input: RestoreBackupInput): void {
   if (input.database !== undefined && typeof input.database !== 'string') problems.push('"database" must be a string');
   if (input.backup !== undefined && (typeof input.backup !== 'string' || input.backup === '')) problems.push('"backup" must be a backup file name or "latest"');
   if (input.keepPrevious !== undefined && typeof input.keepPrevious !== 'boolean') problems.push('"keepPrevious" must be true or false');
+  if (input.keepPreviousFor !== undefined) {
+    try {
+      parseDuration(input.keepPreviousFor, 'keepPreviousFor');
+    } catch (err) {
+      problems.push(errorMessage(err));
+    }
+  }
   if (problems.length) throw ApplicationFailure.nonRetryable(`invalid input: ${problems.join('; ')}`, 'InvalidInput');
   approvalTimeoutMs(input.approvalTimeout);
 }
@@ -82,7 +114,8 @@ export async function restoreBackup(input: RestoreBackupInput): Promise<RestoreB
     });
 
     rb.setPhase('running');
-    const result = await withLock(rb, plan, () => restore(rb, plan, target, chosen.file, input));
+    // Runs recorded before the recovery path keep their old order (restoreV1) so they replay.
+    const result = await withLock(rb, plan, () => (patched('restore-fleet-recovery-keep-previous') ? restore(rb, plan, target, chosen.file, input) : restoreV1(rb, plan, target, chosen.file, input)));
     rb.finish('succeeded');
     return result;
   } catch (err) {
@@ -93,6 +126,116 @@ export async function restoreBackup(input: RestoreBackupInput): Promise<RestoreB
 }
 
 async function restore(rb: Runbook, plan: BackupPlan, target: DatabaseTarget, file: string, input: RestoreBackupInput): Promise<RestoreBackupResult> {
+  const runTag = workflowInfo().startTime.toISOString();
+  const storage = plan.storage;
+  const safety = await rb.step('safety backup', () => streaming.backupDatabase({ app: plan.app, env: plan.env, target, storage, at: new Date().toISOString(), checksums: plan.checksums }));
+  await rb.step('safety backup drill', () => streaming.drillRestore({ app: plan.app, env: plan.env, target, storage, file: safety.file, at: new Date().toISOString() }));
+  const prepared = await rb.step('restore into a side database', () => streaming.prepareRestore({ app: plan.app, env: plan.env, target, storage, file, runTag }));
+
+  // The fleet as it runs, from the engines' labels (whatever its containers are named), recorded
+  // before anything stops: this list is what is started again, whichever attempt stopped what.
+  const fleets = await rb.step('read fleet', () => Promise.all(plan.web.map((w) => quick.inspectFleet({ host: w.host, app: plan.app, env: plan.env }))));
+  const running: RunningWeb[] = plan.web.map((w, i) => ({ host: w.host, containers: fleets[i].filter((c: FleetContainer) => c.state === 'running').map((c: FleetContainer) => c.name) }));
+
+  const stoppedAt = Date.now();
+  let swapped = false;
+  try {
+    await rb.step('stop app', () => allSettled(running.map((r) => settling.stopContainers({ host: r.host, names: r.containers, timeoutSeconds: plan.stopTimeoutSeconds }))));
+    await rb.step('swap in restored database', () => settling.swapInRestoredDatabase({ target, runTag }));
+    swapped = true;
+    await startFleet(rb, plan, running);
+  } catch (err) {
+    await CancellationScope.nonCancellable(async () => {
+      const undo: string[] = [];
+      try {
+        // Idempotent and read from the databases: it puts the previous one back whatever step died.
+        const back = await rb.step('put previous database back', () => quick.swapBackPreviousDatabase({ target, runTag }));
+        undo.push(back.putBack === false && !swapped ? 'the live database was not changed' : `the previous database is live again (the restored copy is kept as ${back.restoredKeptAs})`);
+      } catch (e) {
+        undo.push(`COULD NOT put the previous database back: ${errorMessage(rootFailure(e))}`);
+      }
+      try {
+        await startFleet(rb, plan, running);
+        undo.push('the app was started again and is healthy');
+      } catch (e) {
+        undo.push(`the app DID NOT come back: ${errorMessage(rootFailure(e))}`);
+      }
+      throw ApplicationFailure.nonRetryable(`restore of ${file} failed: ${errorMessage(rootFailure(err))}; ${undo.join('; ')}. Safety backup: ${safety.file}`, 'RestoreFailed');
+    });
+  }
+  const appDownSeconds = Math.round((Date.now() - stoppedAt) / 1000);
+  const { previous } = restoreDatabaseNames(target, runTag);
+  let previousReleasedBy: RestoreBackupResult['previousReleasedBy'];
+  if (!input.keepPrevious) {
+    const keepFor = input.keepPreviousFor ?? DEFAULT_KEEP_PREVIOUS;
+    const workflowId = `releasePreviousDatabase/${plan.app}/${plan.env}/${target.name}/${runTag.replace(/[-:.]/g, '')}`;
+    await rb.step('keep previous database', () =>
+      startChild(releasePreviousDatabase, {
+        workflowId,
+        args: [{ app: plan.app, env: plan.env, database: target.name, runTag, keepFor }],
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+        staticSummary: `Keeps ${previous} (the database of ${plan.app}/${plan.env} before the restore) for ${keepFor}, then drops it`,
+      }),
+    );
+    previousReleasedBy = { workflowId, keepFor };
+  }
+  return {
+    app: plan.app,
+    env: plan.env,
+    database: target.name,
+    restored: file,
+    safetyBackup: safety.file,
+    tables: prepared.tables,
+    rows: prepared.rows,
+    previousDatabase: previous,
+    previousKept: true,
+    ...(previousReleasedBy ? { previousReleasedBy } : {}),
+    appDownSeconds,
+  };
+}
+
+interface RunningWeb {
+  host: HostSpec;
+  containers: string[];
+}
+
+/** Starts every web container that was running, then waits until each is healthy and the app answers. */
+async function startFleet(rb: Runbook, plan: BackupPlan, running: RunningWeb[]): Promise<void> {
+  await rb.step('start app', () => allSettled(running.map((r) => (r.containers.length ? quick.startContainers({ host: r.host, names: r.containers }) : Promise.resolve({ host: r.host.name, started: [] })))));
+  await rb.step('health check', async () => {
+    await allSettled(running.flatMap((r) => r.containers.map((container) => waiting.waitHealthy({ host: r.host, container, timeoutSeconds: plan.healthTimeoutSeconds }))));
+    if (plan.healthUrl) await waiting.smokeTest({ url: plan.healthUrl, expectStatus: 200 });
+  });
+}
+
+/**
+ * Keeps the database of an app/env as it was before a restore (it holds every write up to the
+ * stop), then drops it: when released (signal `release`, `runbook restore --release`) or when the
+ * window ends. Started by restoreBackup, abandoned by it, one per restore.
+ */
+export async function releasePreviousDatabase(input: { app: string; env: string; database: string; runTag: string; keepFor: string }): Promise<{ dropped: string; releasedBy: string }> {
+  const rb = new Runbook('releasePreviousDatabase', { app: input.app, env: input.env });
+  let releasedBy: string | undefined;
+  setHandler(releasePreviousSignal, ({ by }) => {
+    releasedBy ??= typeof by === 'string' && by ? by : 'unknown';
+  });
+  try {
+    rb.setPhase('running');
+    await rb.step(`keep for ${input.keepFor} or until released`, () => condition(() => releasedBy !== undefined, parseDuration(input.keepFor, 'keepFor')));
+    const plan = await rb.step('plan', () => quick.resolveBackupPlan({ app: input.app, env: input.env }));
+    const target = chooseTarget(plan, input.database);
+    const { dropped } = await rb.step('drop previous database', () => quick.dropPreviousDatabase({ target, runTag: input.runTag }));
+    rb.finish('succeeded');
+    return { dropped, releasedBy: releasedBy ?? `the ${input.keepFor} window` };
+  } catch (err) {
+    const failure = rootFailure(err);
+    rb.finish('failed', failure);
+    throw failure;
+  }
+}
+
+/** restore() as it ran before the recovery path and the kept previous database (replay of older runs only). */
+async function restoreV1(rb: Runbook, plan: BackupPlan, target: DatabaseTarget, file: string, input: RestoreBackupInput): Promise<RestoreBackupResult> {
   const runTag = workflowInfo().startTime.toISOString();
   const at = new Date().toISOString();
   const storage = plan.storage;

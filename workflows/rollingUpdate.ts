@@ -12,7 +12,7 @@ import { parseDuration } from '../common/duration';
 import { isValidVersion } from '../common/naming';
 import { hostProxyConfig } from '../common/plan';
 import type { ContainerSpec, HostSpec, RollingUpdateInput, RollingUpdateResult, SlotPlan, UpdatePlan } from '../common/types';
-import { rootFailure, validateTarget, withLock } from './firstDeploy';
+import { rootFailure, validateTarget, withLock } from './lib/steps';
 import { approvalTimeoutMs, errorMessage, Runbook } from './lib/runbook';
 import { nightlyBackup } from './nightlyBackup';
 

@@ -147,6 +147,11 @@ export function scratchDatabaseName(...parts: string[]): string {
   return (SCRATCH_PREFIX + tail).slice(0, MAX_IDENT_BYTES).replace(/_+$/, '');
 }
 
+/** Names of the databases a restore uses beside the live one (the restored copy, the kept previous one). */
+export function restoreDatabaseNames(target: { name: string }, runTag: string): { incoming: string; previous: string } {
+  return { incoming: scratchDatabaseName('restore', target.name, runTag), previous: scratchDatabaseName('previous', target.name, runTag) };
+}
+
 /**
  * Why a name must not be used as a scratch database (undefined: fine). Scratch databases are dropped
  * WITH (FORCE), so only names that say they are scratch are accepted, never the connection's own.

@@ -9,7 +9,6 @@ import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { Client, Connection, ScheduleNotFoundError, type ScheduleDescription } from '@temporalio/client';
 import Docker from 'dockerode';
 import { httpGet } from '../../activities/health';
@@ -19,6 +18,7 @@ import { statusQuery } from '../../workflows/lib/definitions';
 import type { NightlyBackupResult } from '../../workflows/nightlyBackup';
 import type { RestoreBackupResult } from '../../workflows/restoreBackup';
 import { e2eSetup, historyText, runCli, WorkerProcess, type CliResult, type E2eSetup } from '../helpers/e2e';
+import { psqlIn, waitFor } from '../helpers/e2e-app';
 import { DOCKER_SOCK, TEMPORAL_ADDRESS } from '../helpers/paths';
 
 jest.setTimeout(300_000);
@@ -48,51 +48,8 @@ const received: { method: string; path: string; contentType: string; body: Recor
 const runs: { workflowId: string; runId: string }[] = [];
 const timings: Record<string, string> = {};
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `fn` until it returns something truthy, or fails with `what` after the deadline. */
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false | null>, timeoutMs = 60_000, intervalMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await sleep(intervalMs);
-  }
-}
-
 /** SQL in the postgres container as the app's user over the local socket (trust); returns psql's unaligned rows. */
-async function psql(sql: string, database = 'demo'): Promise<string> {
-  const exec = await docker.getContainer(PG_CONTAINER).exec({
-    Cmd: ['psql', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-U', 'demo', '-d', database, '-c', sql],
-    AttachStdout: true,
-    AttachStderr: true,
-  });
-  const stream = await exec.start({ hijack: true, stdin: false });
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (c) => (stdout += c));
-  err.on('data', (c) => (stderr += c));
-  docker.modem.demuxStream(stream, out, err);
-  await new Promise((resolve, reject) => {
-    stream.on('end', resolve);
-    stream.on('error', reject);
-  });
-  let info = await exec.inspect();
-  for (let i = 0; info.Running && i < 50; i++) {
-    await sleep(100);
-    info = await exec.inspect();
-  }
-  if (info.ExitCode !== 0) throw new Error(`psql ${JSON.stringify(sql)} failed (exit ${info.ExitCode}): ${stderr}`);
-  return stdout.trim();
-}
+const psql = (sql: string, database = 'demo') => psqlIn(docker, PG_CONTAINER, sql, database);
 
 /** Content fingerprint of the app's tables (order-independent of storage: ordered by id). */
 async function appData(): Promise<{ customers: number; orders: number; digest: string }> {
@@ -200,7 +157,7 @@ beforeAll(async () => {
   timings.deploy = `${((Date.now() - t0) / 1000).toFixed(1)} s`;
   await lastRunOf(`firstDeploy/${APP}/${ENV}`);
 
-  // demo-app's `migrate` only waits for the database: the app's tables are made here.
+  // demo-app's `migrate` makes its own items table (empty here); the tables below are made here.
   await psql(`
     CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, email text, created_at timestamptz NOT NULL DEFAULT now());
     CREATE TABLE orders (id serial PRIMARY KEY, customer_id int NOT NULL REFERENCES customers(id), item text NOT NULL, amount numeric(10,2) NOT NULL);
@@ -249,13 +206,14 @@ it('runbook backup: one dump + manifest in storage, drill passed, the app tables
   expect(manifest.sizeBytes).toBe(readFileSync(path.join(storageDir, dump)).length);
   expect(manifest.tables.map((t) => [t.table, t.rows])).toEqual([
     ['public.customers', 200],
+    ['public.items', 0],
     ['public.orders', 1000],
   ]);
   expect(manifest.tables.every((t) => typeof t.checksum === 'string')).toBe(true);
 
   const runId = await lastRunOf(BACKUP_ID);
   const result = (await client.workflow.getHandle(BACKUP_ID, runId).result()) as NightlyBackupResult;
-  expect(result.backups).toEqual([expect.objectContaining({ database: 'main', file: dump, tables: 2, rows: 1200 })]);
+  expect(result.backups).toEqual([expect.objectContaining({ database: 'main', file: dump, tables: 3, rows: 1200 })]);
   expect(result.pruned).toEqual([]);
   await expectNoSecretIn(BACKUP_ID, runId);
   expect(received).toEqual([]); // a good night sends no alert
@@ -303,8 +261,12 @@ it('runbook restore: waits for approval, takes a safety backup, puts the backed-
   // the live database holds the backup's content again
   expect(await appData()).toEqual(backedUp);
   expect(await psql(`SELECT count(*) FROM customers WHERE name = 'after-backup marker'`)).toBe('0');
-  // no side, scratch or previous database left behind
-  expect((await psql(`SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database`, 'postgres')).split(',')).toEqual(['demo', 'postgres', 'template0', 'template1']);
+  // no side or scratch database left behind; the pre-restore database (every write up to the stop) is kept
+  const databases = async () => (await psql(`SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database`, 'postgres')).split(',');
+  const kept = (await databases()).filter((d) => d.startsWith('scratch_previous_main_'));
+  expect(kept).toHaveLength(1);
+  expect(await databases()).toEqual(['demo', 'postgres', kept[0], 'template0', 'template1']);
+  expect(await psql(`SELECT count(*) FROM customers WHERE name = 'after-backup marker'`, kept[0])).toBe('1');
 
   // the app is running, healthy, and served through the proxy
   const web = await appContainers('web');
@@ -319,7 +281,16 @@ it('runbook restore: waits for approval, takes a safety backup, puts the backed-
   // a verified safety backup of the pre-restore data was added to storage
   const runId = await lastRunOf(RESTORE_ID);
   const result = (await client.workflow.getHandle(RESTORE_ID, runId).result()) as RestoreBackupResult;
-  expect(result).toMatchObject({ app: APP, env: ENV, database: 'main', restored: firstBackup, previousKept: false, tables: 2, rows: 1200 });
+  expect(result).toMatchObject({ app: APP, env: ENV, database: 'main', restored: firstBackup, previousKept: true, previousDatabase: kept[0], previousReleasedBy: { keepFor: '7d' }, rows: 1200 });
+
+  // released from the CLI: dropped at once by its releasePreviousDatabase run
+  const released = await runCli(['restore', APP, '--env', ENV, '--release', '--by', 'alice'], setup.env);
+  expect(released.stdout).toContain(`released ${result.previousReleasedBy!.workflowId}`);
+  expect(released.code).toBe(0);
+  expect(await client.workflow.getHandle(result.previousReleasedBy!.workflowId).result()).toEqual({ dropped: kept[0], releasedBy: 'alice' });
+  expect(await databases()).toEqual(['demo', 'postgres', 'template0', 'template1']);
+  const none = await runCli(['restore', APP, '--env', ENV, '--release'], setup.env);
+  expect([none.code, none.stderr.trim()]).toEqual([1, `no kept pre-restore database of ${APP}/${ENV} is waiting for release`]);
   expect(result.safetyBackup).toMatch(DUMP);
   expect(result.safetyBackup > firstBackup).toBe(true);
   const dumps = storageFiles().filter((f) => f.endsWith('.sql.zst'));
@@ -329,6 +300,7 @@ it('runbook restore: waits for approval, takes a safety backup, puts the backed-
   expect(safety.verifiedAt).toEqual(expect.any(String));
   expect(safety.tables.map((t) => [t.table, t.rows])).toEqual([
     ['public.customers', 201],
+    ['public.items', 0],
     ['public.orders', 900],
   ]);
 

@@ -2,7 +2,7 @@ import { formatPlan, formatStatus, stepChanges } from '../../client/format';
 import { parseDuration, formatDuration } from '../../common/duration';
 import { parseInventory } from '../../common/inventory';
 import { buildDeployPlan, preflightRequests } from '../../common/plan';
-import type { RunbookStatus } from '../../common/types';
+import type { FleetContainer, RunbookStatus } from '../../common/types';
 import { TEST_INVENTORY_YAML } from '../helpers/mock-activities';
 
 const inventory = parseInventory(TEST_INVENTORY_YAML);
@@ -42,6 +42,38 @@ describe('deploy plan', () => {
     expect(buildDeployPlan(inventory, { app: 'shop', env: 'production', version: 'v2' }, 'r').image).toBe('reg:5000/shop:v2');
     expect(() => buildDeployPlan(inventory, { app: 'shop', env: 'production', version: 'v 2' }, 'r')).toThrow(/version "v 2" is not a valid image tag/);
     expect(() => buildDeployPlan(inventory, { app: 'cart', env: 'production' }, 'r')).toThrow(/unknown app "cart" \(inventory has: shop\)/);
+  });
+
+  describe('on a fleet that already runs (read from the engines\' labels)', () => {
+    const updated: FleetContainer[] = [
+      { host: 'one', name: 'shop-production-web-1-v2', replica: 1, version: 'v2', image: 'reg:5000/shop:v2', state: 'running', previousVersion: 'v1' },
+      { host: 'two', name: 'shop-production-web-2-v2', replica: 2, version: 'v2', image: 'reg:5000/shop:v2', state: 'running', previousVersion: 'v1' },
+    ];
+
+    it('after a rolling update: converges on the versioned replicas and their version, no migration, the same proxy config', () => {
+      const p = buildDeployPlan(inventory, { app: 'shop', env: 'production' }, 'run-2', updated);
+      expect(p.version).toBe('v2');
+      expect(p.replicas.map((r) => [r.host, r.container.name, r.container.image])).toEqual([
+        ['one', 'shop-production-web-1-v2', 'reg:5000/shop:v2'],
+        ['two', 'shop-production-web-2-v2', 'reg:5000/shop:v2'],
+      ]);
+      expect(p.migrate).toBeUndefined();
+      expect(p.proxies[0].config).toContain('server shop-production-web-1-v2:8080');
+      expect(p.smokeTests[0].expectBody).toBe('v2');
+      expect(buildDeployPlan(inventory, { app: 'shop', env: 'production', version: 'v2' }, 'run-2', updated).version).toBe('v2');
+    });
+
+    it('refuses another version (that is an update) and a fleet of mixed versions (an interrupted update)', () => {
+      expect(() => buildDeployPlan(inventory, { app: 'shop', env: 'production', version: 'v3' }, 'r', updated)).toThrow(/already deployed at v2 \(shop-production-web-1-v2 v2 on one, .*\): change its version with `runbook update shop --env production --version v3`/);
+      const mixed = [updated[0], { ...updated[1], name: 'shop-production-web-2-v1', version: 'v1' }];
+      expect(() => buildDeployPlan(inventory, { app: 'shop', env: 'production' }, 'r', mixed)).toThrow(/runs mixed versions .*runbook rollback shop --env production --to <version>/);
+    });
+
+    it('a fleet of first-deploy names (or stopped containers) plans as before', () => {
+      const firstNames: FleetContainer[] = [{ host: 'one', name: 'shop-production-web-1', replica: 1, version: 'v1', image: 'reg:5000/shop:v1', state: 'running' }];
+      expect(buildDeployPlan(inventory, { app: 'shop', env: 'production' }, 'run-1', firstNames)).toEqual(plan);
+      expect(buildDeployPlan(inventory, { app: 'shop', env: 'production' }, 'run-1', updated.map((c) => ({ ...c, state: 'exited' })))).toEqual(plan);
+    });
   });
 
   it('sends worker-side checks with the first host only', () => {

@@ -15,3 +15,6 @@ export const statusQuery = defineQuery<RunbookStatus>('status');
 export const acquireLockUpdate = defineUpdate<LockAnswer, [Omit<LockHolder, 'since'>]>('acquire');
 export const releaseLockSignal = defineSignal<[{ workflowId: string; runId: string; force?: boolean }]>('release');
 export const lockHolderQuery = defineQuery<LockHolder | null>('holder');
+
+// The kept pre-restore database (releasePreviousDatabase): drop it now instead of at the window's end.
+export const releasePreviousSignal = defineSignal<[{ by: string }]>('release');

@@ -14,6 +14,7 @@ export class Runbook {
   private currentStep = 'plan';
   private readonly steps: StepRecord[] = [];
   private error?: string;
+  private readonly notes: string[] = [];
   readonly approvals: ApprovalGates;
 
   constructor(
@@ -40,6 +41,7 @@ export class Runbook {
       pendingGates: this.approvals.pendingGates(),
       decisions: [...this.approvals.decisions],
       ...(this.error ? { error: this.error } : {}),
+      ...(this.notes.length ? { notes: [...this.notes] } : {}),
     };
   }
 
@@ -81,6 +83,12 @@ export class Runbook {
     }
   }
 
+  /** Something the operator must know besides the outcome: kept in the status and the UI's details. */
+  note(message: string): void {
+    this.notes.push(message.slice(0, 2000));
+    this.publish();
+  }
+
   finish(phase: 'succeeded' | 'failed', error?: unknown): void {
     this.phase = phase;
     if (error !== undefined) this.error = errorMessage(error).slice(0, 4000);
@@ -100,6 +108,7 @@ export class Runbook {
         `**${this.name}** ${this.target.app}/${this.target.env} — phase: ${this.phase}, step: ${this.currentStep}`,
         ...(gates.length ? ['', 'Waiting for approval: ' + gates.join('; '), 'Approve: signal `approve` with `{"gate": "<gate>", "by": "<name>"}`'] : []),
         ...(this.error ? ['', `Error: ${this.error}`] : []),
+        ...this.notes.map((n) => `\nNote: ${n}`),
       ].join('\n'),
     );
   }

@@ -1,0 +1,209 @@
+// The operator's week, end to end: deploy → rolling update → restore, on two engines (this
+// machine's, and host 2 over SSH), with a steady stream of writes (POST /items through the proxy).
+// The restore must stop and start the versioned replicas on both hosts, lose no acknowledged write
+// (each is in the restored database or in the kept previous one), and a restore cancelled during
+// its swap must end with the app up on its original data. Ports 18230-18239 and rsapp-* are this file's.
+import { randomUUID } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import Docker from 'dockerode';
+import type { RunbookStatus } from '../../common/types';
+import { statusQuery } from '../../workflows/lib/definitions';
+import type { RestoreBackupResult } from '../../workflows/restoreBackup';
+import { e2eSetup, historyText, runCli, WorkerProcess, type E2eSetup } from '../helpers/e2e';
+import { psqlIn, servedVersion, sleep, waitFor, WriteStream } from '../helpers/e2e-app';
+import { DOCKER_SOCK, RUNBOOK_HOME, TEMPORAL_ADDRESS } from '../helpers/paths';
+
+jest.setTimeout(600_000);
+
+const APP = 'rsapp';
+const ENV = 'production';
+const HOST2_ADDRESS = '10.201.0.2';
+const HOST2_SOCK = '/run/temporal-runbooks/docker2.sock';
+const engines = { local: new Docker({ socketPath: DOCKER_SOCK }), host2: new Docker({ socketPath: HOST2_SOCK }) };
+const PROXY = 'http://127.0.0.1:18230';
+const PG = `${APP}-${ENV}-postgres`;
+const RESTORE_ID = `restoreBackup/${APP}/${ENV}`;
+const taskQueue = `e2e-restore-${randomUUID()}`;
+let setup: E2eSetup;
+let worker: WorkerProcess;
+let connection: Connection;
+let client: Client;
+const timings: Record<string, string> = {};
+
+const psql = (sql: string, database = 'demo') => psqlIn(engines.local, PG, sql, database);
+const databases = async () => (await psql(`SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database`, 'postgres')).split(',');
+const bodiesIn = async (database: string) => new Set((await psql('SELECT body FROM items', database)).split('\n').filter(Boolean));
+
+/** Every web container of the app on both engines, with when it last started. */
+async function web(): Promise<{ host: string; name: string; version: string; running: boolean; startedAt: number }[]> {
+  const all = [];
+  for (const [host, d] of Object.entries(engines)) {
+    for (const c of await d.listContainers({ all: true, filters: { label: [`runbook.app=${APP}`, 'runbook.role=web'] } })) {
+      const info = await d.getContainer(c.Id).inspect();
+      all.push({ host, name: c.Names[0].slice(1), version: c.Labels['runbook.version'], running: info.State.Running, startedAt: Date.parse(info.State.StartedAt) });
+    }
+  }
+  return all.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+async function removeEverything(): Promise<void> {
+  for (const d of Object.values(engines)) {
+    for (const c of await d.listContainers({ all: true, filters: { label: [`runbook.app=${APP}`] } })) await d.getContainer(c.Id).remove({ force: true });
+    for (const n of await d.listNetworks({ filters: { name: [`${APP}-`] } })) await d.getNetwork(n.Id).remove().catch(() => undefined);
+    const { Volumes } = await d.listVolumes();
+    for (const v of (Volumes ?? []).filter((v) => v.Name.startsWith(`${APP}-`))) await d.getVolume(v.Name).remove().catch(() => undefined);
+  }
+}
+
+async function terminateLeftovers(): Promise<void> {
+  for await (const wf of client.workflow.list({ query: `RunbookApp = '${APP}' AND ExecutionStatus = 'Running'` })) {
+    await client.workflow.getHandle(wf.workflowId, wf.runId).terminate('e2e: left over').catch(() => undefined);
+  }
+  await client.workflow.getHandle(`lock/${APP}/${ENV}`).terminate('e2e: left over').catch(() => undefined);
+}
+
+async function cli(args: string[], what: string) {
+  const r = await runCli(args, setup.env);
+  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}\nworker:\n${worker.output.slice(-3000)}`);
+  return r;
+}
+
+/** Starts a restore of the newest verified backup and approves it; returns its run id. */
+async function startApprovedRestore(): Promise<string> {
+  await cli(['restore', APP, '--env', ENV, '--detach'], 'restore');
+  const handle = client.workflow.getHandle(RESTORE_ID);
+  await waitFor('the restore gate', async () => ((await handle.query(statusQuery)) as RunbookStatus).pendingGates.some((g) => g.gate === 'restore'));
+  await cli(['approve', RESTORE_ID, '--gate', 'restore', '--by', 'alice'], 'approve');
+  return (await handle.describe()).runId;
+}
+
+beforeAll(async () => {
+  connection = await Connection.connect({ address: TEMPORAL_ADDRESS });
+  client = new Client({ connection });
+  await terminateLeftovers();
+  await removeEverything();
+  const template = path.join(os.tmpdir(), `restore-inventory-${process.pid}.yaml`);
+  writeFileSync(
+    template,
+    readFileSync(path.join(__dirname, 'restore-inventory.yaml'), 'utf8')
+      .replaceAll('${HOST2_ADDRESS}', HOST2_ADDRESS)
+      .replaceAll('${HOST2_DOCKER_SOCK}', HOST2_SOCK)
+      .replaceAll('${HOST2_FINGERPRINT}', readFileSync(`${RUNBOOK_HOME}/host2/ssh/host_fingerprint`, 'utf8').trim()),
+  );
+  setup = e2eSetup(template, taskQueue);
+  const password = /^POSTGRES_PASSWORD=(.*)$/m.exec(readFileSync(path.join(setup.dir, 'postgres.env'), 'utf8'))![1];
+  writeFileSync(path.join(setup.dir, 'pg-password'), `${password}\n`, { mode: 0o600 });
+  worker = new WorkerProcess(setup.env);
+  await worker.start();
+});
+
+afterAll(async () => {
+  // eslint-disable-next-line no-console
+  console.log(`restore e2e timings:\n${Object.entries(timings).map(([k, v]) => `  ${k}: ${v}`).join('\n')}`);
+  if (client) await terminateLeftovers().catch(() => undefined);
+  await worker?.kill('SIGTERM');
+  await connection?.close();
+  await removeEverything();
+});
+
+let restoredFrom: string;
+
+it('deploy v1, then a rolling update to v2 (its backup first): versioned replicas on both engines, writes acknowledged', async () => {
+  let t0 = Date.now();
+  await cli(['deploy', APP, '--env', ENV], 'deploy');
+  timings.deploy = `${((Date.now() - t0) / 1000).toFixed(1)} s`;
+  const before = await fetch(`${PROXY}/items`, { method: 'POST', body: 'before-update' });
+  expect(before.status).toBe(201);
+  t0 = Date.now();
+  await cli(['update', APP, '--env', ENV, '--version', 'v2'], 'update');
+  timings.update = `${((Date.now() - t0) / 1000).toFixed(1)} s`;
+  const fleet = await web();
+  expect(fleet.map((c) => [c.host, c.name, c.version, c.running])).toEqual([
+    ['local', 'rsapp-production-web-1-v2', 'v2', true],
+    ['host2', 'rsapp-production-web-2-v2', 'v2', true],
+  ]);
+  expect(await servedVersion(PROXY)).toEqual({ status: 200, body: 'v2' });
+  // a second deploy of what runs converges on it: nothing to change, whatever the names
+  const again = await cli(['deploy', APP, '--env', ENV], 'deploy again');
+  expect(again.stdout).toMatch(/nothing to change: already deployed as planned/);
+  expect((await web()).map((c) => c.name)).toEqual(fleet.map((c) => c.name));
+});
+
+it('restore under 100 writes/s: the versioned replicas on both hosts stop and start, no acknowledged write is lost', async () => {
+  const writes = new WriteStream(PROXY, 100, 240, `restore-${randomUUID().slice(0, 8)}`);
+  await sleep(1500);
+  const t0 = Date.now();
+  const runId = await startApprovedRestore();
+  const watched = await runCli(['watch', RESTORE_ID], setup.env);
+  timings.restore = `${((Date.now() - t0) / 1000).toFixed(1)} s under load`;
+  await sleep(1500); // writes reach the restored database too
+  await writes.stop();
+  if (watched.code !== 0) throw new Error(`restore failed:\n${watched.stdout}\n${watched.stderr}\nworker:\n${worker.output.slice(-3000)}`);
+  const result = (await client.workflow.getHandle(RESTORE_ID, runId).result()) as RestoreBackupResult;
+  restoredFrom = result.restored;
+
+  // both versioned replicas were stopped and started by this restore
+  for (const c of await web()) {
+    expect([c.name, c.running]).toEqual([c.name, true]);
+    expect(c.startedAt).toBeGreaterThan(t0);
+  }
+  const steps = ((await client.workflow.getHandle(RESTORE_ID, runId).query(statusQuery)) as RunbookStatus).steps.map((s) => s.step);
+  expect(steps).toEqual(expect.arrayContaining(['read fleet', 'stop app', 'swap in restored database', 'start app', 'health check', 'keep previous database']));
+
+  // every acknowledged write is in the live (restored) database or in the kept previous one
+  expect(result.previousDatabase).toMatch(/^scratch_previous_main_/);
+  expect(await databases()).toContain(result.previousDatabase);
+  const live = await bodiesIn('demo');
+  const previous = await bodiesIn(result.previousDatabase);
+  const lost = writes.acked.filter((w) => !live.has(w.body) && !previous.has(w.body));
+  timings.writes = `${writes.acked.length} acknowledged, ${writes.refused.length} refused (${[...new Set(writes.refused.map((r) => r.status))].join(', ')}), ${lost.length} lost; ${previous.size} rows kept in ${result.previousDatabase}`;
+  expect(writes.acked.length).toBeGreaterThan(200);
+  expect(lost).toEqual([]);
+  // the restored database serves: it has the pre-update row, and takes writes
+  expect(live.has('before-update')).toBe(true);
+  const after = await fetch(`${PROXY}/items`, { method: 'POST', body: 'after-restore' });
+  expect(after.status).toBe(201);
+  expect(await servedVersion(PROXY)).toEqual({ status: 200, body: 'v2' });
+  const history = await historyText(client, RESTORE_ID, runId);
+  for (const secret of setup.secrets) expect(history.includes(secret)).toBe(false);
+});
+
+it('a restore cancelled during its swap ends with the app up on the original data', async () => {
+  expect(restoredFrom).toBeDefined();
+  await psql(`INSERT INTO items (body) VALUES ('marker-before-cancelled-restore')`);
+  const original = await psql('SELECT count(*) FROM items');
+  const runId = await startApprovedRestore();
+  const handle = client.workflow.getHandle(RESTORE_ID, runId);
+  // cancel as the swap starts (or, on a fast machine, right after it)
+  const at = await waitFor(
+    'the swap',
+    async () => {
+      const st = (await handle.query(statusQuery)) as RunbookStatus;
+      return ['swap in restored database', 'start app', 'health check'].includes(st.step) ? st.step : undefined;
+    },
+    120_000,
+    10,
+  );
+  await handle.cancel();
+  const err = await handle.result().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  timings.cancelled = `cancelled at step "${at}"`;
+  expect(err).toBeInstanceOf(WorkflowFailedError);
+  expect(String((err as WorkflowFailedError).cause?.message)).toMatch(/the previous database is live again|the live database was not changed/);
+  expect(String((err as WorkflowFailedError).cause?.message)).toMatch(/the app was started again and is healthy/);
+  // the app is up, on the original data (the marker row, the same count)
+  expect(await servedVersion(PROXY)).toEqual({ status: 200, body: 'v2' });
+  expect(await psql(`SELECT count(*) FROM items WHERE body = 'marker-before-cancelled-restore'`)).toBe('1');
+  expect(await psql('SELECT count(*) FROM items')).toBe(original);
+  for (const c of await web()) expect([c.name, c.running]).toEqual([c.name, true]);
+  const posted = await fetch(`${PROXY}/items`, { method: 'POST', body: 'after-cancelled-restore' });
+  expect(posted.status).toBe(201);
+  // the lock is free again
+  const lock = await runCli(['lock', 'status', APP, '--env', ENV], setup.env);
+  expect(lock.stdout.trim()).toBe(`${APP}/${ENV} is not locked`);
+});

@@ -1,0 +1,98 @@
+// End-to-end helpers around a deployed demo app: polling, SQL in its postgres container, and a
+// steady stream of writes (POST /items) that records every write the app acknowledged.
+import { PassThrough } from 'node:stream';
+import type Docker from 'dockerode';
+import { httpGet } from '../../activities/health';
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns something truthy, or fails with `what` after the deadline. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false | null>, timeoutMs = 60_000, intervalMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await sleep(intervalMs);
+  }
+}
+
+/** SQL in a postgres container as `user` over the local socket (trust); returns psql's unaligned rows. */
+export async function psqlIn(docker: Docker, container: string, sql: string, database = 'demo', user = 'demo'): Promise<string> {
+  const exec = await docker.getContainer(container).exec({
+    Cmd: ['psql', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-U', user, '-d', database, '-c', sql],
+    AttachStdout: true,
+    AttachStderr: true,
+  });
+  const stream = await exec.start({ hijack: true, stdin: false });
+  const out = new PassThrough();
+  const err = new PassThrough();
+  let stdout = '';
+  let stderr = '';
+  out.on('data', (c) => (stdout += c));
+  err.on('data', (c) => (stderr += c));
+  docker.modem.demuxStream(stream, out, err);
+  await new Promise((resolve, reject) => {
+    stream.on('end', resolve);
+    stream.on('error', reject);
+  });
+  let info = await exec.inspect();
+  for (let i = 0; info.Running && i < 50; i++) {
+    await sleep(100);
+    info = await exec.inspect();
+  }
+  if (info.ExitCode !== 0) throw new Error(`psql ${JSON.stringify(sql)} failed (exit ${info.ExitCode}): ${stderr}`);
+  return stdout.trim();
+}
+
+/** One POST /items with a body; resolves with the status and body (never rejects). */
+function postItem(url: string, body: string): Promise<{ status: number; body: string }> {
+  return fetch(`${url}/items`, { method: 'POST', body, signal: AbortSignal.timeout(5000) })
+    .then(async (r) => ({ status: r.status, body: await r.text() }))
+    .catch((err: Error) => ({ status: 0, body: err.message }));
+}
+
+/**
+ * Writes `perSecond` items through `url` until stopped: every body is unique, and a write counts as
+ * acknowledged only on 201 (the app answers after its COMMIT). Bounded by `maxSeconds`.
+ */
+export class WriteStream {
+  readonly acked: { body: string; at: number }[] = [];
+  readonly refused: { status: number; body: string; at: number }[] = [];
+  private running = true;
+  private done: Promise<void>;
+
+  constructor(url: string, perSecond = 100, maxSeconds = 300, readonly tag = `w${Date.now()}`) {
+    this.done = (async () => {
+      const started = Date.now();
+      const inFlight = new Set<Promise<void>>();
+      for (let i = 0; this.running && Date.now() - started < maxSeconds * 1000; i++) {
+        const body = `${this.tag}-${i}`;
+        const p: Promise<void> = postItem(url, body).then((r) => {
+          if (r.status === 201) this.acked.push({ body, at: Date.now() });
+          else this.refused.push({ status: r.status, body: r.body.slice(0, 200), at: Date.now() });
+          inFlight.delete(p);
+        });
+        inFlight.add(p);
+        const next = started + ((i + 1) * 1000) / perSecond;
+        await sleep(Math.max(0, next - Date.now()));
+      }
+      await Promise.all(inFlight);
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.done;
+  }
+}
+
+/** The app's version through a proxy (status 0 when nothing answers). */
+export async function servedVersion(proxy: string): Promise<{ status: number; body: string }> {
+  return httpGet(`${proxy}/version`).catch((err: Error) => ({ status: 0, body: err.message }));
+}

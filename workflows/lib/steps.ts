@@ -1,0 +1,69 @@
+// Step helpers every runbook shares: input checks, the per-app/env lock, failures a human reads,
+// and parallel steps that settle before anyone cleans up after them.
+import { ActivityFailure, ApplicationFailure, CancellationScope, log, proxyActivities, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
+import type { Activities } from '../../activities';
+import { NAME_PATTERN } from '../../common/naming';
+import type { FirstDeployInput } from '../../common/types';
+import { approvalTimeoutMs, errorMessage, type Runbook } from './runbook';
+
+const retry: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 6 };
+const lockActivities = proxyActivities<Pick<Activities, 'acquireLock' | 'releaseLock'>>({ startToCloseTimeout: '2 minutes', retry });
+
+/** Checks the input's shape before anything runs; the inventory checks the rest in the plan step. */
+export function validateTarget(input: FirstDeployInput): void {
+  const problems: string[] = [];
+  if (!input || typeof input !== 'object') throw ApplicationFailure.nonRetryable('input must be a JSON object like {"app": "demo", "env": "production"}', 'InvalidInput');
+  for (const field of ['app', 'env'] as const) {
+    if (typeof input[field] !== 'string') problems.push(`"${field}" is required (a string)`);
+    else if (!NAME_PATTERN.test(input[field])) problems.push(`"${field}": "${input[field]}" is not a valid name`);
+  }
+  if (input.version !== undefined && typeof input.version !== 'string') problems.push('"version" must be a string');
+  if (input.dryRun !== undefined && typeof input.dryRun !== 'boolean') problems.push('"dryRun" must be true or false');
+  if (input.goLiveApproval !== undefined && typeof input.goLiveApproval !== 'boolean') problems.push('"goLiveApproval" must be true or false');
+  if (problems.length) throw ApplicationFailure.nonRetryable(`invalid input: ${problems.join('; ')}`, 'InvalidInput');
+  approvalTimeoutMs(input.approvalTimeout); // throws on a bad duration
+}
+
+/** The failure a human should read: an activity's own ApplicationFailure rather than its wrapper. */
+export function rootFailure(err: unknown): unknown {
+  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) return err.cause;
+  return err;
+}
+
+/**
+ * Holds the app/env lock for the duration of `fn`; refuses at once if another runbook holds it.
+ * The outcome of `fn` is the outcome: a release that fails (after its retries) is logged and shown
+ * in the status, never thrown over the real result or the real error.
+ */
+export async function withLock<T>(rb: Runbook, target: { app: string; env: string }, fn: () => Promise<T>): Promise<T> {
+  const { workflowId, runId } = workflowInfo();
+  const answer = await rb.step('lock', () => lockActivities.acquireLock({ app: target.app, env: target.env, holder: { workflowId, runId, runbook: rb.name } }));
+  if (!answer.acquired) {
+    const h = answer.holder;
+    throw ApplicationFailure.nonRetryable(`${target.app}/${target.env} is locked by ${h.runbook} (${h.workflowId}, run ${h.runId}) since ${h.since}; nothing was changed`, 'Locked', h);
+  }
+  try {
+    return await fn();
+  } finally {
+    await CancellationScope.nonCancellable(async () => {
+      try {
+        await lockActivities.releaseLock({ app: target.app, env: target.env, workflowId, runId });
+      } catch (err) {
+        const message = `could not release the lock of ${target.app}/${target.env} (release it with \`runbook lock release ${target.app} --env ${target.env} --force\`): ${errorMessage(rootFailure(err))}`;
+        log.error(message);
+        rb.note(message);
+      }
+    });
+  }
+}
+
+/**
+ * Like Promise.all, but waits until every promise has settled before it throws the first failure:
+ * a clean-up that follows a failed parallel step never runs while a sibling is still creating things.
+ */
+export async function allSettled<T>(promises: Promise<T>[]): Promise<T[]> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
