@@ -2,8 +2,10 @@
 import http from 'node:http';
 import https from 'node:https';
 import { ApplicationFailure } from '@temporalio/common';
+import { Context } from '@temporalio/activity';
+import { bakeVerdict, nextBakeStep, recordRound, resumeBake, type BakeSpec, type BakeVerdict, type ProbeRound } from '../common/bake';
 import type { HostSpec, SmokeTestSpec } from '../common/types';
-import { heartbeat, sleep } from './context';
+import { activityInfoOrUndefined, heartbeat, sleep } from './context';
 import { diagnostics, engineFailure, inspectContainer, type DockerEngines } from './docker';
 
 export interface HttpAnswer {
@@ -58,20 +60,84 @@ export function smokeTestVerdict(spec: SmokeTestSpec, answer: HttpAnswer): strin
   return undefined;
 }
 
-export function createHealthActivities(engines: DockerEngines) {
+/** One GET of each URL: how many answered 2xx, and the failures. */
+export async function probeUrls(req: { urls: string[]; hostHeader?: string; timeoutMs?: number }): Promise<{ ok: number; failed: number; errors: string[] }> {
+  const results = await Promise.all(
+    req.urls.map((url) =>
+      proxiedGet(url, { ...(req.hostHeader ? { hostHeader: req.hostHeader } : {}), timeoutMs: req.timeoutMs ?? 5000 }).then(
+        (a) => (a.status >= 200 && a.status < 300 ? undefined : `${url}: HTTP ${a.status}`),
+        (err: Error) => `${url}: ${err.message}`,
+      ),
+    ),
+  );
+  const errors = results.filter((r): r is string => r !== undefined);
+  return { ok: results.length - errors.length, failed: errors.length, errors };
+}
+
+export interface BakeRequest extends BakeSpec {
+  urls: string[];
+  hostHeader?: string;
+  /** Per GET (default 5 s). */
+  timeoutMs?: number;
+}
+
+/** What a bake does I/O with; injectable so a bake can run on a fake probe and clock. */
+export interface BakeDeps {
+  probe(req: { urls: string[]; hostHeader?: string; timeoutMs?: number }): Promise<ProbeRound>;
+  /** A monotonic clock, in ms. */
+  now(): number;
+  /** Cancellation-aware inside an activity. */
+  sleep(ms: number): Promise<void>;
+  /** The longest wait between two heartbeats (the interval may be longer than the heartbeat timeout). */
+  heartbeatEveryMs: number;
+}
+
+const defaultBakeDeps: BakeDeps = {
+  probe: probeUrls,
+  now: () => performance.now(),
+  sleep: (ms) => (activityInfoOrUndefined() ? Context.current().sleep(ms) : sleep(ms)),
+  heartbeatEveryMs: 5000,
+};
+
+/** The bake loop: the decisions are common/bake.ts's; this probes, waits and heartbeats the progress. */
+export async function runBake(req: BakeRequest, deps: BakeDeps, resumeFrom?: unknown): Promise<BakeVerdict> {
+  const spec: BakeSpec = { bakeMs: req.bakeMs, intervalMs: req.intervalMs, maxErrorRate: req.maxErrorRate };
+  let progress = resumeBake(resumeFrom);
+  const resumedAt = progress.elapsedMs;
+  const started = deps.now();
+  const elapsed = () => resumedAt + (deps.now() - started);
+  for (;;) {
+    const step = nextBakeStep(progress, elapsed(), spec);
+    if (step.kind === 'done') break;
+    if (step.kind === 'probe') {
+      const round = await deps.probe({ urls: req.urls, ...(req.hostHeader ? { hostHeader: req.hostHeader } : {}), ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}) });
+      progress = recordRound(progress, round, elapsed(), spec);
+    } else {
+      await deps.sleep(Math.min(step.ms, deps.heartbeatEveryMs));
+    }
+    heartbeat({ ...progress, elapsedMs: elapsed() });
+  }
+  return bakeVerdict(progress, spec);
+}
+
+export function createHealthActivities(engines: DockerEngines, bake: Partial<BakeDeps> = {}) {
   return {
     /** One GET of each URL: how many answered 2xx, and the failures (for bake checks during a canary). */
-    async probeUrls(req: { urls: string[]; hostHeader?: string; timeoutMs?: number }): Promise<{ ok: number; failed: number; errors: string[] }> {
-      const results = await Promise.all(
-        req.urls.map((url) =>
-          proxiedGet(url, { ...(req.hostHeader ? { hostHeader: req.hostHeader } : {}), timeoutMs: req.timeoutMs ?? 5000 }).then(
-            (a) => (a.status >= 200 && a.status < 300 ? undefined : `${url}: HTTP ${a.status}`),
-            (err: Error) => `${url}: ${err.message}`,
-          ),
-        ),
-      );
-      const errors = results.filter((r): r is string => r !== undefined);
-      return { ok: results.length - errors.length, failed: errors.length, errors };
+    probeUrls,
+
+    /**
+     * A canary bake in one activity (a loop of probe activities and timers in the workflow would grow
+     * its history with the bake): a round of probes through every proxy each interval for the bake
+     * time, then the verdict (see common/bake.ts). Heartbeats its progress; a retried attempt resumes
+     * from the last heartbeat's details instead of starting the bake over. A failed bake is a verdict
+     * (passed: false), not an error: the workflow decides to roll back.
+     */
+    async bakeCanary(req: BakeRequest): Promise<BakeVerdict> {
+      if (!Array.isArray(req.urls) || req.urls.length === 0) throw ApplicationFailure.nonRetryable('bakeCanary: no URL to probe', 'InvalidInput');
+      if (!(req.intervalMs > 0) || !(req.bakeMs >= 0) || !Number.isFinite(req.bakeMs)) {
+        throw ApplicationFailure.nonRetryable(`bakeCanary: bake ${req.bakeMs} ms every ${req.intervalMs} ms is not a bake`, 'InvalidInput');
+      }
+      return runBake(req, { ...defaultBakeDeps, ...bake }, activityInfoOrUndefined()?.heartbeatDetails);
     },
 
     /**

@@ -6,9 +6,9 @@
 // remove the old; the next batch boots meanwhile (`surge`) → canary after the first batch (approval
 // gate or bake) → verify through every proxy. Any failure rolls every replica already switched back
 // to the recorded version, on every host, the same start-before-stop way.
-import { ActivityFailure, ApplicationFailure, CancellationScope, executeChild, proxyActivities, sleep, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, CancellationScope, executeChild, patched, proxyActivities, sleep, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { parseDuration } from '../common/duration';
+import { formatDuration, parseDuration } from '../common/duration';
 import { isValidVersion } from '../common/naming';
 import { hostProxyConfig } from '../common/plan';
 import type { ContainerSpec, HostSpec, RollingUpdateInput, RollingUpdateResult, SlotPlan, UpdatePlan } from '../common/types';
@@ -276,6 +276,28 @@ async function canary(rb: Runbook, plan: UpdatePlan, input: RollingUpdateInput, 
         gate.outcome === 'rejected' ? 'CanaryRejected' : 'CanaryTimedOut',
       );
     }
+  } else if (timing.bakeMs !== undefined && patched('canary-bake-activity')) {
+    // The bake runs in one heartbeating activity: the loop below (a probe activity and a timer per
+    // interval) grew the history with the bake until the server terminated the run at its history
+    // limit, with batch 1 switched and no rollback. Runs already baking when this worker was deployed
+    // replay the loop below, so it stays as it was; once no such run remains, this becomes
+    // deprecatePatch('canary-bake-activity') and the loop goes.
+    const bakeMs = timing.bakeMs;
+    const maxErrorRate = input.maxErrorRate ?? DEFAULTS.maxErrorRate;
+    const urls = plan.proxies.map((p) => `${p.url}${plan.healthPath}`);
+    const baking = proxyActivities<Activities>({
+      // a round may last a probe timeout or two (a GET and its redirect) beyond the bake time
+      startToCloseTimeout: bakeMs + timing.bakeIntervalMs + 5 * 60_000,
+      heartbeatTimeout: '30 seconds',
+      retry,
+    });
+    await rb.step('canary bake', async () => {
+      const verdict = await baking.bakeCanary.executeWithOptions({ summary: `canary bake: ${formatDuration(bakeMs)}, every ${formatDuration(timing.bakeIntervalMs)} through ${urls.length === 1 ? '1 proxy' : `${urls.length} proxies`}, at most ${(maxErrorRate * 100).toFixed(1)} % errors` }, [
+        { urls, ...(plan.smokeTest.hostHeader ? { hostHeader: plan.smokeTest.hostHeader } : {}), bakeMs, intervalMs: timing.bakeIntervalMs, maxErrorRate },
+      ]);
+      if (!verdict.passed) throw ApplicationFailure.nonRetryable(verdict.message ?? 'canary bake failed', 'CanaryBakeFailed');
+      return { probes: verdict.probes, failed: verdict.failed };
+    });
   } else if (timing.bakeMs !== undefined) {
     const bakeMs = timing.bakeMs;
     await rb.step('canary bake', async () => {

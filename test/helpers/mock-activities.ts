@@ -3,6 +3,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { parseInventory } from '../../common/inventory';
 import { buildBackupPlan, buildDeployPlan } from '../../common/plan';
 import type { Activities } from '../../activities';
+import { createHealthActivities, type BakeRequest } from '../../activities/health';
 import type { FirstDeployInput, LockAnswer } from '../../common/types';
 
 export const FINGERPRINT = 'SHA256:' + 'B'.repeat(43);
@@ -75,6 +76,21 @@ export function mockActivities(overrides: Overrides = {}): MockActivities {
     configureProxy: async () => ({ changed: true, previousWorkers: [101] }),
     waitProxyDrained: async () => ({ drained: true, stillServing: [], waitedMs: 1 }),
     smokeTest: async (req: { url: string }) => ({ url: req.url, status: 200, body: 'v1' }),
+    probeUrls: async (req: { urls: string[] }) => ({ ok: req.urls.length, failed: 0, errors: [] }),
+    // The real bake loop, on a virtual clock (a sleep moves it forward at once) and this mock's probeUrls
+    // (so its calls are counted, and a test's override decides what the probes see).
+    bakeCanary: async (req: BakeRequest) => {
+      let now = 0;
+      const { bakeCanary } = createHealthActivities(undefined as never, {
+        probe: (r) => activities.probeUrls(r) as ReturnType<Activities['probeUrls']>,
+        now: () => now,
+        sleep: async (ms) => {
+          now += ms;
+          await new Promise((r) => setImmediate(r)); // let the worker breathe between rounds
+        },
+      });
+      return bakeCanary(req);
+    },
     resolveBackupPlan: async (target: { app: string; env: string }) => {
       try {
         return buildBackupPlan(inventory, target);

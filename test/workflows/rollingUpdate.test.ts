@@ -1,10 +1,15 @@
 // rollingUpdate on the time-skipping server with mocked activities over a simulated two-host fleet:
 // start-before-stop order, canary approve / reject / timeout, bake pass / fail, failure in the first
-// and in the last batch (everything switched goes back), no-op, unknown tag, mixed fleet.
+// and in the last batch (everything switched goes back), no-op, unknown tag, mixed fleet; a day-long
+// bake in bounded history, and histories recorded before the bake moved into an activity still replay.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
 import { parseInventory } from '../../common/inventory';
 import { buildUpdatePlan } from '../../common/plan';
 import type { ContainerSpec, FleetContainer, RollingUpdateInput, RollingUpdateResult } from '../../common/types';
@@ -333,11 +338,69 @@ describe('rollingUpdate', () => {
     expect(fleet.versions()).toEqual(['one:1:v1', 'two:2:v1']);
   });
 
+  it('a 24 h bake at a 1 s interval: 86,400 probe rounds in one activity, the history stays under 10,000 events', async () => {
+    const fleet = new FakeFleet();
+    const mocks = mockActivities(fleet.activities());
+    const history = await run(mocks, async (start) => {
+      const handle = await start({ canary: { bake: '24h' }, bakeInterval: '1s' });
+      await handle.result();
+      return handle.fetchHistory();
+    });
+    const events = history.events ?? [];
+    console.log(`24 h bake at 1 s: ${events.length} history events, ${mocks.called('probeUrls')} probe rounds`);
+    expect(events.length).toBeLessThan(10_000);
+    expect(mocks.called('probeUrls')).toBe(86_400);
+    expect(mocks.called('bakeCanary')).toBe(1);
+    expect(scheduled(events)).not.toContain('probeUrls');
+    expect(fleet.versions()).toEqual(['one:1:v2', 'two:2:v2']);
+    // the new path replays too
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history);
+  });
+
+  it('a failing bake in the activity: one bakeCanary, then the rollback, as before', async () => {
+    const fleet = new FakeFleet();
+    const mocks = mockActivities(fleet.activities({ probeUrls: async (req: { urls: string[] }) => ({ ok: 1, failed: 1, errors: [`${req.urls[0]}: HTTP 502`] }) }));
+    const f = await run(mocks, async (start) => failureOf(await start({ canary: { bake: '1h' }, bakeInterval: '1s' })));
+    expect(f.type).toBe('CanaryBakeFailed');
+    expect(f.message).toMatch(/canary bake failed: 3600 of 7200 probes failed \(50\.0 % > 1\.0 %\): .*HTTP 502/);
+    expect(f.message).toMatch(/rolled back 1 replica\(s\) on one to v1/);
+    expect(mocks.called('bakeCanary')).toBe(1);
+    expect(mocks.called('probeUrls')).toBe(3600);
+    expect(fleet.versions()).toEqual(['one:1:v1', 'two:2:v1']);
+  });
+
   it('bad input is refused before the plan', async () => {
     const fleet = new FakeFleet();
     const mocks = mockActivities(fleet.activities());
     const f = await run(mocks, async (start) => failureOf(await start({ version: 'v2 beta', canary: 'maybe' as never })));
     expect(f.type).toBe('InvalidInput');
     expect(mocks.calls).toEqual([]);
+  });
+});
+
+/** Activity types scheduled in a history, in order. */
+function scheduled(events: temporal.api.history.v1.IHistoryEvent[]): string[] {
+  return events.flatMap((e) => (e.activityTaskScheduledEventAttributes?.activityType?.name ? [e.activityTaskScheduledEventAttributes.activityType.name] : []));
+}
+
+// Recorded with the bake loop in the workflow (before patch 'canary-bake-activity'): 2 min bakes at
+// 30 s through the mocks above, one passing, one failing (rolled back). A worker with the bake
+// activity must replay them, and a run caught mid-bake goes on with the loop it started.
+describe('rollingUpdate replays histories from before the bake activity', () => {
+  const H = temporal.api.history.v1.History;
+  const recorded = (name: string) => H.fromObject(JSON.parse(readFileSync(path.join(__dirname, 'histories', name), 'utf8')));
+
+  it.each(['rollingUpdate-bake-passed.json', 'rollingUpdate-bake-failed.json'])('%s replays', async (name) => {
+    const history = recorded(name);
+    expect(scheduled(history.events)).toContain('probeUrls');
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history);
+  });
+
+  it('a run caught mid-bake (after its second probe) replays', async () => {
+    const events = recorded('rollingUpdate-bake-passed.json').events;
+    const probes = events.flatMap((e, i) => (e.activityTaskScheduledEventAttributes?.activityType?.name === 'probeUrls' ? [i] : []));
+    const end = events.findIndex((e, i) => i > probes[1] && e.eventType === temporal.api.enums.v1.EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED);
+    expect(end).toBeGreaterThan(probes[1]);
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, H.create({ events: events.slice(0, end + 1) }));
   });
 });
