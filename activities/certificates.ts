@@ -13,8 +13,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import * as acme from 'acme-client';
 import { acmeFailureKind, describeCertificate, dnsChallengeRecordName, httpChallengeFilePath } from '../common/certificates';
 import { buildCertificatePlan, certificateTargets } from '../common/certificate-plan';
+import { commandFailure } from '../common/commands/output';
 import { ACME_WEBROOT, nginxSwitchArgv, NGINX_SWITCH_EXIT, nginxTestAndReloadArgv, nginxWorkersGoneArgv, parseSwitchedWorkers, renderHttpsRedirect, renderHttpsServer, tlsFiles } from '../common/commands/nginx';
-import { accountKeyArgv, ACME_CHALLENGE_DIR, clearChallengeFilesArgv, INSTALL_EXIT, installCertificateArgv, newKeyAndCsrArgv, removeFilesArgv, selfSignedArgv, writeFileArgv } from '../common/commands/tls';
+import { ACCOUNT_KEY_EXIT_MEANING, accountKeyArgv, ACME_ACCOUNT_KEY, ACME_CHALLENGE_DIR, clearChallengeFilesArgv, INSTALL_EXIT, installCertificateArgv, newKeyAndCsrArgv, removeFilesArgv, selfSignedArgv, writeFileArgv } from '../common/commands/tls';
 import { PlanError } from '../common/plan';
 import type { CertificateFacts, CertificatePlan, CertificateProxy, IssueCertificateInput, RunbookTarget } from '../common/types';
 import { heartbeat } from './context';
@@ -102,16 +103,20 @@ export function createCertificateActivities(deps: Pick<ActivityDeps, 'inventoryP
     }
   }
 
-  async function mustExec(proxy: CertificateProxy, argv: string[], what: string): Promise<string> {
+  /**
+   * The command's stdout, or a failure naming it, the container, the host and the exit code with
+   * its (redacted) stderr. `secret`: its stdout may hold a secret, never shown, also not in part.
+   */
+  async function mustExec(proxy: CertificateProxy, argv: string[], what: string, options: { secret?: boolean; exitMeanings?: Record<number, string> } = {}): Promise<string> {
     const r = await exec(proxy, argv, what);
-    if (r.exitCode !== 0) throw new Error(`${what} in ${proxy.container} on ${proxy.host.name} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().slice(0, 500)}`);
+    if (r.exitCode !== 0) throw new Error(commandFailure(`${what} in ${proxy.container} on ${proxy.host.name}`, r, { secretStdout: options.secret, exitMeanings: options.exitMeanings }));
     return r.stdout;
   }
 
   async function install(proxy: CertificateProxy, id: string): Promise<{ certificate: CertificateFacts; pem: string }> {
     const r = await exec(proxy, installCertificateArgv(id), 'install the certificate');
     if (r.exitCode === INSTALL_EXIT.keyMismatch) throw ApplicationFailure.nonRetryable(`the new certificate for ${id} does not belong to the key on ${proxy.host.name}: nothing was installed`, 'CertificateKeyMismatch');
-    if (r.exitCode !== 0) throw new Error(`installing the certificate ${id} on ${proxy.host.name} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim()}`);
+    if (r.exitCode !== 0) throw new Error(commandFailure(`installing the certificate ${id} in ${proxy.container} on ${proxy.host.name}`, r));
     return { certificate: facts(r.stdout), pem: r.stdout };
   }
 
@@ -187,7 +192,7 @@ export function createCertificateActivities(deps: Pick<ActivityDeps, 'inventoryP
       await configureAcmeClient(plan.acme.caFile);
       const answer: { status?: number; retryAfter?: string; problem?: unknown; code?: string } = {};
       return lastAnswer.run(answer, async () => {
-        const accountKey = plan.acme.accountKeyFile ? await readAccountKeyFile(plan.acme.accountKeyFile) : await mustExec(req.proxy, accountKeyArgv(), 'read the ACME account key');
+        const accountKey = plan.acme.accountKeyFile ? await readAccountKeyFile(plan.acme.accountKeyFile) : await mustExec(req.proxy, accountKeyArgv(), `read the ACME account key ${ACME_ACCOUNT_KEY}`, { secret: true, exitMeanings: ACCOUNT_KEY_EXIT_MEANING });
         const client = new acme.Client({ directoryUrl: plan.acme.directoryUrl, accountKey });
         const dns = plan.challenge === 'dns-01' ? openDnsProvider({ ...plan.dns!, timeoutSeconds: 10 }) : undefined;
         const files: { proxy: CertificateProxy; path: string }[] = [];

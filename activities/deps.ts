@@ -1,6 +1,4 @@
 // What activities need from the outside world, injected so tests can supply their own.
-import os from 'node:os';
-import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { DockerEngines } from './docker';
 import { SshPool } from './ssh';
@@ -14,10 +12,10 @@ export interface ActivityDeps {
   temporal?: { client: Client; taskQueue: string };
 }
 
-export function createDeps(options: { inventoryPath: string; temporal?: ActivityDeps['temporal']; socketDir?: string }): ActivityDeps {
+/** `socketParent`: where the engines' private socket directory is made (default: the system's temp directory). */
+export function createDeps(options: { inventoryPath: string; temporal?: ActivityDeps['temporal']; socketParent?: string }): ActivityDeps {
   const ssh = new SshPool();
-  const socketDir = options.socketDir ?? path.join(os.tmpdir(), `runbook-engines-${process.pid}`);
-  return { inventoryPath: options.inventoryPath, ssh, engines: new DockerEngines(ssh, socketDir), ...(options.temporal ? { temporal: options.temporal } : {}) };
+  return { inventoryPath: options.inventoryPath, ssh, engines: new DockerEngines(ssh, options.socketParent), ...(options.temporal ? { temporal: options.temporal } : {}) };
 }
 
 export async function closeDeps(deps: ActivityDeps): Promise<void> {

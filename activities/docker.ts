@@ -1,8 +1,9 @@
 // Docker engines, local or over SSH. For an SSH host the engine socket is forwarded over the one
 // persistent SSH connection (streamlocal), so an API call costs a channel, not a handshake.
 import { createHash } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
+import { chmod, lstat, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import Docker from 'dockerode';
@@ -22,14 +23,51 @@ import type { ContainerSpec, EnsureResult, FleetContainer, HostSpec } from '../c
 import { heartbeat, sleep } from './context';
 import { SshPool } from './ssh';
 
+/**
+ * Checks that only this user can change what is inside `dir`: a real directory (no symlink), and
+ * either ours and writable by us alone, or sticky (like /tmp), where others cannot rename our entries.
+ */
+async function assertSafeParent(dir: string): Promise<void> {
+  const st = await lstat(dir);
+  const ours = typeof process.getuid === 'function' ? st.uid === process.getuid() : true;
+  const sticky = (st.mode & 0o1000) !== 0;
+  if (!st.isDirectory() || !(sticky || (ours && (st.mode & 0o022) === 0))) {
+    throw ApplicationFailure.nonRetryable(
+      `${dir} is not a safe place for the forwarded Docker sockets (it must be a directory writable only by this user, or sticky like /tmp)`,
+      'WorkerMisconfigured',
+    );
+  }
+}
+
 export class DockerEngines {
   private readonly engines = new Map<string, Promise<Docker>>();
   private readonly servers: net.Server[] = [];
+  /** This instance's private directory (mkdtemp, 0700) for the forwarded sockets, made at first use. */
+  private socketDir?: Promise<string>;
 
+  /** `socketParent`: where the private socket directory is made; default the system's temp directory. */
   constructor(
     private readonly ssh: SshPool,
-    private readonly socketDir: string,
+    private readonly socketParent: string = os.tmpdir(),
   ) {}
+
+  /** The private socket directory: unpredictable, created by this process alone, mode 0700. */
+  privateSocketDir(): Promise<string> {
+    if (!this.socketDir) {
+      const made = (async () => {
+        await mkdir(this.socketParent, { recursive: true, mode: 0o700 });
+        await assertSafeParent(this.socketParent);
+        const dir = await mkdtemp(path.join(this.socketParent, 'runbook-engines-'));
+        await chmod(dir, 0o700); // mkdtemp makes it 0700 already: stated, not assumed
+        return dir;
+      })();
+      this.socketDir = made;
+      made.catch(() => {
+        if (this.socketDir === made) this.socketDir = undefined;
+      });
+    }
+    return this.socketDir;
+  }
 
   engine(host: HostSpec): Promise<Docker> {
     const key = JSON.stringify([host.ssh ?? null, host.dockerSocket]);
@@ -45,9 +83,7 @@ export class DockerEngines {
   private async forwarded(host: HostSpec, key: string): Promise<Docker> {
     const ssh = host.ssh!;
     await this.ssh.connect(ssh); // fail fast (and non-retryably on a wrong host key)
-    mkdirSync(this.socketDir, { recursive: true, mode: 0o700 });
-    const socketPath = path.join(this.socketDir, `${createHash('sha1').update(key).digest('hex').slice(0, 12)}.sock`);
-    rmSync(socketPath, { force: true });
+    const socketPath = path.join(await this.privateSocketDir(), `${createHash('sha1').update(key).digest('hex').slice(0, 12)}.sock`);
     const server = net.createServer((local) => {
       this.ssh.openUnixSocket(ssh, host.dockerSocket).then(
         (remote) => {
@@ -68,9 +104,14 @@ export class DockerEngines {
     return new Docker({ socketPath });
   }
 
+  /** Stops forwarding and removes the private socket directory. */
   async closeAll(): Promise<void> {
-    for (const s of this.servers.splice(0)) s.close();
+    for (const s of this.servers.splice(0)) s.close(); // not awaited: open forwarded connections would hold it
     this.engines.clear();
+    const dir = this.socketDir;
+    this.socketDir = undefined;
+    const made = await dir?.catch(() => undefined);
+    if (made) await rm(made, { recursive: true, force: true });
   }
 }
 

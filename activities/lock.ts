@@ -2,9 +2,9 @@
 // starts the lock or asks the running one). A holder that is no longer running is released.
 import { ApplicationFailure } from '@temporalio/common';
 import { WithStartWorkflowOperation, WorkflowNotFoundError } from '@temporalio/client';
+import { acquireLockUpdate, LOCK_WORKFLOW_TYPE, releaseLockSignal } from '../common/lock';
 import { lockWorkflowId } from '../common/naming';
 import type { LockAnswer, LockHolder } from '../common/types';
-import { acquireLockUpdate, releaseLockSignal } from '../workflows/lib/definitions';
 import type { ActivityDeps } from './deps';
 
 export function createLockActivities(deps: ActivityDeps) {
@@ -17,7 +17,7 @@ export function createLockActivities(deps: ActivityDeps) {
     const { client, taskQueue } = temporal();
     return client.workflow.executeUpdateWithStart(acquireLockUpdate, {
       args: [holder],
-      startWorkflowOperation: new WithStartWorkflowOperation('appLock', {
+      startWorkflowOperation: new WithStartWorkflowOperation(LOCK_WORKFLOW_TYPE, {
         workflowId: lockWorkflowId(app, env),
         taskQueue,
         workflowIdConflictPolicy: 'USE_EXISTING',

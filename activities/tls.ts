@@ -1,5 +1,7 @@
 // What a TLS endpoint serves: one handshake with SNI and a summary of the peer certificate (public
 // data only), to skip an issuance that is not needed and to verify an install (serial and expiry).
+// Trust is judged against the given CA bundle (else node's default roots) and reported, not thrown,
+// so the caller decides: a self-signed certificate is untrusted and still the right one in that mode.
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
@@ -12,8 +14,10 @@ export interface InspectTlsRequest {
   port: number;
   /** The name sent as SNI and checked against the certificate. */
   servername: string;
-  /** A PEM CA bundle (read at use, on the worker): when given, a certificate it does not trust (or whose names do not match) fails the activity. */
+  /** A PEM CA bundle (read at use, on the worker): the only roots the chain is verified against; default node's roots. */
   caFile?: string;
+  /** Fail (TlsUntrusted, not retried) when the chain is not trusted or not valid for `servername`, instead of reporting it. */
+  requireTrusted?: boolean;
   timeoutMs?: number;
 }
 
@@ -23,9 +27,13 @@ export interface ServedCertificate extends CertificateSummary {
   servername: string;
   /** The negotiated protocol, e.g. TLSv1.3 or TLSv1.2. */
   protocol: string;
-  /** Whether the chain verified (against `caFile`, else node's default roots) and matched `servername`. */
+  /** Whether the chain verified against `caFile` (else node's default roots), whatever the names. */
+  trusted: boolean;
+  /** Why not, as OpenSSL names it (SELF_SIGNED_CERT_IN_CHAIN, DEPTH_ZERO_SELF_SIGNED_CERT, UNABLE_TO_GET_ISSUER_CERT_LOCALLY, …). */
+  trustError?: string;
+  /** Trusted and valid for `servername`. */
   authorized: boolean;
-  /** Why not, as OpenSSL/node name it (UNABLE_TO_VERIFY_LEAF_SIGNATURE, ERR_TLS_CERT_ALTNAME_INVALID, …). */
+  /** Why not: the trust error, or ERR_TLS_CERT_ALTNAME_INVALID for a trusted certificate of other names. */
   authorizationError?: string;
 }
 
@@ -64,15 +72,21 @@ export async function inspectServedCertificate(req: InspectTlsRequest): Promise<
   const sni = isIP(req.servername) ? undefined : req.servername;
 
   const served = await new Promise<ServedCertificate>((resolve, reject) => {
-    // The handshake itself never rejects the certificate: with a CA file an untrusted one fails
-    // below, with what it is in the message (the same verdict as rejectUnauthorized, more to read).
+    // The handshake itself never rejects the certificate: it is reported (or, with requireTrusted,
+    // fails below with what it is in the message: the same verdict as rejectUnauthorized, more to read).
+    // node calls checkServerIdentity only for a chain that verified (documented: "only called if the
+    // certificate passed all other checks, such as being issued by trusted CA"): that call tells trust apart from names.
+    let chainVerified = false;
     const socket = tls.connect({
       host: req.address,
       port: req.port,
       ...(sni ? { servername: sni } : {}),
       ...(ca ? { ca } : {}),
       rejectUnauthorized: false,
-      checkServerIdentity: (_host, cert) => tls.checkServerIdentity(req.servername, cert),
+      checkServerIdentity: (_host, cert) => {
+        chainVerified = true;
+        return tls.checkServerIdentity(req.servername, cert);
+      },
       timeout: timeoutMs,
     });
     let settled = false;
@@ -94,14 +108,18 @@ export async function inspectServedCertificate(req: InspectTlsRequest): Promise<
         const peer = socket.getPeerX509Certificate();
         if (!peer) throw ApplicationFailure.retryable(`${where} presented no certificate`, 'TlsNoCertificate');
         const authError = socket.authorizationError as unknown as string | Error | null | undefined;
+        const authorizationError = socket.authorized || !authError ? undefined : typeof authError === 'string' ? authError : ((authError as NodeJS.ErrnoException).code ?? authError.message);
+        const trusted = socket.authorized || chainVerified;
         const result: ServedCertificate = {
           ...describeCertificate(peer),
           address: req.address,
           port: req.port,
           servername: req.servername,
           protocol: socket.getProtocol() ?? 'unknown',
+          trusted,
+          ...(trusted ? {} : { trustError: authorizationError ?? 'not verified' }),
           authorized: socket.authorized,
-          ...(socket.authorized || !authError ? {} : { authorizationError: typeof authError === 'string' ? authError : (authError as NodeJS.ErrnoException).code ?? authError.message }),
+          ...(authorizationError ? { authorizationError } : {}),
         };
         settled = true;
         socket.end();
@@ -112,9 +130,9 @@ export async function inspectServedCertificate(req: InspectTlsRequest): Promise<
     });
   });
 
-  if (ca && !served.authorized) {
+  if (req.requireTrusted && !served.authorized) {
     throw ApplicationFailure.nonRetryable(
-      `${where} serves a certificate the CA file ${req.caFile} does not accept for ${req.servername}: ${served.authorizationError ?? 'not authorized'} (serial ${served.serial}, names ${served.names.join(', ') || 'none'}, issuer ${served.issuer}, expires ${served.notAfter})`,
+      `${where} serves a certificate ${req.caFile ? `the CA file ${req.caFile} does` : "node's default roots do"} not accept for ${req.servername}: ${served.authorizationError ?? 'not authorized'} (serial ${served.serial}, names ${served.names.join(', ') || 'none'}, issuer ${served.issuer}, expires ${served.notAfter})`,
       'TlsUntrusted',
       served,
     );
@@ -126,8 +144,9 @@ export function createTlsActivities(options: { timeoutMs?: number } = {}) {
   return {
     /**
      * One TLS handshake with SNI: the served certificate's serial, names, validity, issuer and
-     * fingerprint, the protocol, and whether it is trusted (against `caFile` when given: then an
-     * untrusted one is a non-retryable failure). Refused or timed out: retryable.
+     * fingerprint, the protocol, whether its chain is trusted (against `caFile` when given, else
+     * node's default roots) and whether it is valid for the name. An untrusted one is reported, or
+     * with `requireTrusted` a non-retryable failure. Refused or timed out: retryable.
      */
     inspectServedCertificate: (req: InspectTlsRequest) => inspectServedCertificate({ ...req, timeoutMs: req.timeoutMs ?? options.timeoutMs }),
   };

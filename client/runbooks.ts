@@ -3,7 +3,8 @@ import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFaile
 import { lockWorkflowId, runbookWorkflowId, type RunbookName } from '../common/naming';
 import { SA_APP, SA_AWAITING_APPROVAL, SA_ENV, SA_STEP } from '../common/search-attributes';
 import type { DecisionRecord, FirstDeployInput, IssueCertificateInput, LockHolder, NightlyBackupInput, RestoreBackupInput, RollingUpdateInput, RunbookStatus, RunbookTarget } from '../common/types';
-import { decideUpdate, lockHolderQuery, releaseLockSignal, releasePreviousSignal, rejectSignal, approveSignal, statusQuery } from '../workflows/lib/definitions';
+import { lockHolderQuery, releaseLockSignal } from '../common/lock';
+import { decideUpdate, releasePreviousSignal, rejectSignal, approveSignal, statusQuery } from '../workflows/lib/definitions';
 import { connectionSettings, type ConnectionSettings } from './connection';
 
 export class RunbookClient {

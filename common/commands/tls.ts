@@ -32,13 +32,32 @@ export function clearChallengeFilesArgv(): string[] {
 
 export const ACME_ACCOUNT_KEY = `${TLS_DIR}/acme-account.key`;
 
+/** Exit codes of {@link accountKeyArgv} besides 0: which step failed (its stdout is never shown: it may hold part of the key). */
+export const ACCOUNT_KEY_EXIT = { directory: 20, generate: 21, read: 22 } as const;
+export const ACCOUNT_KEY_EXIT_MEANING: Record<number, string> = {
+  [ACCOUNT_KEY_EXIT.directory]: 'cannot make its directory',
+  [ACCOUNT_KEY_EXIT.generate]: 'cannot make the key',
+  [ACCOUNT_KEY_EXIT.read]: 'cannot read the key file',
+};
+
 /**
  * Makes the ACME account key on the host once (ECDSA P-256, 0600) and prints it: the activity that
  * signs the CA requests reads it into memory for that call only; it is never an input or a result.
+ * Its stdout is a secret: a failure is told by the exit code ({@link ACCOUNT_KEY_EXIT}) and stderr.
  */
 export function accountKeyArgv(path = ACME_ACCOUNT_KEY): string[] {
   checkPath(path);
-  return sh('acme-account-key', ['umask 077', 'mkdir -p "$(dirname "$1")" || exit 1', '[ -s "$1" ] || { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.tmp" 2>/dev/null && mv -f "$1.tmp" "$1"; } || exit 1', 'cat "$1"'], path);
+  const exit = ACCOUNT_KEY_EXIT;
+  return sh(
+    'acme-account-key',
+    [
+      'umask 077',
+      `mkdir -p "$(dirname "$1")" || exit ${exit.directory}`,
+      `[ -s "$1" ] || { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.tmp" 2>/dev/null && mv -f "$1.tmp" "$1"; } || exit ${exit.generate}`,
+      `cat "$1" || exit ${exit.read}`,
+    ],
+    path,
+  );
 }
 
 /** A new certificate key on the host (`<id>.key.next`, 0600) and its CSR on stdout (public). */

@@ -113,7 +113,7 @@ async function issue(p: CertificatePlan) {
 }
 
 beforeAll(async () => {
-  deps = createDeps({ inventoryPath, socketDir: path.join(tmp, 'sockets') });
+  deps = createDeps({ inventoryPath, socketParent: path.join(tmp, 'sockets') });
   acts = createActivities(deps);
   writeFileSync(rootFile, (await fetchText(`${PEBBLE_MANAGEMENT_URL}/roots/0`, { ca: await import('node:fs').then((fs) => fs.readFileSync(PEBBLE_TLS_CA)) })).body);
   await cleanupContainers();

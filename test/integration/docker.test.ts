@@ -23,7 +23,7 @@ writeFileSync(envFile, 'DATABASE_URL=postgres://demo:s3cret-value@db:5432/demo\n
 let deps: ActivityDeps;
 let acts: ReturnType<typeof createActivities>;
 beforeAll(() => {
-  deps = createDeps({ inventoryPath: '/nonexistent', socketDir: path.join(tmp, 'sockets') });
+  deps = createDeps({ inventoryPath: '/nonexistent', socketParent: path.join(tmp, 'sockets') });
   acts = createActivities(deps);
 });
 afterAll(async () => {

@@ -1,6 +1,6 @@
 // Message definitions shared by workflows and clients (pure: safe in the workflow bundle).
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { ApprovalDecisionInput, DecisionRecord, LockAnswer, LockHolder, RunbookStatus } from '../../common/types';
+import type { ApprovalDecisionInput, DecisionRecord, RunbookStatus } from '../../common/types';
 
 /** Approve a pending gate: `{ gate, by, comment }`. From the UI, `temporal workflow signal`, or the CLI. */
 export const approveSignal = defineSignal<[ApprovalDecisionInput]>('approve');
@@ -11,10 +11,8 @@ export const decideUpdate = defineUpdate<DecisionRecord, [ApprovalDecisionInput 
 /** Phase, current step, pending gates and the decisions log. */
 export const statusQuery = defineQuery<RunbookStatus>('status');
 
-// The per-app/env lock workflow.
-export const acquireLockUpdate = defineUpdate<LockAnswer, [Omit<LockHolder, 'since'>]>('acquire');
-export const releaseLockSignal = defineSignal<[{ workflowId: string; runId: string; force?: boolean }]>('release');
-export const lockHolderQuery = defineQuery<LockHolder | null>('holder');
+// The per-app/env lock workflow: one definition, in common/ (its activities and the CLI use it too).
+export { acquireLockUpdate, lockHolderQuery, releaseLockSignal } from '../../common/lock';
 
 // The kept pre-restore database (releasePreviousDatabase): drop it now instead of at the window's end.
 export const releasePreviousSignal = defineSignal<[{ by: string }]>('release');
