@@ -20,6 +20,17 @@ export function heartbeat(details?: unknown): void {
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Runs `fn` heartbeating every `everyMs`, so a short heartbeat timeout notices a dead worker in seconds. */
+export async function whileHeartbeating<T>(fn: () => Promise<T>, everyMs = 2000): Promise<T> {
+  heartbeat();
+  const timer = setInterval(() => heartbeat(), everyMs);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 /** Aborted when the activity is cancelled (delivered with a heartbeat) or its worker shuts down. */
 export function cancellationSignal(): AbortSignal | undefined {
   try {

@@ -3,6 +3,7 @@ import type { ContainerSpec } from '../common/types';
 import { createArchiveActivities } from './archives';
 import { createBackupActivities } from './backup';
 import { createCertificateActivities } from './certificates';
+import { whileHeartbeating } from './context';
 import type { ActivityDeps } from './deps';
 import { createDockerActivities } from './docker';
 import { dockerEnvFrom } from './envfiles';
@@ -14,7 +15,22 @@ import { createPreflightActivities } from './preflight';
 import { createProxyActivities } from './proxy';
 import { createTlsActivities } from './tls';
 
+/**
+ * What a restore runs while the app is down heartbeats (the workflow gives these a short heartbeat
+ * timeout): a worker that dies in the middle is noticed in seconds, not at the 2-minute timeout.
+ */
+const HEARTBEATING = ['inspectFleet', 'stopContainers', 'startContainers', 'swapInRestoredDatabase', 'swapBackPreviousDatabase'] as const;
+
 export function createActivities(deps: ActivityDeps) {
+  const activities = allActivities(deps);
+  for (const name of HEARTBEATING) {
+    const fn = activities[name] as (...args: unknown[]) => Promise<unknown>;
+    (activities as Record<string, unknown>)[name] = (...args: unknown[]) => whileHeartbeating(() => fn(...args));
+  }
+  return activities;
+}
+
+function allActivities(deps: ActivityDeps) {
   const secretEnv = (spec: ContainerSpec) => dockerEnvFrom(spec.envFiles);
   return {
     ...createInventoryActivities(deps),

@@ -32,8 +32,16 @@ const retry: RetryPolicy = { initialInterval: '2s', backoffCoefficient: 2, maxim
 const quick = proxyActivities<Activities>({ startToCloseTimeout: '2 minutes', retry });
 const streaming = proxyActivities<Activities>({ startToCloseTimeout: '12 hours', heartbeatTimeout: '30 seconds', retry });
 const waiting = proxyActivities<Activities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds', retry });
-/** Stop and swap run to their end even when the run is cancelled: the recovery must not race them. */
-const settling = proxyActivities<Activities>({ startToCloseTimeout: '2 minutes', retry, cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED });
+/**
+ * What runs while the app is down: these heartbeat, so a dead worker is noticed in seconds; and they
+ * run to their end even when the run is cancelled, so the recovery never races a stop or a swap.
+ */
+const settling = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '10 seconds',
+  retry: { ...retry, initialInterval: '1s' },
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+});
 
 /** How long the pre-restore database is kept by default: it holds every write up to the stop. */
 export const DEFAULT_KEEP_PREVIOUS = '7d';
@@ -134,7 +142,7 @@ async function restore(rb: Runbook, plan: BackupPlan, target: DatabaseTarget, fi
 
   // The fleet as it runs, from the engines' labels (whatever its containers are named), recorded
   // before anything stops: this list is what is started again, whichever attempt stopped what.
-  const fleets = await rb.step('read fleet', () => Promise.all(plan.web.map((w) => quick.inspectFleet({ host: w.host, app: plan.app, env: plan.env }))));
+  const fleets = await rb.step('read fleet', () => Promise.all(plan.web.map((w) => settling.inspectFleet({ host: w.host, app: plan.app, env: plan.env }))));
   const running: RunningWeb[] = plan.web.map((w, i) => ({ host: w.host, containers: fleets[i].filter((c: FleetContainer) => c.state === 'running').map((c: FleetContainer) => c.name) }));
 
   const stoppedAt = Date.now();
@@ -149,7 +157,7 @@ async function restore(rb: Runbook, plan: BackupPlan, target: DatabaseTarget, fi
       const undo: string[] = [];
       try {
         // Idempotent and read from the databases: it puts the previous one back whatever step died.
-        const back = await rb.step('put previous database back', () => quick.swapBackPreviousDatabase({ target, runTag }));
+        const back = await rb.step('put previous database back', () => settling.swapBackPreviousDatabase({ target, runTag }));
         undo.push(back.putBack === false && !swapped ? 'the live database was not changed' : `the previous database is live again (the restored copy is kept as ${back.restoredKeptAs})`);
       } catch (e) {
         undo.push(`COULD NOT put the previous database back: ${errorMessage(rootFailure(e))}`);
@@ -201,7 +209,7 @@ interface RunningWeb {
 
 /** Starts every web container that was running, then waits until each is healthy and the app answers. */
 async function startFleet(rb: Runbook, plan: BackupPlan, running: RunningWeb[]): Promise<void> {
-  await rb.step('start app', () => allSettled(running.map((r) => (r.containers.length ? quick.startContainers({ host: r.host, names: r.containers }) : Promise.resolve({ host: r.host.name, started: [] })))));
+  await rb.step('start app', () => allSettled(running.map((r) => (r.containers.length ? settling.startContainers({ host: r.host, names: r.containers }) : Promise.resolve({ host: r.host.name, started: [] })))));
   await rb.step('health check', async () => {
     await allSettled(running.flatMap((r) => r.containers.map((container) => waiting.waitHealthy({ host: r.host, container, timeoutSeconds: plan.healthTimeoutSeconds }))));
     if (plan.healthUrl) await waiting.smokeTest({ url: plan.healthUrl, expectStatus: 200 });

@@ -207,3 +207,41 @@ it('a restore cancelled during its swap ends with the app up on the original dat
   const lock = await runCli(['lock', 'status', APP, '--env', ENV], setup.env);
   expect(lock.stdout.trim()).toBe(`${APP}/${ENV} is not locked`);
 });
+
+it('the worker SIGKILLed at each step of a restore: the run ends with the app up on one live database, the previous one kept with the last write', async () => {
+  await psql(`INSERT INTO items (body) VALUES ('last-write-before-killed-restore')`);
+  const t0 = Date.now();
+  const runId = await startApprovedRestore();
+  const handle = client.workflow.getHandle(RESTORE_ID, runId);
+  const points = ['safety backup', 'safety backup drill', 'restore into a side database', 'read fleet', 'stop app', 'swap in restored database', 'start app', 'health check'];
+  const killedAt: string[] = [];
+  for (const point of points) {
+    // the step (or a later one, when it went by while the worker restarted) has started
+    const step = await waitFor(
+      `step "${point}"`,
+      async () => {
+        const st = (await handle.query(statusQuery)) as RunbookStatus;
+        if (st.phase === 'succeeded' || st.phase === 'failed') throw new Error(`the run ended (${st.phase}) before step "${point}"`);
+        return points.indexOf(st.step) >= points.indexOf(point) && st.steps.at(-1)?.state === 'running' ? st.step : undefined;
+      },
+      180_000,
+      10,
+    );
+    if (killedAt.includes(step)) continue;
+    await worker.kill('SIGKILL');
+    killedAt.push(step);
+    worker = new WorkerProcess(setup.env);
+    await worker.start();
+  }
+  const result = (await handle.result()) as RestoreBackupResult;
+  timings.killed = `${killedAt.length} SIGKILLs (${killedAt.join(', ')}); restore took ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+  expect(killedAt.length).toBeGreaterThanOrEqual(6);
+  // the app is up on the live database; the previous one is kept and holds the last write
+  expect(await servedVersion(PROXY)).toEqual({ status: 200, body: 'v2' });
+  for (const c of await web()) expect([c.name, c.running]).toEqual([c.name, true]);
+  expect(await databases()).toEqual(expect.arrayContaining(['demo', result.previousDatabase]));
+  expect(await psql(`SELECT count(*) FROM items WHERE body = 'last-write-before-killed-restore'`, result.previousDatabase)).toBe('1');
+  expect(await psql(`SELECT count(*) FROM items WHERE body = 'last-write-before-killed-restore'`)).toBe('0');
+  const posted = await fetch(`${PROXY}/items`, { method: 'POST', body: 'after-killed-restore' });
+  expect(posted.status).toBe(201);
+});
