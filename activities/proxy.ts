@@ -2,7 +2,7 @@
 // and reloads gracefully; a config that fails `nginx -t` is rolled back and never reloaded. The
 // drain then waits for the workers of the previous config to finish their in-flight requests.
 import { ApplicationFailure } from '@temporalio/common';
-import { NGINX_DRAIN_TIMED_OUT, NGINX_SWITCH_EXIT, nginxSwitchArgv, nginxWorkersGoneArgv, parseSwitchedWorkers } from '../common/commands/nginx';
+import { NGINX_DRAIN_TIMED_OUT, NGINX_SWITCH_EXIT, nginxSwitchArgv, nginxTestAndReloadArgv, nginxWorkersGoneArgv, parseSwitchedWorkers } from '../common/commands/nginx';
 import type { HostSpec } from '../common/types';
 import { heartbeat } from './context';
 import { engineFailure, execInContainer, type DockerEngines } from './docker';
@@ -28,6 +28,21 @@ export function createProxyActivities(engines: DockerEngines) {
         return { changed: true, previousWorkers: parseSwitchedWorkers(r.stdout) };
       } catch (err) {
         throw engineFailure(req.host, `configure proxy ${req.container}`, err);
+      }
+    },
+
+    /**
+     * `nginx -t`, then a graceful reload: nginx resolves its upstreams' names when it loads its
+     * config, so after the app's containers restart (new addresses) it must reload to reach them.
+     */
+    async reloadProxy(req: { host: HostSpec; container: string }): Promise<{ reloaded: boolean }> {
+      try {
+        const docker = await engines.engine(req.host);
+        const r = await execInContainer(docker, req.container, nginxTestAndReloadArgv());
+        if (r.exitCode !== 0) throw new Error(`nginx -t / reload in ${req.container} failed (exit ${r.exitCode}): ${(r.stdout + r.stderr).trim().slice(0, 1000)}`);
+        return { reloaded: true };
+      } catch (err) {
+        throw engineFailure(req.host, `reload proxy ${req.container}`, err);
       }
     },
 

@@ -268,6 +268,7 @@ export function buildBackupPlan(inventory: Inventory, target: RunbookTarget): Ba
     checksums: backup.checksums,
     ...(backup.notify ? { notify: { webhookUrlFile: backup.notify.webhookUrlFile } } : {}),
     web,
+    proxies: env.hosts.map((h) => ({ host: hostSpec(inventory, h), container: proxyContainerName(target.app, target.env) })),
     healthUrl: `http://${env.proxy.bindAddress === '0.0.0.0' ? '127.0.0.1' : env.proxy.bindAddress}:${env.proxy.hostPort}${app.healthCheck.path}`,
     stopTimeoutSeconds: app.stopTimeoutSeconds,
     healthTimeoutSeconds: app.healthCheck.timeoutSeconds,

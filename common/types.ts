@@ -291,6 +291,8 @@ export interface BackupPlan {
   notify?: { webhookUrlFile: string };
   /** The app's web containers (stopped during a restore) and where they run. */
   web: { host: HostSpec; containers: string[] }[];
+  /** The proxy of each host: reloaded after a restart, so it resolves the containers' new addresses. */
+  proxies?: { host: HostSpec; container: string }[];
   /** Where the app is health-checked after a restore. */
   healthUrl?: string;
   stopTimeoutSeconds: number;

@@ -210,6 +210,8 @@ interface RunningWeb {
 /** Starts every web container that was running, then waits until each is healthy and the app answers. */
 async function startFleet(rb: Runbook, plan: BackupPlan, running: RunningWeb[]): Promise<void> {
   await rb.step('start app', () => allSettled(running.map((r) => (r.containers.length ? settling.startContainers({ host: r.host, names: r.containers }) : Promise.resolve({ host: r.host.name, started: [] })))));
+  // A restarted container may get another address: each proxy reloads to resolve the names again.
+  await rb.step('reload proxies', () => allSettled((plan.proxies ?? []).map((p) => quick.reloadProxy(p))));
   await rb.step('health check', async () => {
     await allSettled(running.flatMap((r) => r.containers.map((container) => waiting.waitHealthy({ host: r.host, container, timeoutSeconds: plan.healthTimeoutSeconds }))));
     if (plan.healthUrl) await waiting.smokeTest({ url: plan.healthUrl, expectStatus: 200 });

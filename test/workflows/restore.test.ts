@@ -115,8 +115,8 @@ describe('restoreBackup after a rolling update', () => {
     expect(argsOf(mocks, 'stopContainers').map((a) => a.host.name).sort()).toEqual(['one', 'two']);
     expect([...running].sort()).toEqual(VERSIONED);
     expect(result).toMatchObject({ previousDatabase: expect.stringMatching(/^scratch_previous_main_/), previousKept: true, previousReleasedBy: { keepFor: '7d' } });
-    const order = mocks.calls.map((c) => c.name).filter((n) => ['inspectFleet', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'releaseLock', 'dropPreviousDatabase'].includes(n));
-    expect(order).toEqual(['inspectFleet', 'inspectFleet', 'stopContainers', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'startContainers', 'releaseLock', 'dropPreviousDatabase']);
+    const order = mocks.calls.map((c) => c.name).filter((n) => ['inspectFleet', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'reloadProxy', 'releaseLock', 'dropPreviousDatabase'].includes(n));
+    expect(order).toEqual(['inspectFleet', 'inspectFleet', 'stopContainers', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'startContainers', 'reloadProxy', 'reloadProxy', 'releaseLock', 'dropPreviousDatabase']);
   });
 
   it('released early: the kept database is dropped at once, and says by whom', async () => {
