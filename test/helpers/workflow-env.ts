@@ -11,11 +11,15 @@ import { TEMPORAL_TEST_SERVER_PATH } from './paths';
 
 let runtimeInstalled = false;
 
+/** The SDK runtime logging errors only (once per test file). */
+export function quietRuntime(): void {
+  if (runtimeInstalled) return;
+  Runtime.install({ logger: new DefaultLogger('ERROR'), telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }) } } });
+  runtimeInstalled = true;
+}
+
 export async function timeSkippingEnv(): Promise<TestWorkflowEnvironment> {
-  if (!runtimeInstalled) {
-    Runtime.install({ logger: new DefaultLogger('ERROR'), telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }) } } });
-    runtimeInstalled = true;
-  }
+  quietRuntime();
   // The SDK gives the test server 5 s to come up; a busy 2-core machine sometimes needs longer.
   let env: TestWorkflowEnvironment | undefined;
   for (let attempt = 1; !env; attempt++) {
