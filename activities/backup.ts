@@ -175,21 +175,31 @@ async function collectStats(session: PsqlSession, checksums: boolean, heartbeatM
   return { serverVersion, tables };
 }
 
-/** Reads a stored dump back and checks its size and sha256 against the manifest. */
-export async function verifyStoredDump(storage: BackupStorage, manifest: BackupManifest): Promise<{ sizeBytes: number; sha256: string }> {
-  let source: Readable;
-  try {
-    source = await storage.getStream(manifest.file);
-  } catch (err) {
-    if (err instanceof StorageNotFound) throw ApplicationFailure.nonRetryable(`backup ${manifest.file} is missing from ${storage.description}`, 'BackupMissing');
-    throw err;
-  }
+/**
+ * Reads a stored dump back and checks its size and sha256 against the manifest, heartbeating every
+ * `heartbeatMs` meanwhile: re-reading a large dump takes longer than the heartbeat timeout.
+ */
+export async function verifyStoredDump(storage: BackupStorage, manifest: BackupManifest, heartbeatMs = 1000): Promise<{ sizeBytes: number; sha256: string }> {
   const tap = new HashTap();
-  await pipeline(source, tap, async function* (chunks: AsyncIterable<Buffer>) {
-    for await (const _ of chunks) {
-      // discard: only the hash matters
+  const progress = () => heartbeat({ phase: 'verify stored dump', file: manifest.file, bytes: tap.bytes, of: manifest.sizeBytes });
+  progress();
+  const timer = setInterval(progress, heartbeatMs);
+  try {
+    let source: Readable;
+    try {
+      source = await storage.getStream(manifest.file);
+    } catch (err) {
+      if (err instanceof StorageNotFound) throw ApplicationFailure.nonRetryable(`backup ${manifest.file} is missing from ${storage.description}`, 'BackupMissing');
+      throw err;
     }
-  });
+    await pipeline(source, tap, async function* (chunks: AsyncIterable<Buffer>) {
+      for await (const _ of chunks) {
+        // discard: only the hash matters
+      }
+    });
+  } finally {
+    clearInterval(timer);
+  }
   const got = { sizeBytes: tap.bytes, sha256: tap.hash.digest('hex') };
   const diffs = dumpDiffs(got, manifest);
   if (diffs.length) throw ApplicationFailure.nonRetryable(`backup ${manifest.file} in ${storage.description} does not match its manifest: ${diffs.join('; ')}`, 'BackupCorrupt');
@@ -224,12 +234,13 @@ export async function backupDatabase(deps: BackupDeps, req: BackupDatabaseReques
   const what = `backup of ${runner.describe(req.target.database)}`;
   const heartbeatMs = options.heartbeatMs ?? 1000;
 
-  // A retry after the manifest was written: the backup is done if it still checks out.
+  // A retry after the manifest was written: the backup is done if it still checks out (re-read
+  // with heartbeats: a large dump takes longer than the heartbeat timeout to hash again).
   const existing = await storage.getText(manifestName);
   if (existing !== undefined) {
     try {
       const manifest = parseManifest(existing);
-      await verifyStoredDump(storage, manifest);
+      await verifyStoredDump(storage, manifest, heartbeatMs);
       return manifest;
     } catch {
       // a broken leftover: made again below

@@ -1,0 +1,117 @@
+// The backup activities over an in-memory storage (no database is reached: every case here is
+// decided from the storage): heartbeats while a retry re-reads a finished dump (issue 11, defect 6).
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createBackupActivities } from '../../activities/backup';
+import * as storageModule from '../../activities/storage';
+import { StorageNotFound, type BackupStorage, type StoredObject } from '../../activities/storage';
+import { backupFileName, buildManifest, manifestFileName, parseManifest, serializeManifest, type BackupManifest } from '../../common/commands/backup';
+import type { DatabaseTarget, StorageSpec } from '../../common/types';
+
+/** Objects in memory; getStream can be slowed down (one chunk every `chunkDelayMs`). */
+class MemoryStorage implements BackupStorage {
+  readonly description = '/srv/backups (in memory)';
+  readonly objects = new Map<string, Buffer>();
+  chunkBytes = 64 * 1024;
+  chunkDelayMs = 0;
+  reads: string[] = [];
+
+  async putStream(name: string, source: Readable): Promise<{ sizeBytes: number }> {
+    const chunks: Buffer[] = [];
+    for await (const c of source) chunks.push(Buffer.from(c));
+    this.objects.set(name, Buffer.concat(chunks));
+    return { sizeBytes: this.objects.get(name)!.length };
+  }
+  async putText(name: string, text: string): Promise<void> {
+    this.objects.set(name, Buffer.from(text));
+  }
+  async getStream(name: string): Promise<Readable> {
+    const data = this.objects.get(name);
+    if (!data) throw new StorageNotFound(this.description, name);
+    this.reads.push(name);
+    const { chunkBytes, chunkDelayMs } = this;
+    return Readable.from(
+      (async function* () {
+        for (let i = 0; i < data.length; i += chunkBytes) {
+          if (chunkDelayMs) await new Promise((r) => setTimeout(r, chunkDelayMs));
+          yield data.subarray(i, i + chunkBytes);
+        }
+      })(),
+    );
+  }
+  async getText(name: string): Promise<string | undefined> {
+    return this.objects.get(name)?.toString('utf8');
+  }
+  async list(prefix: string): Promise<StoredObject[]> {
+    return [...this.objects].filter(([n]) => n.startsWith(prefix)).map(([name, b]) => ({ name, sizeBytes: b.length })).sort((x, y) => x.name.localeCompare(y.name));
+  }
+  async remove(name: string): Promise<void> {
+    this.objects.delete(name);
+  }
+  manifest(file: string): BackupManifest {
+    return parseManifest(this.objects.get(manifestFileName(file))!.toString('utf8'));
+  }
+}
+
+type Series = { app: string; env: string; database: string };
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const storageSpec: StorageSpec = { type: 'directory', path: '/srv/backups' };
+/** A database the tests never reach (port 1): everything here is decided from the storage. */
+const target = (name: string): DatabaseTarget => ({ name, database: 'shop', user: 'shop', location: { kind: 'server', address: '127.0.0.1', port: 1 } });
+const request = (s: Series) => ({ app: s.app, env: s.env, target: target(s.database), storage: storageSpec });
+
+/** A finished backup as backupDatabase and the drill leave it; `file` and `manifestSays` fake the odd cases. */
+function putBackup(mem: MemoryStorage, s: Series, at: string, opts: { file?: string; bytes?: number; verified?: boolean; manifestSays?: Series } = {}): BackupManifest {
+  const file = opts.file ?? backupFileName(s, at);
+  const data = Buffer.alloc(opts.bytes ?? 100, `${s.env}/${s.database}@${at}`);
+  const manifest = buildManifest({
+    ...(opts.manifestSays ?? s),
+    file,
+    createdAt: at,
+    sizeBytes: data.length,
+    sha256: sha256(data),
+    durationMs: 10,
+    serverVersion: '15.14',
+    tables: [{ table: 'public.t', rows: 3 }],
+    ...(opts.verified !== false ? { verifiedAt: at } : {}),
+  });
+  mem.objects.set(file, data);
+  mem.objects.set(manifestFileName(file), Buffer.from(serializeManifest(manifest)));
+  return manifest;
+}
+
+let mem: MemoryStorage;
+beforeEach(() => {
+  mem = new MemoryStorage();
+  jest.spyOn(storageModule, 'openStorage').mockReturnValue(mem);
+});
+afterEach(() => jest.restoreAllMocks());
+
+const acts = createBackupActivities({ engines: null as never, ssh: null as never }, { heartbeatMs: 20 });
+
+describe('a retried backup re-reads the finished dump with heartbeats (issue 11, defect 6)', () => {
+  it('heartbeats all along the re-read of a slow dump, never leaving the heartbeat window', async () => {
+    const s = { app: 'shop', env: 'production', database: 'main' };
+    const at = '2025-01-01T02:00:00Z';
+    const manifest = putBackup(mem, s, at, { bytes: 12 * 64 * 1024 });
+    mem.chunkDelayMs = 50; // 12 chunks: the re-read takes ~600 ms, 30x the heartbeat interval
+    const env = new MockActivityEnvironment();
+    const beats: { at: number; details: any }[] = [];
+    env.on('heartbeat', (details) => beats.push({ at: Date.now(), details }));
+    const t0 = Date.now();
+    const result = await env.run(acts.backupDatabase, { ...request(s), at });
+    const t1 = Date.now();
+    expect(result).toEqual(manifest); // the finished backup, no new dump (the database is unreachable)
+    expect(mem.reads).toEqual([manifest.file]);
+    expect(t1 - t0).toBeGreaterThanOrEqual(500);
+    const verifying = beats.filter((b) => b.details?.phase === 'verify stored dump');
+    expect(verifying.length).toBeGreaterThanOrEqual(5);
+    expect(verifying.at(-1)!.details).toMatchObject({ file: manifest.file, of: manifest.sizeBytes });
+    expect(verifying.some((b) => b.details.bytes > 0 && b.details.bytes < manifest.sizeBytes)).toBe(true); // progress in the details
+    // a short heartbeat window (250 ms) is never exceeded, from the start to the end of the attempt
+    const times = [t0, ...beats.map((b) => b.at), t1];
+    const longestGap = Math.max(...times.slice(1).map((t, i) => t - times[i]));
+    expect(longestGap).toBeLessThan(250);
+  });
+});
