@@ -14,12 +14,16 @@ import { Transform, type Readable, type TransformCallback, type Writable } from 
 import { pipeline } from 'node:stream/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import {
+  BACKUP_SUFFIX,
+  MANIFEST_SUFFIX,
   TailBuffer,
   backupFileName,
   backupNameProblem,
+  backupSeriesPrefixes,
   buildManifest,
   listTablesScript,
   manifestFileName,
+  manifestIdentityProblem,
   parseBackupFileName,
   parseManifest,
   serializeManifest,
@@ -54,7 +58,7 @@ import { cancellationSignal, heartbeat } from './context';
 import type { DockerEngines } from './docker';
 import { PsqlSession, clientEnv, clientRunner, lastLines, programFailure, scrub, type ClientProgram, type ClientRunner } from './pg-clients';
 import type { SshPool } from './ssh';
-import { openStorage, storageSpecProblem, StorageNotFound, type BackupStorage, type StorageSpec } from './storage';
+import { openStorage, storageSpecProblem, StorageNotFound, type BackupStorage, type StorageSpec, type StoredObject } from './storage';
 
 export interface BackupDeps {
   engines: DockerEngines;
@@ -96,6 +100,11 @@ export interface BackupListing {
   backups: BackupEntry[];
   /** Dumps without a manifest and manifests without a dump (left by a crash): never counted, safe to remove. */
   orphans: string[];
+  /**
+   * Files with this series' name that are not its backups: their manifest names another
+   * app/env/database (a name shared by hyphenated series), or cannot be read while the name is shared.
+   */
+  foreign: { file: string; reason: string }[];
 }
 
 function badRequest(message: string): ApplicationFailure {
@@ -224,11 +233,31 @@ export async function readManifest(storage: BackupStorage, file: string): Promis
   }
 }
 
+type Series = { app: string; env: string; database: string };
+
+function identityMismatch(action: string, file: string, storage: BackupStorage, problem: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(`refusing to ${action} ${file} in ${storage.description}: ${problem}`, 'BackupIdentityMismatch');
+}
+
+/**
+ * The manifest of a backup of this app/env/database: the name must be one of the series' and the
+ * manifest must name the same app, env, database and file (names of hyphenated series can be
+ * shared), else a non-retryable BackupBadRequest / BackupIdentityMismatch saying whose it is.
+ */
+export async function readSeriesManifest(storage: BackupStorage, file: string, series: Series, action: string): Promise<BackupManifest> {
+  if (!parseBackupFileName(file, series)) throw badRequest(`refusing to ${action} ${file}: not a backup of ${series.app}/${series.env}/${series.database}`);
+  const manifest = await readManifest(storage, file);
+  const problem = manifestIdentityProblem(manifest, series, file);
+  if (problem) throw identityMismatch(action, file, storage, problem);
+  return manifest;
+}
+
 export async function backupDatabase(deps: BackupDeps, req: BackupDatabaseRequest, options: BackupOptions = {}): Promise<BackupManifest> {
   checkSeries(req.app, req.env, req.target);
   if (Number.isNaN(Date.parse(req.at))) throw badRequest(`at is not a time: ${JSON.stringify(req.at)}`);
   const storage = openBackupStorage(deps, req.storage);
-  const file = backupFileName({ app: req.app, env: req.env, database: req.target.name }, req.at);
+  const series = { app: req.app, env: req.env, database: req.target.name };
+  const file = backupFileName(series, req.at);
   const manifestName = manifestFileName(file);
   const runner = clientRunner(deps.engines, req.target);
   const what = `backup of ${runner.describe(req.target.database)}`;
@@ -238,10 +267,19 @@ export async function backupDatabase(deps: BackupDeps, req: BackupDatabaseReques
   // with heartbeats: a large dump takes longer than the heartbeat timeout to hash again).
   const existing = await storage.getText(manifestName);
   if (existing !== undefined) {
+    let manifest: BackupManifest | undefined;
     try {
-      const manifest = parseManifest(existing);
-      await verifyStoredDump(storage, manifest, heartbeatMs);
-      return manifest;
+      manifest = parseManifest(existing);
+    } catch {
+      // an unreadable leftover: made again below
+    }
+    const problem = manifest && manifestIdentityProblem(manifest, series, file);
+    if (problem) throw identityMismatch('overwrite', file, storage, problem);
+    try {
+      if (manifest) {
+        await verifyStoredDump(storage, manifest, heartbeatMs);
+        return manifest;
+      }
     } catch {
       // a broken leftover: made again below
     }
@@ -450,8 +488,8 @@ export interface DrillResult {
 export async function drillRestore(deps: BackupDeps, req: DrillRequest, options: BackupOptions = {}): Promise<DrillResult> {
   checkSeries(req.app, req.env, req.target);
   const storage = openBackupStorage(deps, req.storage);
-  if (!parseBackupFileName(req.file, { app: req.app, env: req.env, database: req.target.name })) throw badRequest(`${req.file} is not a backup of ${req.app}/${req.env}/${req.target.name}`);
-  const manifest = await readManifest(storage, req.file);
+  const series = { app: req.app, env: req.env, database: req.target.name };
+  const manifest = await readSeriesManifest(storage, req.file, series, 'drill');
   const runner = clientRunner(deps.engines, req.target);
   const scratch = scratchDatabaseName('drill', req.target.name, manifest.createdAt);
   const problem = scratchNameProblem(scratch, req.target.database);
@@ -480,50 +518,102 @@ export async function listBackups(deps: BackupDeps, req: { app: string; env: str
   checkSeries(req.app, req.env, req.target);
   const storage = openBackupStorage(deps, req.storage);
   const series = { app: req.app, env: req.env, database: req.target.name };
-  const objects = await storage.list(`${req.app}-${req.env}-${req.target.name}-`);
-  const names = new Set(objects.map((o) => o.name));
+  const listed = new Map<string, StoredObject>();
+  for (const prefix of backupSeriesPrefixes(series)) for (const o of await storage.list(prefix)) listed.set(o.name, o);
+  const objects = [...listed.values()];
   const backups: BackupEntry[] = [];
   const orphans: string[] = [];
+  const foreign: BackupListing['foreign'] = [];
+  const manifestOf = async (name: string): Promise<BackupManifest | undefined> => {
+    const text = await storage.getText(name);
+    try {
+      return text === undefined ? undefined : parseManifest(text);
+    } catch {
+      return undefined;
+    }
+  };
   for (const o of objects) {
     const parsed = parseBackupFileName(o.name, series);
     if (parsed) {
       const manifestName = manifestFileName(o.name);
-      if (!names.has(manifestName)) {
+      if (!listed.has(manifestName)) {
         orphans.push(o.name);
         continue;
       }
-      const text = await storage.getText(manifestName);
-      let manifest: BackupManifest | undefined;
-      try {
-        manifest = text === undefined ? undefined : parseManifest(text);
-      } catch {
-        manifest = undefined;
+      const manifest = await manifestOf(manifestName);
+      // the manifest says whose a backup is: a shared name alone does not
+      const problem = manifest ? manifestIdentityProblem(manifest, series, o.name) : parsed.shared && 'its manifest cannot be read and other series have the same name';
+      if (problem) {
+        foreign.push({ file: o.name, reason: problem });
+        continue;
       }
       if (!manifest || manifest.sizeBytes !== o.sizeBytes) {
         backups.push({ file: o.name, manifest: manifestName, createdAt: parsed.createdAt, sizeBytes: o.sizeBytes, verified: false });
         continue;
       }
-      backups.push({ file: o.name, manifest: manifestName, createdAt: manifest.createdAt, sizeBytes: o.sizeBytes, verified: manifest.verifiedAt !== undefined });
-    } else if (o.name.endsWith('.manifest.json')) {
-      const dumpName = o.name.slice(0, -'.manifest.json'.length) + '.sql.zst';
-      if (parseBackupFileName(dumpName, series) && !names.has(dumpName)) orphans.push(o.name);
+      backups.push({
+        file: o.name,
+        manifest: manifestName,
+        createdAt: manifest.createdAt,
+        sizeBytes: o.sizeBytes,
+        verified: manifest.verifiedAt !== undefined,
+      });
+    } else if (o.name.endsWith(MANIFEST_SUFFIX)) {
+      const dumpName = o.name.slice(0, -MANIFEST_SUFFIX.length) + BACKUP_SUFFIX;
+      const dump = parseBackupFileName(dumpName, series);
+      if (!dump || listed.has(dumpName)) continue;
+      if (dump.shared) {
+        const manifest = await manifestOf(o.name);
+        if (!manifest || manifestIdentityProblem(manifest, series, dumpName)) continue; // not known to be ours
+      }
+      orphans.push(o.name);
     }
   }
   backups.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
-  return { backups, orphans };
+  return { backups, orphans, foreign };
 }
 
-/** Removes backups (manifest first, so a crash half-way leaves an orphan, never a false backup) and orphans. */
-export async function pruneBackups(deps: BackupDeps, req: { app: string; env: string; target: DatabaseTarget; storage: StorageSpec; files: string[]; orphans?: string[] }): Promise<{ removed: string[] }> {
+/**
+ * Removes backups (manifest first, so a crash half-way leaves an orphan, never a false backup) and
+ * orphans. Everything is checked before anything is removed: a name that is not the series', or a
+ * manifest that names another app/env/database, refuses the whole request (non-retryable).
+ */
+export async function pruneBackups(deps: BackupDeps, req: PruneRequest): Promise<{ removed: string[] }> {
   checkSeries(req.app, req.env, req.target);
   const storage = openBackupStorage(deps, req.storage);
   const series = { app: req.app, env: req.env, database: req.target.name };
-  for (const f of [...req.files, ...(req.orphans ?? [])]) {
-    const dump = f.endsWith('.manifest.json') ? f.slice(0, -'.manifest.json'.length) + '.sql.zst' : f;
-    if (!parseBackupFileName(dump, series)) throw badRequest(`refusing to prune ${f}: not a backup of ${req.app}/${req.env}/${req.target.name}`);
+  const files: string[] = [];
+  const notOurs = (f: string) => badRequest(`refusing to prune ${f}: not a backup of ${req.app}/${req.env}/${req.target.name}`);
+  /** The manifest beside a dump, checked to be this series' (undefined: none, e.g. removed by an earlier attempt). */
+  const checkedManifest = async (dump: string, manifestName: string, shared: boolean): Promise<BackupManifest | undefined> => {
+    const text = await storage.getText(manifestName);
+    if (text === undefined) return undefined;
+    let manifest: BackupManifest;
+    try {
+      manifest = parseManifest(text);
+    } catch (err) {
+      if (shared) throw identityMismatch('prune', dump, storage, `its manifest cannot be read (${(err as Error).message}) and other series have the same name`);
+      return undefined;
+    }
+    const problem = manifestIdentityProblem(manifest, series, dump);
+    if (problem) throw identityMismatch('prune', dump, storage, problem);
+    return manifest;
+  };
+  for (const f of req.files) {
+    const parsed = parseBackupFileName(f, series);
+    if (!parsed) throw notOurs(f);
+    await checkedManifest(f, manifestFileName(f), parsed.shared ?? false);
+    files.push(f);
+  }
+  for (const f of req.orphans ?? []) {
+    const isManifest = f.endsWith(MANIFEST_SUFFIX);
+    const dump = isManifest ? f.slice(0, -MANIFEST_SUFFIX.length) + BACKUP_SUFFIX : f;
+    const parsed = parseBackupFileName(dump, series);
+    if (!parsed) throw notOurs(f);
+    if (isManifest) await checkedManifest(dump, f, parsed.shared ?? false);
   }
   const removed: string[] = [];
-  for (const f of req.files) {
+  for (const f of files) {
     await storage.remove(manifestFileName(f));
     await storage.remove(f);
     removed.push(f);
@@ -534,6 +624,15 @@ export async function pruneBackups(deps: BackupDeps, req: { app: string; env: st
     removed.push(f);
   }
   return { removed };
+}
+
+export interface PruneRequest {
+  app: string;
+  env: string;
+  target: DatabaseTarget;
+  storage: StorageSpec;
+  files: string[];
+  orphans?: string[];
 }
 
 export interface RestoreRequest {
@@ -558,8 +657,7 @@ export function restoreDatabaseNames(target: DatabaseTarget, runTag: string): { 
 export async function prepareRestore(deps: BackupDeps, req: RestoreRequest, options: BackupOptions = {}): Promise<{ incoming: string; tables: number; rows: number }> {
   checkSeries(req.app, req.env, req.target);
   const storage = openBackupStorage(deps, req.storage);
-  if (!parseBackupFileName(req.file, { app: req.app, env: req.env, database: req.target.name })) throw badRequest(`${req.file} is not a backup of ${req.app}/${req.env}/${req.target.name}`);
-  const manifest = await readManifest(storage, req.file);
+  const manifest = await readSeriesManifest(storage, req.file, { app: req.app, env: req.env, database: req.target.name }, 'restore');
   const runner = clientRunner(deps.engines, req.target);
   const { incoming } = restoreDatabaseNames(req.target, req.runTag);
   const { env, password } = await clientEnv(req.target, 'temporal-runbooks restore');
@@ -645,7 +743,8 @@ export function createBackupActivities(deps: BackupDeps, options: BackupOptions 
     /** Restore into a scratch database, compare with the manifest, drop it, mark the backup verified. */
     drillRestore: (req: DrillRequest) => drillRestore(deps, req, options),
     listBackups: (req: { app: string; env: string; target: DatabaseTarget; storage: StorageSpec }) => listBackups(deps, req),
-    pruneBackups: (req: { app: string; env: string; target: DatabaseTarget; storage: StorageSpec; files: string[]; orphans?: string[] }) => pruneBackups(deps, req),
+    /** Removes backups retention let go; never one of another series. */
+    pruneBackups: (req: PruneRequest) => pruneBackups(deps, req),
     prepareRestore: (req: RestoreRequest) => prepareRestore(deps, req, options),
     swapInRestoredDatabase: (req: { target: DatabaseTarget; runTag: string }) => swapInRestoredDatabase(deps, req),
     swapBackPreviousDatabase: (req: { target: DatabaseTarget; runTag: string }) => swapBackPreviousDatabase(deps, req),

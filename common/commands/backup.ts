@@ -31,11 +31,44 @@ export function backupTimestamp(at: Date | string): string {
   return d.toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '');
 }
 
-/** `<app>-<env>-<db>-<YYYYMMDDTHHMMSSZ>.sql.zst`: names of one app/env/db sort by time. */
-export function backupFileName(parts: { app: string; env: string; database: string }, at: Date | string): string {
+type Series = { app: string; env: string; database: string };
+
+/** Joins app, env and database when one of them has a hyphen: never part of a name, so the split is unique. */
+export const SERIES_SEPARATOR = '~';
+
+/**
+ * True when the plain `<app>-<env>-<db>-` prefix of a series is shared with other series: a part
+ * has a hyphen (env `prod` + db `eu-main` and env `prod-eu` + db `main` both give `…-prod-eu-main-`).
+ * With no hyphen in any part, the plain prefix is unambiguous (any other series would need the
+ * same two hyphens in the same places).
+ */
+export function seriesPrefixShared(parts: Series): boolean {
+  return [parts.app, parts.env, parts.database].some((p) => p.includes('-'));
+}
+
+const plainPrefix = (parts: Series) => `${parts.app}-${parts.env}-${parts.database}-`;
+
+/**
+ * The prefix of new backups of a series: `<app>-<env>-<db>-` when that is unambiguous (no hyphen in
+ * any part: every existing name stays as it was), else `<app>~<env>~<db>-`.
+ */
+export function backupSeriesPrefix(parts: Series): string {
+  return seriesPrefixShared(parts) ? `${parts.app}${SERIES_SEPARATOR}${parts.env}${SERIES_SEPARATOR}${parts.database}-` : plainPrefix(parts);
+}
+
+/** Every prefix a backup of the series can have: the current one, and the plain one that backups of a hyphenated series were written with before. */
+export function backupSeriesPrefixes(parts: Series): string[] {
+  return [...new Set([backupSeriesPrefix(parts), plainPrefix(parts)])];
+}
+
+/**
+ * `<app>-<env>-<db>-<YYYYMMDDTHHMMSSZ>.sql.zst` (`<app>~<env>~<db>-…` when a part has a hyphen):
+ * names of one app/env/db sort by time, and no two series share a name.
+ */
+export function backupFileName(parts: Series, at: Date | string): string {
   const problem = backupNameProblem(parts);
   if (problem) throw new Error(problem);
-  return `${parts.app}-${parts.env}-${parts.database}-${backupTimestamp(at)}${BACKUP_SUFFIX}`;
+  return `${backupSeriesPrefix(parts)}${backupTimestamp(at)}${BACKUP_SUFFIX}`;
 }
 
 /** The manifest beside a backup: `x.sql.zst` → `x.manifest.json`. */
@@ -49,16 +82,35 @@ export function partialFileName(finalName: string): string {
   return finalName + PARTIAL_SUFFIX;
 }
 
-/** Parses a backup file name of one app/env/db (names of others, partials and manifests: undefined). */
-export function parseBackupFileName(name: string, parts: { app: string; env: string; database: string }): { createdAt: string } | undefined {
-  const prefix = `${parts.app}-${parts.env}-${parts.database}-`;
-  if (!name.startsWith(prefix) || !name.endsWith(BACKUP_SUFFIX)) return undefined;
-  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(name.slice(prefix.length, -BACKUP_SUFFIX.length));
-  if (!m) return undefined;
-  const iso = `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`;
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime()) || d.toISOString() !== iso.replace('Z', '.000Z')) return undefined;
-  return { createdAt: iso };
+/**
+ * Parses a backup file name of one app/env/db (names of others, partials and manifests: undefined).
+ * `shared`: the name is a plain one that other series can have too (a hyphenated part): only its
+ * manifest says whose it is.
+ */
+export function parseBackupFileName(name: string, parts: Series): { createdAt: string; shared?: true } | undefined {
+  if (!name.endsWith(BACKUP_SUFFIX)) return undefined;
+  for (const prefix of backupSeriesPrefixes(parts)) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(name.slice(prefix.length, -BACKUP_SUFFIX.length));
+    if (!m) continue;
+    const iso = `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`;
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime()) || d.toISOString() !== iso.replace('Z', '.000Z')) continue;
+    return prefix === plainPrefix(parts) && seriesPrefixShared(parts) ? { createdAt: iso, shared: true } : { createdAt: iso };
+  }
+  return undefined;
+}
+
+/**
+ * Why a manifest read for `file` does not describe a backup of this app/env/database (undefined:
+ * it does). Names can be shared (see seriesPrefixShared); the manifest says whose a backup is.
+ */
+export function manifestIdentityProblem(manifest: Pick<BackupManifest, 'app' | 'env' | 'database' | 'file'>, parts: Series, file: string): string | undefined {
+  if (manifest.app !== parts.app || manifest.env !== parts.env || manifest.database !== parts.database) {
+    return `its manifest names ${manifest.app}/${manifest.env}/${manifest.database}, not ${parts.app}/${parts.env}/${parts.database}`;
+  }
+  if (manifest.file !== file) return `its manifest describes ${manifest.file}, not ${file}`;
+  return undefined;
 }
 
 // ---- archives (named volumes, config files) ----

@@ -1,13 +1,16 @@
 // The backup activities over an in-memory storage (no database is reached: every case here is
-// decided from the storage): heartbeats while a retry re-reads a finished dump (issue 11, defect 6).
+// decided from the storage): whose a backup is, checked on every read (issue 11, defect 5);
+// heartbeats while a retry re-reads a finished dump (defect 6).
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createBackupActivities } from '../../activities/backup';
 import * as storageModule from '../../activities/storage';
 import { StorageNotFound, type BackupStorage, type StoredObject } from '../../activities/storage';
 import { backupFileName, buildManifest, manifestFileName, parseManifest, serializeManifest, type BackupManifest } from '../../common/commands/backup';
 import type { DatabaseTarget, StorageSpec } from '../../common/types';
+import { rejectionOf } from '../helpers/rejection';
 
 /** Objects in memory; getStream can be slowed down (one chunk every `chunkDelayMs`). */
 class MemoryStorage implements BackupStorage {
@@ -89,6 +92,100 @@ beforeEach(() => {
 afterEach(() => jest.restoreAllMocks());
 
 const acts = createBackupActivities({ engines: null as never, ssh: null as never }, { heartbeatMs: 20 });
+
+async function failure(p: Promise<unknown>): Promise<ApplicationFailure> {
+  const err = await rejectionOf(p);
+  expect(err).toBeInstanceOf(ApplicationFailure);
+  return err as ApplicationFailure;
+}
+
+describe('backup identity: env prod + db eu-main and env prod-eu + db main (issue 11, defect 5)', () => {
+  const a = { app: 'shop', env: 'prod', database: 'eu-main' };
+  const b = { app: 'shop', env: 'prod-eu', database: 'main' };
+  // written before names told the two apart: the same plain name for both series
+  const legacyA = 'shop-prod-eu-main-20250101T020000Z.sql.zst';
+  const legacyB = 'shop-prod-eu-main-20250102T020000Z.sql.zst';
+
+  beforeEach(() => {
+    putBackup(mem, a, '2025-01-01T02:00:00Z', { file: legacyA });
+    putBackup(mem, b, '2025-01-02T02:00:00Z', { file: legacyB });
+    putBackup(mem, a, '2025-01-03T02:00:00Z');
+    putBackup(mem, b, '2025-01-03T02:00:00Z');
+  });
+
+  it('a listing holds only the backups whose manifest names the series; the others are reported, never counted', async () => {
+    const la = await acts.listBackups(request(a));
+    expect(la.backups.map((x) => x.file)).toEqual([legacyA, 'shop~prod~eu-main-20250103T020000Z.sql.zst']);
+    expect(la.foreign).toEqual([{ file: legacyB, reason: 'its manifest names shop/prod-eu/main, not shop/prod/eu-main' }]);
+    const lb = await acts.listBackups(request(b));
+    expect(lb.backups.map((x) => x.file)).toEqual([legacyB, 'shop~prod-eu~main-20250103T020000Z.sql.zst']);
+    expect(lb.foreign).toEqual([{ file: legacyA, reason: 'its manifest names shop/prod/eu-main, not shop/prod-eu/main' }]);
+    expect([...la.orphans, ...lb.orphans]).toEqual([]);
+  });
+
+  it('a shared name whose manifest cannot be read is nobody\'s: not listed, not pruned', async () => {
+    mem.objects.set(manifestFileName(legacyA), Buffer.from('{ broken'));
+    const la = await acts.listBackups(request(a));
+    expect(la.backups.map((x) => x.file)).not.toContain(legacyA);
+    expect(la.foreign).toContainEqual({ file: legacyA, reason: 'its manifest cannot be read and other series have the same name' });
+    const f = await failure(acts.pruneBackups({ ...request(a), files: [legacyA] }));
+    expect(f).toMatchObject({ type: 'BackupIdentityMismatch', nonRetryable: true });
+    expect(mem.objects.has(legacyA)).toBe(true);
+  });
+
+  it('drill and restore refuse a backup whose manifest names another app/env/database, before touching any database', async () => {
+    for (const [action, run] of [
+      ['drill', () => acts.drillRestore({ ...request(a), file: legacyB, at: '2025-01-04T00:00:00Z' })],
+      ['restore', () => acts.prepareRestore({ ...request(a), file: legacyB, runTag: 't' })],
+    ] as const) {
+      const f = await failure(run());
+      expect(f.nonRetryable).toBe(true);
+      expect(f.type).toBe('BackupIdentityMismatch');
+      expect(f.message).toBe(`refusing to ${action} ${legacyB} in /srv/backups (in memory): its manifest names shop/prod-eu/main, not shop/prod/eu-main`);
+    }
+    // the new names of the other series are not even names of this one
+    const g = await failure(acts.drillRestore({ ...request(a), file: 'shop~prod-eu~main-20250103T020000Z.sql.zst', at: '2025-01-04T00:00:00Z' }));
+    expect(g).toMatchObject({ type: 'BackupBadRequest', nonRetryable: true });
+    expect(g.message).toMatch(/not a backup of shop\/prod\/eu-main/);
+  });
+
+  it('a manifest that describes another file is refused too', async () => {
+    const file = backupFileName(a, '2025-01-05T02:00:00Z');
+    putBackup(mem, a, '2025-01-05T02:00:00Z', { file });
+    mem.objects.set(manifestFileName(file), Buffer.from(serializeManifest({ ...mem.manifest(file), file: legacyA })));
+    const f = await failure(acts.prepareRestore({ ...request(a), file, runTag: 't' }));
+    expect(f.message).toMatch(/its manifest describes shop-prod-eu-main-20250101T020000Z\.sql\.zst, not shop~prod~eu-main-20250105T020000Z\.sql\.zst/);
+  });
+
+  it('the prune refuses the whole request when one file belongs to another series: nothing is removed', async () => {
+    const before = [...mem.objects.keys()].sort();
+    const f = await failure(acts.pruneBackups({ ...request(a), files: [legacyA, legacyB] }));
+    expect(f).toMatchObject({ type: 'BackupIdentityMismatch', nonRetryable: true });
+    expect(f.message).toMatch(/refusing to prune shop-prod-eu-main-20250102T020000Z\.sql\.zst .*names shop\/prod-eu\/main/);
+    expect([...mem.objects.keys()].sort()).toEqual(before);
+    // its own legacy backup it prunes
+    expect(await acts.pruneBackups({ ...request(a), files: [legacyA] })).toEqual({ removed: [legacyA] });
+    expect(mem.objects.has(legacyA) || mem.objects.has(manifestFileName(legacyA))).toBe(false);
+    expect(mem.objects.has(legacyB)).toBe(true);
+  });
+
+  it('a new backup of each series gets its own name: the second does not mistake the first for a finished retry', async () => {
+    const at = '2025-01-03T02:00:00Z';
+    // both already exist (from beforeEach): each retry returns its own manifest, never the other's
+    const ma = await acts.backupDatabase({ ...request(a), at });
+    const mb = await acts.backupDatabase({ ...request(b), at });
+    expect([ma.file, ma.env, ma.database]).toEqual(['shop~prod~eu-main-20250103T020000Z.sql.zst', 'prod', 'eu-main']);
+    expect([mb.file, mb.env, mb.database]).toEqual(['shop~prod-eu~main-20250103T020000Z.sql.zst', 'prod-eu', 'main']);
+  });
+
+  it('a retry that finds another series\' manifest under its name refuses rather than overwrite or adopt it', async () => {
+    const at = '2025-01-06T02:00:00Z';
+    putBackup(mem, a, at, { manifestSays: b });
+    const f = await failure(acts.backupDatabase({ ...request(a), at }));
+    expect(f).toMatchObject({ type: 'BackupIdentityMismatch', nonRetryable: true });
+    expect(f.message).toMatch(/refusing to overwrite shop~prod~eu-main-20250106T020000Z\.sql\.zst .*names shop\/prod-eu\/main/);
+  });
+});
 
 describe('a retried backup re-reads the finished dump with heartbeats (issue 11, defect 6)', () => {
   it('heartbeats all along the re-read of a slow dump, never leaving the heartbeat window', async () => {

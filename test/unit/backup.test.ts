@@ -4,10 +4,12 @@ import {
   DockerDemux,
   TailBuffer,
   backupFileName,
+  backupSeriesPrefixes,
   backupTimestamp,
   buildManifest,
   listTablesScript,
   manifestFileName,
+  manifestIdentityProblem,
   manifestProblems,
   parseBackupFileName,
   parseListTablesOutput,
@@ -54,6 +56,41 @@ describe('backup file names', () => {
     expect(backupFileName(withExtras, '2025-01-02T03:04:05Z')).toBe('shop-production-shop-20250102T030405Z.sql.zst');
     expect(() => backupFileName(parts, 'yesterday')).toThrow(/invalid backup time/);
     expect(() => manifestFileName('x.sql')).toThrow(/not a backup file name/);
+  });
+});
+
+describe('backup file names of series with hyphens (issue 11, defect 5)', () => {
+  // env `prod` + db `eu-main` and env `prod-eu` + db `main`: the plain prefix is the same
+  const a = { app: 'shop', env: 'prod', database: 'eu-main' };
+  const b = { app: 'shop', env: 'prod-eu', database: 'main' };
+  const at = '2025-01-02T03:04:05Z';
+
+  it('no two series get the same name; series without a hyphen keep the names they always had', () => {
+    expect(backupFileName(a, at)).toBe('shop~prod~eu-main-20250102T030405Z.sql.zst');
+    expect(backupFileName(b, at)).toBe('shop~prod-eu~main-20250102T030405Z.sql.zst');
+    expect(backupFileName(a, at)).not.toBe(backupFileName(b, at));
+    expect(backupFileName({ ...a, app: 'my-shop' }, at)).toBe('my-shop~prod~eu-main-20250102T030405Z.sql.zst');
+    expect(backupFileName(parts, at)).toBe('shop-production-shop-20250102T030405Z.sql.zst');
+    expect(backupSeriesPrefixes(parts)).toEqual(['shop-production-shop-']);
+    expect(backupSeriesPrefixes(a)).toEqual(['shop~prod~eu-main-', 'shop-prod-eu-main-']);
+  });
+
+  it('each series parses only its own new names; a plain name written before is shared: only the manifest says whose it is', () => {
+    expect(parseBackupFileName(backupFileName(a, at), a)).toEqual({ createdAt: '2025-01-02T03:04:05Z' });
+    expect(parseBackupFileName(backupFileName(a, at), b)).toBeUndefined();
+    expect(parseBackupFileName(backupFileName(b, at), a)).toBeUndefined();
+    const legacy = 'shop-prod-eu-main-20250102T030405Z.sql.zst';
+    expect(parseBackupFileName(legacy, a)).toEqual({ createdAt: '2025-01-02T03:04:05Z', shared: true });
+    expect(parseBackupFileName(legacy, b)).toEqual({ createdAt: '2025-01-02T03:04:05Z', shared: true });
+    expect(parseBackupFileName(manifestFileName(backupFileName(a, at)), a)).toBeUndefined();
+  });
+
+  it('a manifest must name the same app, env, database and file', () => {
+    const legacy = 'shop-prod-eu-main-20250102T030405Z.sql.zst';
+    const m = { ...a, file: legacy };
+    expect(manifestIdentityProblem(m, a, legacy)).toBeUndefined();
+    expect(manifestIdentityProblem(m, b, legacy)).toBe('its manifest names shop/prod/eu-main, not shop/prod-eu/main');
+    expect(manifestIdentityProblem(m, a, backupFileName(a, at))).toBe(`its manifest describes ${legacy}, not shop~prod~eu-main-20250102T030405Z.sql.zst`);
   });
 });
 
