@@ -26,6 +26,7 @@ import {
   manifestIdentityProblem,
   parseBackupFileName,
   parseManifest,
+  pinProblem,
   serializeManifest,
   zstdCompressArgv,
   zstdDecompressArgv,
@@ -53,7 +54,8 @@ import {
   type TableStat,
   type TableStats,
 } from '../common/commands/sql';
-import type { DatabaseTarget } from '../common/types';
+import { pinHoldsAt } from '../common/retention';
+import type { BackupPin, DatabaseTarget } from '../common/types';
 import { cancellationSignal, heartbeat } from './context';
 import type { DockerEngines } from './docker';
 import { PsqlSession, clientEnv, clientRunner, lastLines, programFailure, scrub, type ClientProgram, type ClientRunner } from './pg-clients';
@@ -86,6 +88,12 @@ export interface BackupDatabaseRequest {
    * of every table by the server, concurrent with pg_dump (bench/backup: 2.4x the wall time on 2 cores). Default off.
    */
   checksums?: boolean;
+  /**
+   * Pins the backup (a restore's safety backup, a rolling update's pre-update backup): recorded in
+   * the manifest; nightly retention keeps it, outside its slots, until released or `until` passed.
+   * A retry that finds the finished backup unpinned pins it.
+   */
+  pin?: BackupPin;
 }
 
 export interface BackupEntry {
@@ -94,6 +102,8 @@ export interface BackupEntry {
   createdAt: string;
   sizeBytes: number;
   verified: boolean;
+  /** The pin in the manifest, as recorded (a pin whose `until` has passed counts as released). */
+  pinned?: BackupPin;
 }
 
 export interface BackupListing {
@@ -105,6 +115,11 @@ export interface BackupListing {
    * app/env/database (a name shared by hyphenated series), or cannot be read while the name is shared.
    */
   foreign: { file: string; reason: string }[];
+}
+
+/** The reference a pin is shown with in retention reasons and messages. */
+export function describePin(pin: BackupPin): string {
+  return `pinned: ${pin.reason} by ${pin.by}${pin.until ? ` until ${pin.until}` : ''}`;
 }
 
 function badRequest(message: string): ApplicationFailure {
@@ -255,6 +270,10 @@ export async function readSeriesManifest(storage: BackupStorage, file: string, s
 export async function backupDatabase(deps: BackupDeps, req: BackupDatabaseRequest, options: BackupOptions = {}): Promise<BackupManifest> {
   checkSeries(req.app, req.env, req.target);
   if (Number.isNaN(Date.parse(req.at))) throw badRequest(`at is not a time: ${JSON.stringify(req.at)}`);
+  if (req.pin !== undefined) {
+    const problem = pinProblem(req.pin, 'pin');
+    if (problem) throw badRequest(problem);
+  }
   const storage = openBackupStorage(deps, req.storage);
   const series = { app: req.app, env: req.env, database: req.target.name };
   const file = backupFileName(series, req.at);
@@ -278,7 +297,10 @@ export async function backupDatabase(deps: BackupDeps, req: BackupDatabaseReques
     try {
       if (manifest) {
         await verifyStoredDump(storage, manifest, heartbeatMs);
-        return manifest;
+        if (!req.pin || manifest.pinned) return manifest;
+        const pinned = buildManifest({ ...manifest, pinned: req.pin });
+        await storage.putText(manifestName, serializeManifest(pinned), { mode: MANIFEST_MODE });
+        return pinned;
       }
     } catch {
       // a broken leftover: made again below
@@ -355,6 +377,7 @@ export async function backupDatabase(deps: BackupDeps, req: BackupDatabaseReques
       durationMs: Date.now() - t0,
       serverVersion: counted.value.serverVersion,
       tables: counted.value.tables,
+      ...(req.pin ? { pinned: req.pin } : {}),
     });
     if (put.value.sizeBytes !== manifest.sizeBytes) throw new Error(`${what}: storage received ${put.value.sizeBytes} bytes, zstd produced ${manifest.sizeBytes}`);
     await storage.putText(manifestName, serializeManifest(manifest), { mode: MANIFEST_MODE });
@@ -507,7 +530,10 @@ export async function drillRestore(deps: BackupDeps, req: DrillRequest, options:
     const diffs = compareTableStats(manifest, restored);
     if (diffs.length) throw ApplicationFailure.nonRetryable(`restore drill of ${req.file}: the restored copy differs from the manifest: ${diffs.join('; ')}`, 'BackupDrillFailed');
     const durationMs = Date.now() - t0;
-    await storage.putText(manifestFileName(req.file), serializeManifest({ ...manifest, verifiedAt: req.at, drillDurationMs: durationMs }), { mode: MANIFEST_MODE });
+    // read again: a pin set or released meanwhile stays as it is now
+    const latest = await readSeriesManifest(storage, req.file, series, 'mark verified');
+    if (latest.sha256 !== manifest.sha256) throw new Error(`restore drill of ${req.file}: the backup was replaced during the drill`);
+    await storage.putText(manifestFileName(req.file), serializeManifest({ ...latest, verifiedAt: req.at, drillDurationMs: durationMs }), { mode: MANIFEST_MODE });
     return { file: req.file, scratchDatabase: scratch, tables: restored.tables.length, rows: restored.tables.reduce((n, t) => n + t.rows, 0), durationMs };
   } finally {
     await admin(`${dropDatabaseSql(scratch)};`).catch(() => undefined);
@@ -557,6 +583,7 @@ export async function listBackups(deps: BackupDeps, req: { app: string; env: str
         createdAt: manifest.createdAt,
         sizeBytes: o.sizeBytes,
         verified: manifest.verifiedAt !== undefined,
+        ...(manifest.pinned ? { pinned: manifest.pinned } : {}),
       });
     } else if (o.name.endsWith(MANIFEST_SUFFIX)) {
       const dumpName = o.name.slice(0, -MANIFEST_SUFFIX.length) + BACKUP_SUFFIX;
@@ -576,13 +603,16 @@ export async function listBackups(deps: BackupDeps, req: { app: string; env: str
 /**
  * Removes backups (manifest first, so a crash half-way leaves an orphan, never a false backup) and
  * orphans. Everything is checked before anything is removed: a name that is not the series', or a
- * manifest that names another app/env/database, refuses the whole request (non-retryable).
+ * manifest that names another app/env/database, refuses the whole request (non-retryable). A
+ * backup whose pin still holds is never removed: it is returned in `skipped`.
  */
-export async function pruneBackups(deps: BackupDeps, req: PruneRequest): Promise<{ removed: string[] }> {
+export async function pruneBackups(deps: BackupDeps, req: PruneRequest): Promise<{ removed: string[]; skipped: { file: string; reason: string }[] }> {
   checkSeries(req.app, req.env, req.target);
   const storage = openBackupStorage(deps, req.storage);
   const series = { app: req.app, env: req.env, database: req.target.name };
+  const now = new Date();
   const files: string[] = [];
+  const skipped: { file: string; reason: string }[] = [];
   const notOurs = (f: string) => badRequest(`refusing to prune ${f}: not a backup of ${req.app}/${req.env}/${req.target.name}`);
   /** The manifest beside a dump, checked to be this series' (undefined: none, e.g. removed by an earlier attempt). */
   const checkedManifest = async (dump: string, manifestName: string, shared: boolean): Promise<BackupManifest | undefined> => {
@@ -602,8 +632,9 @@ export async function pruneBackups(deps: BackupDeps, req: PruneRequest): Promise
   for (const f of req.files) {
     const parsed = parseBackupFileName(f, series);
     if (!parsed) throw notOurs(f);
-    await checkedManifest(f, manifestFileName(f), parsed.shared ?? false);
-    files.push(f);
+    const manifest = await checkedManifest(f, manifestFileName(f), parsed.shared ?? false);
+    if (manifest?.pinned && pinHoldsAt(manifest.pinned, now)) skipped.push({ file: f, reason: describePin(manifest.pinned) });
+    else files.push(f);
   }
   for (const f of req.orphans ?? []) {
     const isManifest = f.endsWith(MANIFEST_SUFFIX);
@@ -623,7 +654,7 @@ export async function pruneBackups(deps: BackupDeps, req: PruneRequest): Promise
     await storage.remove(f);
     removed.push(f);
   }
-  return { removed };
+  return { removed, skipped };
 }
 
 export interface PruneRequest {
@@ -633,6 +664,43 @@ export interface PruneRequest {
   storage: StorageSpec;
   files: string[];
   orphans?: string[];
+}
+
+export interface ReleasePinRequest {
+  app: string;
+  env: string;
+  target: DatabaseTarget;
+  storage: StorageSpec;
+  /** The pinned backup (its .sql.zst name, as backupDatabase returned it). */
+  file: string;
+}
+
+export interface ReleasePinResult {
+  file: string;
+  /** False when the backup is gone (pruned after its pin lapsed): nothing to release. */
+  found: boolean;
+  /** True when this call removed a pin; false when there was none (already released: idempotent). */
+  released: boolean;
+  /** The pin that was removed. */
+  pin?: BackupPin;
+}
+
+/**
+ * Releases a pinned backup: the pin is removed from its manifest, so the next night's retention
+ * keeps or prunes it like any other backup. Idempotent: an unpinned or vanished backup is not an
+ * error. A backup of another app/env/database is refused (non-retryable).
+ */
+export async function releaseBackupPin(deps: BackupDeps, req: ReleasePinRequest): Promise<ReleasePinResult> {
+  checkSeries(req.app, req.env, req.target);
+  const storage = openBackupStorage(deps, req.storage);
+  const series = { app: req.app, env: req.env, database: req.target.name };
+  if (!parseBackupFileName(req.file, series)) throw badRequest(`refusing to release ${req.file}: not a backup of ${req.app}/${req.env}/${req.target.name}`);
+  if ((await storage.getText(manifestFileName(req.file))) === undefined) return { file: req.file, found: false, released: false };
+  const manifest = await readSeriesManifest(storage, req.file, series, 'release');
+  if (!manifest.pinned) return { file: req.file, found: true, released: false };
+  const { pinned, ...rest } = manifest;
+  await storage.putText(manifestFileName(req.file), serializeManifest(buildManifest(rest)), { mode: MANIFEST_MODE });
+  return { file: req.file, found: true, released: true, pin: pinned };
 }
 
 export interface RestoreRequest {
@@ -743,8 +811,10 @@ export function createBackupActivities(deps: BackupDeps, options: BackupOptions 
     /** Restore into a scratch database, compare with the manifest, drop it, mark the backup verified. */
     drillRestore: (req: DrillRequest) => drillRestore(deps, req, options),
     listBackups: (req: { app: string; env: string; target: DatabaseTarget; storage: StorageSpec }) => listBackups(deps, req),
-    /** Removes backups retention let go; never one of another series. */
+    /** Removes backups retention let go; never one of another series, nor one whose pin holds. */
     pruneBackups: (req: PruneRequest) => pruneBackups(deps, req),
+    /** Removes a backup's pin (a safety or pre-update backup): retention treats it like any other from then on. Idempotent. */
+    releaseBackupPin: (req: ReleasePinRequest) => releaseBackupPin(deps, req),
     prepareRestore: (req: RestoreRequest) => prepareRestore(deps, req, options),
     swapInRestoredDatabase: (req: { target: DatabaseTarget; runTag: string }) => swapInRestoredDatabase(deps, req),
     swapBackPreviousDatabase: (req: { target: DatabaseTarget; runTag: string }) => swapBackPreviousDatabase(deps, req),

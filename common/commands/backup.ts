@@ -3,6 +3,7 @@
 // checksums inside the database container, and a streaming demultiplexer for Docker exec output
 // that respects backpressure. Pure: no I/O here.
 import { Transform, type TransformCallback } from 'node:stream';
+import { PIN_REASONS, type BackupPin } from '../types';
 import { checksumSessionSql, beginSnapshotSql, dbnameArg, listUserTablesSql, serverVersionSql, tableChecksumSql, displayTableName, type PgConnection, type TableRef, type TableStat } from './sql';
 
 // ---- names ----
@@ -196,7 +197,21 @@ export interface BackupManifest {
   /** Set by the restore drill once the dump restored and matched every table: only then does it count. */
   verifiedAt?: string;
   drillDurationMs?: number;
+  /** A safety or pre-update backup: outside the nightly retention until released or `until` has passed. */
+  pinned?: BackupPin;
 }
+
+/** Why `value` is not a pin (undefined: it is one). */
+export function pinProblem(value: unknown, field = 'pinned'): string | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return `${field}: must be an object like {"reason": "safety", "by": "<workflow id>"}`;
+  const pin = value as Record<string, unknown>;
+  if (!(PIN_REASONS as readonly unknown[]).includes(pin.reason)) return `${field}.reason: must be one of ${PIN_REASONS.map((r) => `"${r}"`).join(', ')} (got ${JSON.stringify(pin.reason)})`;
+  if (typeof pin.by !== 'string' || pin.by === '') return `${field}.by: must be a non-empty string (the workflow that pinned it)`;
+  if (pin.until !== undefined && (typeof pin.until !== 'string' || Number.isNaN(Date.parse(pin.until)))) return `${field}.until: must be an ISO 8601 time`;
+  return undefined;
+}
+
+const normalPin = (pin: BackupPin): BackupPin => ({ reason: pin.reason, by: pin.by, ...(pin.until !== undefined ? { until: pin.until } : {}) });
 
 export function buildManifest(input: Omit<BackupManifest, 'compression'>): BackupManifest {
   const m: BackupManifest = {
@@ -213,6 +228,7 @@ export function buildManifest(input: Omit<BackupManifest, 'compression'>): Backu
     tables: input.tables.map((t) => ({ table: t.table, rows: t.rows, ...(t.checksum !== undefined ? { checksum: t.checksum } : {}) })),
     ...(input.verifiedAt !== undefined ? { verifiedAt: input.verifiedAt } : {}),
     ...(input.drillDurationMs !== undefined ? { drillDurationMs: input.drillDurationMs } : {}),
+    ...(input.pinned !== undefined ? { pinned: normalPin(input.pinned) } : {}),
   };
   const problems = manifestProblems(m);
   if (problems.length) throw new Error(`invalid backup manifest: ${problems.join('; ')}`);
@@ -238,6 +254,10 @@ export function manifestProblems(value: unknown): string[] {
   if (typeof m.createdAt === 'string' && (Number.isNaN(Date.parse(m.createdAt)) || !/^\d{4}-\d{2}-\d{2}T/.test(m.createdAt))) p.push('createdAt: must be an ISO 8601 time');
   if (typeof m.file === 'string' && (m.file.includes('/') || m.file.includes('\\') || !m.file.endsWith(BACKUP_SUFFIX))) p.push(`file: must be a plain ${BACKUP_SUFFIX} file name`);
   if (m.verifiedAt !== undefined && (typeof m.verifiedAt !== 'string' || Number.isNaN(Date.parse(m.verifiedAt)))) p.push('verifiedAt: must be an ISO 8601 time');
+  if (m.pinned !== undefined) {
+    const problem = pinProblem(m.pinned);
+    if (problem) p.push(problem);
+  }
   if (m.drillDurationMs !== undefined && (typeof m.drillDurationMs !== 'number' || !Number.isSafeInteger(m.drillDurationMs) || m.drillDurationMs < 0)) p.push('drillDurationMs: must be a non-negative integer');
   if (!Array.isArray(m.tables)) p.push('tables: must be an array');
   else {

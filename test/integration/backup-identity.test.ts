@@ -1,8 +1,9 @@
-// Backup identity against the local PostgreSQL 15 server (pg_dump/psql on the worker)
+// Backup identity and pins against the local PostgreSQL 15 server (pg_dump/psql on the worker)
 // into a directory on the worker: nothing else is needed (no Docker engine, SSH or S3).
 // Two series whose plain names collide — env `prod` + db `eu-main` and env `prod-eu` + db `main`
 // (issue 11, defect 5) — are backed up at the same second, drilled and listed; a backup written
-// under the old shared name is read back only by the series its manifest names.
+// under the old shared name is read back only by the series its manifest names; a pinned backup
+// survives the prune until released (defect 4).
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -105,5 +106,17 @@ describe('env prod + db eu-main and env prod-eu + db main on one storage', () =>
     expect(existsSync(path.join(dir, legacy))).toBe(true);
     // its own series drills it (20 rows: B's data)
     expect(await acts.drillRestore({ ...B, file: legacy, at: '2025-06-02T00:00:00Z' })).toMatchObject({ tables: 1, rows: 20 });
+  });
+
+  it('a pinned safety backup survives the prune until released', async () => {
+    const pin = { reason: 'safety' as const, by: 'restoreBackup/shop/prod', until: new Date(Date.now() + 86_400_000).toISOString() };
+    const m = await acts.backupDatabase({ ...A, at: '2025-06-01T14:00:00.000Z', pin });
+    expect(parseManifest(readFileSync(path.join(dir, manifestFileName(m.file)), 'utf8')).pinned).toEqual(pin);
+    await acts.drillRestore({ ...A, file: m.file, at: '2025-06-01T15:00:00.000Z' });
+    expect((await acts.listBackups(A)).backups.find((b) => b.file === m.file)).toMatchObject({ verified: true, pinned: pin });
+    expect(await acts.pruneBackups({ ...A, files: [m.file] })).toEqual({ removed: [], skipped: [{ file: m.file, reason: `pinned: safety by restoreBackup/shop/prod until ${pin.until}` }] });
+    expect(await acts.releaseBackupPin({ ...A, file: m.file })).toMatchObject({ found: true, released: true, pin });
+    expect(await acts.pruneBackups({ ...A, files: [m.file] })).toEqual({ removed: [m.file], skipped: [] });
+    expect(existsSync(path.join(dir, m.file))).toBe(false);
   });
 });

@@ -1,6 +1,7 @@
 // The backup activities over an in-memory storage (no database is reached: every case here is
-// decided from the storage): whose a backup is, checked on every read (issue 11, defect 5);
-// heartbeats while a retry re-reads a finished dump (defect 6).
+// decided from the storage): whose a backup is, checked on every read (issue 11, defect 5); pins
+// in the manifest, listed, honoured by the prune and released (defect 4); heartbeats while a retry
+// re-reads a finished dump (defect 6).
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
@@ -9,7 +10,7 @@ import { createBackupActivities } from '../../activities/backup';
 import * as storageModule from '../../activities/storage';
 import { StorageNotFound, type BackupStorage, type StoredObject } from '../../activities/storage';
 import { backupFileName, buildManifest, manifestFileName, parseManifest, serializeManifest, type BackupManifest } from '../../common/commands/backup';
-import type { DatabaseTarget, StorageSpec } from '../../common/types';
+import type { BackupPin, DatabaseTarget, StorageSpec } from '../../common/types';
 import { rejectionOf } from '../helpers/rejection';
 
 /** Objects in memory; getStream can be slowed down (one chunk every `chunkDelayMs`). */
@@ -65,7 +66,7 @@ const target = (name: string): DatabaseTarget => ({ name, database: 'shop', user
 const request = (s: Series) => ({ app: s.app, env: s.env, target: target(s.database), storage: storageSpec });
 
 /** A finished backup as backupDatabase and the drill leave it; `file` and `manifestSays` fake the odd cases. */
-function putBackup(mem: MemoryStorage, s: Series, at: string, opts: { file?: string; bytes?: number; verified?: boolean; manifestSays?: Series } = {}): BackupManifest {
+function putBackup(mem: MemoryStorage, s: Series, at: string, opts: { file?: string; bytes?: number; verified?: boolean; pinned?: BackupPin; manifestSays?: Series } = {}): BackupManifest {
   const file = opts.file ?? backupFileName(s, at);
   const data = Buffer.alloc(opts.bytes ?? 100, `${s.env}/${s.database}@${at}`);
   const manifest = buildManifest({
@@ -78,6 +79,7 @@ function putBackup(mem: MemoryStorage, s: Series, at: string, opts: { file?: str
     serverVersion: '15.14',
     tables: [{ table: 'public.t', rows: 3 }],
     ...(opts.verified !== false ? { verifiedAt: at } : {}),
+    ...(opts.pinned ? { pinned: opts.pinned } : {}),
   });
   mem.objects.set(file, data);
   mem.objects.set(manifestFileName(file), Buffer.from(serializeManifest(manifest)));
@@ -133,10 +135,11 @@ describe('backup identity: env prod + db eu-main and env prod-eu + db main (issu
     expect(mem.objects.has(legacyA)).toBe(true);
   });
 
-  it('drill and restore refuse a backup whose manifest names another app/env/database, before touching any database', async () => {
+  it('drill, restore and release refuse a backup whose manifest names another app/env/database, before touching any database', async () => {
     for (const [action, run] of [
       ['drill', () => acts.drillRestore({ ...request(a), file: legacyB, at: '2025-01-04T00:00:00Z' })],
       ['restore', () => acts.prepareRestore({ ...request(a), file: legacyB, runTag: 't' })],
+      ['release', () => acts.releaseBackupPin({ ...request(a), file: legacyB })],
     ] as const) {
       const f = await failure(run());
       expect(f.nonRetryable).toBe(true);
@@ -164,7 +167,7 @@ describe('backup identity: env prod + db eu-main and env prod-eu + db main (issu
     expect(f.message).toMatch(/refusing to prune shop-prod-eu-main-20250102T020000Z\.sql\.zst .*names shop\/prod-eu\/main/);
     expect([...mem.objects.keys()].sort()).toEqual(before);
     // its own legacy backup it prunes
-    expect(await acts.pruneBackups({ ...request(a), files: [legacyA] })).toEqual({ removed: [legacyA] });
+    expect(await acts.pruneBackups({ ...request(a), files: [legacyA] })).toEqual({ removed: [legacyA], skipped: [] });
     expect(mem.objects.has(legacyA) || mem.objects.has(manifestFileName(legacyA))).toBe(false);
     expect(mem.objects.has(legacyB)).toBe(true);
   });
@@ -184,6 +187,54 @@ describe('backup identity: env prod + db eu-main and env prod-eu + db main (issu
     const f = await failure(acts.backupDatabase({ ...request(a), at }));
     expect(f).toMatchObject({ type: 'BackupIdentityMismatch', nonRetryable: true });
     expect(f.message).toMatch(/refusing to overwrite shop~prod~eu-main-20250106T020000Z\.sql\.zst .*names shop\/prod-eu\/main/);
+  });
+});
+
+describe('pinned backups in the storage (issue 11, defect 4)', () => {
+  const s = { app: 'shop', env: 'production', database: 'main' };
+  const later = new Date(Date.now() + 30 * 86_400_000).toISOString();
+  const earlier = new Date(Date.now() - 86_400_000).toISOString();
+  const safety: BackupPin = { reason: 'safety', by: 'restoreBackup/shop/production', until: later };
+
+  it('backupDatabase refuses a malformed pin before anything runs', async () => {
+    const f = await failure(acts.backupDatabase({ ...request(s), at: '2025-01-01T14:00:00Z', pin: { reason: 'nightly', by: 'x' } as never }));
+    expect(f).toMatchObject({ type: 'BackupBadRequest', nonRetryable: true });
+    expect(f.message).toMatch(/pin\.reason: must be one of "safety", "pre-update"/);
+  });
+
+  it('a retry that finds the finished backup unpinned pins it; a pinned one keeps its pin', async () => {
+    const at = '2025-01-01T14:00:00Z';
+    putBackup(mem, s, at, { verified: false });
+    const m = await acts.backupDatabase({ ...request(s), at, pin: safety });
+    expect(m.pinned).toEqual(safety);
+    expect(mem.manifest(m.file).pinned).toEqual(safety);
+    expect((await acts.backupDatabase({ ...request(s), at })).pinned).toEqual(safety);
+  });
+
+  it('the listing returns the pin; the prune never removes a backup whose pin holds, and removes it once the pin has lapsed', async () => {
+    const held = putBackup(mem, s, '2025-01-01T14:00:00Z', { pinned: safety });
+    const lapsed = putBackup(mem, s, '2025-01-02T10:00:00Z', { pinned: { reason: 'pre-update', by: 'rollingUpdate/shop/production', until: earlier } });
+    const plain = putBackup(mem, s, '2025-01-03T02:00:00Z');
+    const listing = await acts.listBackups(request(s));
+    expect(listing.backups.map((x) => [x.file, x.pinned])).toEqual([
+      [held.file, safety],
+      [lapsed.file, { reason: 'pre-update', by: 'rollingUpdate/shop/production', until: earlier }],
+      [plain.file, undefined],
+    ]);
+    const r = await acts.pruneBackups({ ...request(s), files: [held.file, lapsed.file, plain.file] });
+    expect(r).toEqual({ removed: [lapsed.file, plain.file], skipped: [{ file: held.file, reason: `pinned: safety by restoreBackup/shop/production until ${later}` }] });
+    expect(mem.objects.has(held.file)).toBe(true);
+  });
+
+  it('releaseBackupPin clears the pin in the manifest, idempotently; a released backup is pruned like any other', async () => {
+    const held = putBackup(mem, s, '2025-01-01T14:00:00Z', { pinned: safety });
+    expect(await acts.releaseBackupPin({ ...request(s), file: held.file })).toEqual({ file: held.file, found: true, released: true, pin: safety });
+    expect(mem.manifest(held.file).pinned).toBeUndefined();
+    expect(mem.manifest(held.file).verifiedAt).toBe('2025-01-01T14:00:00Z'); // the rest of the manifest as it was
+    expect(await acts.releaseBackupPin({ ...request(s), file: held.file })).toEqual({ file: held.file, found: true, released: false });
+    expect((await acts.listBackups(request(s))).backups[0].pinned).toBeUndefined();
+    expect((await acts.pruneBackups({ ...request(s), files: [held.file] })).removed).toEqual([held.file]);
+    expect(await acts.releaseBackupPin({ ...request(s), file: held.file })).toEqual({ file: held.file, found: false, released: false });
   });
 });
 

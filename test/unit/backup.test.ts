@@ -126,6 +126,16 @@ describe('manifest', () => {
     expect(Object.keys(JSON.parse(serializeManifest(m)))).toEqual(['app', 'env', 'database', 'file', 'createdAt', 'sizeBytes', 'sha256', 'compression', 'durationMs', 'serverVersion', 'tables']);
   });
 
+  it('keeps a pin (reason, by, until) and checks it', () => {
+    const pinned = buildManifest({ ...input, pinned: { reason: 'safety', by: 'restoreBackup/shop/production', until: '2025-02-01T03:04:05.000Z' } });
+    expect(parseManifest(serializeManifest(pinned)).pinned).toEqual({ reason: 'safety', by: 'restoreBackup/shop/production', until: '2025-02-01T03:04:05.000Z' });
+    expect(parseManifest(serializeManifest(buildManifest({ ...input, pinned: { reason: 'pre-update', by: 'rollingUpdate/shop/production' } }))).pinned).toEqual({ reason: 'pre-update', by: 'rollingUpdate/shop/production' });
+    expect(manifestProblems({ ...pinned, pinned: { reason: 'nightly', by: 'x' } })).toEqual(['pinned.reason: must be one of "safety", "pre-update" (got "nightly")']);
+    expect(manifestProblems({ ...pinned, pinned: { reason: 'safety', by: '' } })).toEqual(['pinned.by: must be a non-empty string (the workflow that pinned it)']);
+    expect(manifestProblems({ ...pinned, pinned: { reason: 'safety', by: 'x', until: 'later' } })).toEqual(['pinned.until: must be an ISO 8601 time']);
+    expect(manifestProblems({ ...pinned, pinned: true })).toEqual(['pinned: must be an object like {"reason": "safety", "by": "<workflow id>"}']);
+  });
+
   it('drops unknown keys when parsing', () => {
     const text = JSON.stringify({ ...buildManifest(input), extra: 1 });
     expect(parseManifest(text)).not.toHaveProperty('extra');
