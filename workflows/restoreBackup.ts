@@ -8,6 +8,7 @@ import { ApplicationFailure, CancellationScope, proxyActivities, workflowInfo, t
 import type { Activities } from '../activities';
 import type { BackupPlan, DatabaseTarget, RestoreBackupInput } from '../common/types';
 import { rootFailure, validateTarget, withLock } from './firstDeploy';
+import { pinIfPatched } from './lib/pins';
 import { approvalTimeoutMs, errorMessage, Runbook } from './lib/runbook';
 
 const retry: RetryPolicy = { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 };
@@ -96,7 +97,7 @@ async function restore(rb: Runbook, plan: BackupPlan, target: DatabaseTarget, fi
   const runTag = workflowInfo().startTime.toISOString();
   const at = new Date().toISOString();
   const storage = plan.storage;
-  const safety = await rb.step('safety backup', () => streaming.backupDatabase({ app: plan.app, env: plan.env, target, storage, at, checksums: plan.checksums }));
+  const safety = await rb.step('safety backup', () => streaming.backupDatabase({ app: plan.app, env: plan.env, target, storage, at, checksums: plan.checksums, ...pinIfPatched('safety', input.safetyPinWindow) }));
   await rb.step('safety backup drill', () => streaming.drillRestore({ app: plan.app, env: plan.env, target, storage, file: safety.file, at: new Date().toISOString() }));
   const prepared = await rb.step('restore into a side database', () => streaming.prepareRestore({ app: plan.app, env: plan.env, target, storage, file, runTag }));
 
