@@ -14,14 +14,19 @@ import { Transform, type Readable, type TransformCallback, type Writable } from 
 import { pipeline } from 'node:stream/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import {
+  BACKUP_SUFFIX,
+  MANIFEST_SUFFIX,
   TailBuffer,
   backupFileName,
   backupNameProblem,
+  backupSeriesPrefixes,
   buildManifest,
   listTablesScript,
   manifestFileName,
+  manifestIdentityProblem,
   parseBackupFileName,
   parseManifest,
+  pinProblem,
   serializeManifest,
   zstdCompressArgv,
   zstdDecompressArgv,
@@ -50,12 +55,13 @@ import {
   type TableStat,
   type TableStats,
 } from '../common/commands/sql';
-import type { DatabaseTarget } from '../common/types';
+import { pinHoldsAt } from '../common/retention';
+import type { BackupPin, DatabaseTarget } from '../common/types';
 import { cancellationSignal, heartbeat } from './context';
 import type { DockerEngines } from './docker';
 import { PsqlSession, clientEnv, clientRunner, lastLines, programFailure, scrub, type ClientProgram, type ClientRunner } from './pg-clients';
 import type { SshPool } from './ssh';
-import { openStorage, storageSpecProblem, StorageNotFound, type BackupStorage, type StorageSpec } from './storage';
+import { openStorage, storageSpecProblem, StorageNotFound, type BackupStorage, type StorageSpec, type StoredObject } from './storage';
 
 export interface BackupDeps {
   engines: DockerEngines;
@@ -83,6 +89,12 @@ export interface BackupDatabaseRequest {
    * of every table by the server, concurrent with pg_dump (bench/backup: 2.4x the wall time on 2 cores). Default off.
    */
   checksums?: boolean;
+  /**
+   * Pins the backup (a restore's safety backup, a rolling update's pre-update backup): recorded in
+   * the manifest; nightly retention keeps it, outside its slots, until released or `until` passed.
+   * A retry that finds the finished backup unpinned pins it.
+   */
+  pin?: BackupPin;
 }
 
 export interface BackupEntry {
@@ -91,12 +103,24 @@ export interface BackupEntry {
   createdAt: string;
   sizeBytes: number;
   verified: boolean;
+  /** The pin in the manifest, as recorded (a pin whose `until` has passed counts as released). */
+  pinned?: BackupPin;
 }
 
 export interface BackupListing {
   backups: BackupEntry[];
   /** Dumps without a manifest and manifests without a dump (left by a crash): never counted, safe to remove. */
   orphans: string[];
+  /**
+   * Files with this series' name that are not its backups: their manifest names another
+   * app/env/database (a name shared by hyphenated series), or cannot be read while the name is shared.
+   */
+  foreign: { file: string; reason: string }[];
+}
+
+/** The reference a pin is shown with in retention reasons and messages. */
+export function describePin(pin: BackupPin): string {
+  return `pinned: ${pin.reason} by ${pin.by}${pin.until ? ` until ${pin.until}` : ''}`;
 }
 
 function badRequest(message: string): ApplicationFailure {
@@ -176,21 +200,31 @@ async function collectStats(session: PsqlSession, checksums: boolean, heartbeatM
   return { serverVersion, tables };
 }
 
-/** Reads a stored dump back and checks its size and sha256 against the manifest. */
-export async function verifyStoredDump(storage: BackupStorage, manifest: BackupManifest): Promise<{ sizeBytes: number; sha256: string }> {
-  let source: Readable;
-  try {
-    source = await storage.getStream(manifest.file);
-  } catch (err) {
-    if (err instanceof StorageNotFound) throw ApplicationFailure.nonRetryable(`backup ${manifest.file} is missing from ${storage.description}`, 'BackupMissing');
-    throw err;
-  }
+/**
+ * Reads a stored dump back and checks its size and sha256 against the manifest, heartbeating every
+ * `heartbeatMs` meanwhile: re-reading a large dump takes longer than the heartbeat timeout.
+ */
+export async function verifyStoredDump(storage: BackupStorage, manifest: BackupManifest, heartbeatMs = 1000): Promise<{ sizeBytes: number; sha256: string }> {
   const tap = new HashTap();
-  await pipeline(source, tap, async function* (chunks: AsyncIterable<Buffer>) {
-    for await (const _ of chunks) {
-      // discard: only the hash matters
+  const progress = () => heartbeat({ phase: 'verify stored dump', file: manifest.file, bytes: tap.bytes, of: manifest.sizeBytes });
+  progress();
+  const timer = setInterval(progress, heartbeatMs);
+  try {
+    let source: Readable;
+    try {
+      source = await storage.getStream(manifest.file);
+    } catch (err) {
+      if (err instanceof StorageNotFound) throw ApplicationFailure.nonRetryable(`backup ${manifest.file} is missing from ${storage.description}`, 'BackupMissing');
+      throw err;
     }
-  });
+    await pipeline(source, tap, async function* (chunks: AsyncIterable<Buffer>) {
+      for await (const _ of chunks) {
+        // discard: only the hash matters
+      }
+    });
+  } finally {
+    clearInterval(timer);
+  }
   const got = { sizeBytes: tap.bytes, sha256: tap.hash.digest('hex') };
   const diffs = dumpDiffs(got, manifest);
   if (diffs.length) throw ApplicationFailure.nonRetryable(`backup ${manifest.file} in ${storage.description} does not match its manifest: ${diffs.join('; ')}`, 'BackupCorrupt');
@@ -215,23 +249,60 @@ export async function readManifest(storage: BackupStorage, file: string): Promis
   }
 }
 
+type Series = { app: string; env: string; database: string };
+
+function identityMismatch(action: string, file: string, storage: BackupStorage, problem: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(`refusing to ${action} ${file} in ${storage.description}: ${problem}`, 'BackupIdentityMismatch');
+}
+
+/**
+ * The manifest of a backup of this app/env/database: the name must be one of the series' and the
+ * manifest must name the same app, env, database and file (names of hyphenated series can be
+ * shared), else a non-retryable BackupBadRequest / BackupIdentityMismatch saying whose it is.
+ */
+export async function readSeriesManifest(storage: BackupStorage, file: string, series: Series, action: string): Promise<BackupManifest> {
+  if (!parseBackupFileName(file, series)) throw badRequest(`refusing to ${action} ${file}: not a backup of ${series.app}/${series.env}/${series.database}`);
+  const manifest = await readManifest(storage, file);
+  const problem = manifestIdentityProblem(manifest, series, file);
+  if (problem) throw identityMismatch(action, file, storage, problem);
+  return manifest;
+}
+
 export async function backupDatabase(deps: BackupDeps, req: BackupDatabaseRequest, options: BackupOptions = {}): Promise<BackupManifest> {
   checkSeries(req.app, req.env, req.target);
   if (Number.isNaN(Date.parse(req.at))) throw badRequest(`at is not a time: ${JSON.stringify(req.at)}`);
+  if (req.pin !== undefined) {
+    const problem = pinProblem(req.pin, 'pin');
+    if (problem) throw badRequest(problem);
+  }
   const storage = openBackupStorage(deps, req.storage);
-  const file = backupFileName({ app: req.app, env: req.env, database: req.target.name }, req.at);
+  const series = { app: req.app, env: req.env, database: req.target.name };
+  const file = backupFileName(series, req.at);
   const manifestName = manifestFileName(file);
   const runner = clientRunner(deps.engines, req.target);
   const what = `backup of ${runner.describe(req.target.database)}`;
   const heartbeatMs = options.heartbeatMs ?? 1000;
 
-  // A retry after the manifest was written: the backup is done if it still checks out.
+  // A retry after the manifest was written: the backup is done if it still checks out (re-read
+  // with heartbeats: a large dump takes longer than the heartbeat timeout to hash again).
   const existing = await storage.getText(manifestName);
   if (existing !== undefined) {
+    let manifest: BackupManifest | undefined;
     try {
-      const manifest = parseManifest(existing);
-      await verifyStoredDump(storage, manifest);
-      return manifest;
+      manifest = parseManifest(existing);
+    } catch {
+      // an unreadable leftover: made again below
+    }
+    const problem = manifest && manifestIdentityProblem(manifest, series, file);
+    if (problem) throw identityMismatch('overwrite', file, storage, problem);
+    try {
+      if (manifest) {
+        await verifyStoredDump(storage, manifest, heartbeatMs);
+        if (!req.pin || manifest.pinned) return manifest;
+        const pinned = buildManifest({ ...manifest, pinned: req.pin });
+        await storage.putText(manifestName, serializeManifest(pinned), { mode: MANIFEST_MODE });
+        return pinned;
+      }
     } catch {
       // a broken leftover: made again below
     }
@@ -307,6 +378,7 @@ export async function backupDatabase(deps: BackupDeps, req: BackupDatabaseReques
       durationMs: Date.now() - t0,
       serverVersion: counted.value.serverVersion,
       tables: counted.value.tables,
+      ...(req.pin ? { pinned: req.pin } : {}),
     });
     if (put.value.sizeBytes !== manifest.sizeBytes) throw new Error(`${what}: storage received ${put.value.sizeBytes} bytes, zstd produced ${manifest.sizeBytes}`);
     await storage.putText(manifestName, serializeManifest(manifest), { mode: MANIFEST_MODE });
@@ -440,8 +512,8 @@ export interface DrillResult {
 export async function drillRestore(deps: BackupDeps, req: DrillRequest, options: BackupOptions = {}): Promise<DrillResult> {
   checkSeries(req.app, req.env, req.target);
   const storage = openBackupStorage(deps, req.storage);
-  if (!parseBackupFileName(req.file, { app: req.app, env: req.env, database: req.target.name })) throw badRequest(`${req.file} is not a backup of ${req.app}/${req.env}/${req.target.name}`);
-  const manifest = await readManifest(storage, req.file);
+  const series = { app: req.app, env: req.env, database: req.target.name };
+  const manifest = await readSeriesManifest(storage, req.file, series, 'drill');
   const runner = clientRunner(deps.engines, req.target);
   const scratch = scratchDatabaseName('drill', req.target.name, manifest.createdAt);
   const problem = scratchNameProblem(scratch, req.target.database);
@@ -459,7 +531,10 @@ export async function drillRestore(deps: BackupDeps, req: DrillRequest, options:
     const diffs = compareTableStats(manifest, restored);
     if (diffs.length) throw ApplicationFailure.nonRetryable(`restore drill of ${req.file}: the restored copy differs from the manifest: ${diffs.join('; ')}`, 'BackupDrillFailed');
     const durationMs = Date.now() - t0;
-    await storage.putText(manifestFileName(req.file), serializeManifest({ ...manifest, verifiedAt: req.at, drillDurationMs: durationMs }), { mode: MANIFEST_MODE });
+    // read again: a pin set or released meanwhile stays as it is now
+    const latest = await readSeriesManifest(storage, req.file, series, 'mark verified');
+    if (latest.sha256 !== manifest.sha256) throw new Error(`restore drill of ${req.file}: the backup was replaced during the drill`);
+    await storage.putText(manifestFileName(req.file), serializeManifest({ ...latest, verifiedAt: req.at, drillDurationMs: durationMs }), { mode: MANIFEST_MODE });
     return { file: req.file, scratchDatabase: scratch, tables: restored.tables.length, rows: restored.tables.reduce((n, t) => n + t.rows, 0), durationMs };
   } finally {
     await admin(`${dropDatabaseSql(scratch)};`).catch(() => undefined);
@@ -470,50 +545,107 @@ export async function listBackups(deps: BackupDeps, req: { app: string; env: str
   checkSeries(req.app, req.env, req.target);
   const storage = openBackupStorage(deps, req.storage);
   const series = { app: req.app, env: req.env, database: req.target.name };
-  const objects = await storage.list(`${req.app}-${req.env}-${req.target.name}-`);
-  const names = new Set(objects.map((o) => o.name));
+  const listed = new Map<string, StoredObject>();
+  for (const prefix of backupSeriesPrefixes(series)) for (const o of await storage.list(prefix)) listed.set(o.name, o);
+  const objects = [...listed.values()];
   const backups: BackupEntry[] = [];
   const orphans: string[] = [];
+  const foreign: BackupListing['foreign'] = [];
+  const manifestOf = async (name: string): Promise<BackupManifest | undefined> => {
+    const text = await storage.getText(name);
+    try {
+      return text === undefined ? undefined : parseManifest(text);
+    } catch {
+      return undefined;
+    }
+  };
   for (const o of objects) {
     const parsed = parseBackupFileName(o.name, series);
     if (parsed) {
       const manifestName = manifestFileName(o.name);
-      if (!names.has(manifestName)) {
+      if (!listed.has(manifestName)) {
         orphans.push(o.name);
         continue;
       }
-      const text = await storage.getText(manifestName);
-      let manifest: BackupManifest | undefined;
-      try {
-        manifest = text === undefined ? undefined : parseManifest(text);
-      } catch {
-        manifest = undefined;
+      const manifest = await manifestOf(manifestName);
+      // the manifest says whose a backup is: a shared name alone does not
+      const problem = manifest ? manifestIdentityProblem(manifest, series, o.name) : parsed.shared && 'its manifest cannot be read and other series have the same name';
+      if (problem) {
+        foreign.push({ file: o.name, reason: problem });
+        continue;
       }
       if (!manifest || manifest.sizeBytes !== o.sizeBytes) {
         backups.push({ file: o.name, manifest: manifestName, createdAt: parsed.createdAt, sizeBytes: o.sizeBytes, verified: false });
         continue;
       }
-      backups.push({ file: o.name, manifest: manifestName, createdAt: manifest.createdAt, sizeBytes: o.sizeBytes, verified: manifest.verifiedAt !== undefined });
-    } else if (o.name.endsWith('.manifest.json')) {
-      const dumpName = o.name.slice(0, -'.manifest.json'.length) + '.sql.zst';
-      if (parseBackupFileName(dumpName, series) && !names.has(dumpName)) orphans.push(o.name);
+      backups.push({
+        file: o.name,
+        manifest: manifestName,
+        createdAt: manifest.createdAt,
+        sizeBytes: o.sizeBytes,
+        verified: manifest.verifiedAt !== undefined,
+        ...(manifest.pinned ? { pinned: manifest.pinned } : {}),
+      });
+    } else if (o.name.endsWith(MANIFEST_SUFFIX)) {
+      const dumpName = o.name.slice(0, -MANIFEST_SUFFIX.length) + BACKUP_SUFFIX;
+      const dump = parseBackupFileName(dumpName, series);
+      if (!dump || listed.has(dumpName)) continue;
+      if (dump.shared) {
+        const manifest = await manifestOf(o.name);
+        if (!manifest || manifestIdentityProblem(manifest, series, dumpName)) continue; // not known to be ours
+      }
+      orphans.push(o.name);
     }
   }
   backups.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
-  return { backups, orphans };
+  return { backups, orphans, foreign };
 }
 
-/** Removes backups (manifest first, so a crash half-way leaves an orphan, never a false backup) and orphans. */
-export async function pruneBackups(deps: BackupDeps, req: { app: string; env: string; target: DatabaseTarget; storage: StorageSpec; files: string[]; orphans?: string[] }): Promise<{ removed: string[] }> {
+/**
+ * Removes backups (manifest first, so a crash half-way leaves an orphan, never a false backup) and
+ * orphans. Everything is checked before anything is removed: a name that is not the series', or a
+ * manifest that names another app/env/database, refuses the whole request (non-retryable). A
+ * backup whose pin still holds is never removed: it is returned in `skipped`.
+ */
+export async function pruneBackups(deps: BackupDeps, req: PruneRequest): Promise<{ removed: string[]; skipped: { file: string; reason: string }[] }> {
   checkSeries(req.app, req.env, req.target);
   const storage = openBackupStorage(deps, req.storage);
   const series = { app: req.app, env: req.env, database: req.target.name };
-  for (const f of [...req.files, ...(req.orphans ?? [])]) {
-    const dump = f.endsWith('.manifest.json') ? f.slice(0, -'.manifest.json'.length) + '.sql.zst' : f;
-    if (!parseBackupFileName(dump, series)) throw badRequest(`refusing to prune ${f}: not a backup of ${req.app}/${req.env}/${req.target.name}`);
+  const now = new Date();
+  const files: string[] = [];
+  const skipped: { file: string; reason: string }[] = [];
+  const notOurs = (f: string) => badRequest(`refusing to prune ${f}: not a backup of ${req.app}/${req.env}/${req.target.name}`);
+  /** The manifest beside a dump, checked to be this series' (undefined: none, e.g. removed by an earlier attempt). */
+  const checkedManifest = async (dump: string, manifestName: string, shared: boolean): Promise<BackupManifest | undefined> => {
+    const text = await storage.getText(manifestName);
+    if (text === undefined) return undefined;
+    let manifest: BackupManifest;
+    try {
+      manifest = parseManifest(text);
+    } catch (err) {
+      if (shared) throw identityMismatch('prune', dump, storage, `its manifest cannot be read (${(err as Error).message}) and other series have the same name`);
+      return undefined;
+    }
+    const problem = manifestIdentityProblem(manifest, series, dump);
+    if (problem) throw identityMismatch('prune', dump, storage, problem);
+    return manifest;
+  };
+  for (const f of req.files) {
+    const parsed = parseBackupFileName(f, series);
+    if (!parsed) throw notOurs(f);
+    const manifest = await checkedManifest(f, manifestFileName(f), parsed.shared ?? false);
+    if (manifest?.pinned && pinHoldsAt(manifest.pinned, now)) skipped.push({ file: f, reason: describePin(manifest.pinned) });
+    else files.push(f);
+  }
+  for (const f of req.orphans ?? []) {
+    const isManifest = f.endsWith(MANIFEST_SUFFIX);
+    const dump = isManifest ? f.slice(0, -MANIFEST_SUFFIX.length) + BACKUP_SUFFIX : f;
+    const parsed = parseBackupFileName(dump, series);
+    if (!parsed) throw notOurs(f);
+    if (isManifest) await checkedManifest(dump, f, parsed.shared ?? false);
   }
   const removed: string[] = [];
-  for (const f of req.files) {
+  for (const f of files) {
     await storage.remove(manifestFileName(f));
     await storage.remove(f);
     removed.push(f);
@@ -523,7 +655,53 @@ export async function pruneBackups(deps: BackupDeps, req: { app: string; env: st
     await storage.remove(f);
     removed.push(f);
   }
-  return { removed };
+  return { removed, skipped };
+}
+
+export interface PruneRequest {
+  app: string;
+  env: string;
+  target: DatabaseTarget;
+  storage: StorageSpec;
+  files: string[];
+  orphans?: string[];
+}
+
+export interface ReleasePinRequest {
+  app: string;
+  env: string;
+  target: DatabaseTarget;
+  storage: StorageSpec;
+  /** The pinned backup (its .sql.zst name, as backupDatabase returned it). */
+  file: string;
+}
+
+export interface ReleasePinResult {
+  file: string;
+  /** False when the backup is gone (pruned after its pin lapsed): nothing to release. */
+  found: boolean;
+  /** True when this call removed a pin; false when there was none (already released: idempotent). */
+  released: boolean;
+  /** The pin that was removed. */
+  pin?: BackupPin;
+}
+
+/**
+ * Releases a pinned backup: the pin is removed from its manifest, so the next night's retention
+ * keeps or prunes it like any other backup. Idempotent: an unpinned or vanished backup is not an
+ * error. A backup of another app/env/database is refused (non-retryable).
+ */
+export async function releaseBackupPin(deps: BackupDeps, req: ReleasePinRequest): Promise<ReleasePinResult> {
+  checkSeries(req.app, req.env, req.target);
+  const storage = openBackupStorage(deps, req.storage);
+  const series = { app: req.app, env: req.env, database: req.target.name };
+  if (!parseBackupFileName(req.file, series)) throw badRequest(`refusing to release ${req.file}: not a backup of ${req.app}/${req.env}/${req.target.name}`);
+  if ((await storage.getText(manifestFileName(req.file))) === undefined) return { file: req.file, found: false, released: false };
+  const manifest = await readSeriesManifest(storage, req.file, series, 'release');
+  if (!manifest.pinned) return { file: req.file, found: true, released: false };
+  const { pinned, ...rest } = manifest;
+  await storage.putText(manifestFileName(req.file), serializeManifest(buildManifest(rest)), { mode: MANIFEST_MODE });
+  return { file: req.file, found: true, released: true, pin: pinned };
 }
 
 export interface RestoreRequest {
@@ -545,8 +723,7 @@ export { restoreDatabaseNames };
 export async function prepareRestore(deps: BackupDeps, req: RestoreRequest, options: BackupOptions = {}): Promise<{ incoming: string; tables: number; rows: number }> {
   checkSeries(req.app, req.env, req.target);
   const storage = openBackupStorage(deps, req.storage);
-  if (!parseBackupFileName(req.file, { app: req.app, env: req.env, database: req.target.name })) throw badRequest(`${req.file} is not a backup of ${req.app}/${req.env}/${req.target.name}`);
-  const manifest = await readManifest(storage, req.file);
+  const manifest = await readSeriesManifest(storage, req.file, { app: req.app, env: req.env, database: req.target.name }, 'restore');
   const runner = clientRunner(deps.engines, req.target);
   const { incoming } = restoreDatabaseNames(req.target, req.runTag);
   const { env, password } = await clientEnv(req.target, 'temporal-runbooks restore');
@@ -633,7 +810,10 @@ export function createBackupActivities(deps: BackupDeps, options: BackupOptions 
     /** Restore into a scratch database, compare with the manifest, drop it, mark the backup verified. */
     drillRestore: (req: DrillRequest) => drillRestore(deps, req, options),
     listBackups: (req: { app: string; env: string; target: DatabaseTarget; storage: StorageSpec }) => listBackups(deps, req),
-    pruneBackups: (req: { app: string; env: string; target: DatabaseTarget; storage: StorageSpec; files: string[]; orphans?: string[] }) => pruneBackups(deps, req),
+    /** Removes backups retention let go; never one of another series, nor one whose pin holds. */
+    pruneBackups: (req: PruneRequest) => pruneBackups(deps, req),
+    /** Removes a backup's pin (a safety or pre-update backup): retention treats it like any other from then on. Idempotent. */
+    releaseBackupPin: (req: ReleasePinRequest) => releaseBackupPin(deps, req),
     prepareRestore: (req: RestoreRequest) => prepareRestore(deps, req, options),
     swapInRestoredDatabase: (req: { target: DatabaseTarget; runTag: string }) => swapInRestoredDatabase(deps, req),
     swapBackPreviousDatabase: (req: { target: DatabaseTarget; runTag: string }) => swapBackPreviousDatabase(deps, req),

@@ -11,6 +11,12 @@
 // safety rules come on top: the newest verified backup is always kept, and an unverified backup
 // newer than it is kept too (evidence to look at); older unverified ones are pruned.
 //
+// Pinned backups (a restore's safety backup, a rolling update's pre-update backup) are their own
+// class: while the pin holds (not released, `until` not passed) they are always kept and never
+// take one of the daily/weekly/monthly/... slots, so they neither push a nightly backup out nor
+// stand in for one. A released or lapsed pin makes the backup an ordinary one, kept or pruned by
+// the policy like any other.
+//
 // Example: nightly backups, policy { daily: 7, weekly: 4, monthly: 3 }: the 7 newest nights, plus
 // the newest backup of each of the 4 newest ISO weeks, plus the newest of each of the 3 newest
 // months — about 12 backups kept, the oldest about 3 months old. If the job did not run for a
@@ -30,6 +36,13 @@ export interface BackupRecord {
   /** ISO 8601 time the backup was taken. */
   time: string;
   verified: boolean;
+  /** A safety/pre-update backup; `until` (ISO) ends the pin by itself. */
+  pinned?: { reason: string; by?: string; until?: string };
+}
+
+/** True while a pin holds at `now` (a pin whose `until` has passed counts as released). */
+export function pinHoldsAt(pin: BackupRecord['pinned'], now: Date): boolean {
+  return pin !== undefined && (pin.until === undefined || Date.parse(pin.until) > now.getTime());
 }
 
 export interface RetentionDecision {
@@ -68,9 +81,16 @@ export function applyRetention(backups: readonly BackupRecord[], policy: Retenti
   const problems = validateRetentionPolicy(policy);
   if (problems.length) throw new Error(`invalid retention policy: ${problems.join('; ')}`);
   const newestFirst = [...backups].sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || (a.id < b.id ? 1 : -1));
-  const verified = newestFirst.filter((b) => b.verified);
   const reasons = new Map<string, string[]>();
   const keep = (id: string, reason: string) => reasons.set(id, [...(reasons.get(id) ?? []), reason]);
+  // pinned backups are kept, and stay out of every rule below: they take no slot
+  for (const b of newestFirst) {
+    if (!pinHoldsAt(b.pinned, now)) continue;
+    const pin = b.pinned!;
+    keep(b.id, `pinned: ${pin.reason}${pin.by ? ` by ${pin.by}` : ''}${pin.until ? ` until ${pin.until}` : ''}`);
+  }
+  const series = newestFirst.filter((b) => !pinHoldsAt(b.pinned, now));
+  const verified = series.filter((b) => b.verified);
 
   const buckets: [keyof RetentionPolicy, (d: Date) => string][] = [
     ['daily', dayKey],
@@ -98,7 +118,7 @@ export function applyRetention(backups: readonly BackupRecord[], policy: Retenti
   }
   const newestVerified = verified[0];
   if (newestVerified) keep(newestVerified.id, 'newest verified');
-  for (const b of newestFirst) {
+  for (const b of series) {
     if (b.verified) continue;
     if (!newestVerified || Date.parse(b.time) > Date.parse(newestVerified.time)) keep(b.id, 'unverified, newer than the newest verified backup');
   }

@@ -310,6 +310,35 @@ export interface BackupPlan {
 export interface NightlyBackupInput extends RunbookTarget {
   /** Skip retention pruning this night (the backup and drill still run). */
   skipPrune?: boolean;
+  /**
+   * Pin this run's backups (a pre-update or safety backup): nightly retention neither prunes them
+   * nor counts them, until released or until `window` (default "30d") has passed.
+   */
+  pin?: BackupPinRequest;
+}
+
+// ---- pinned backups ----
+
+/** Why a backup is kept outside the nightly retention. */
+export const PIN_REASONS = ['safety', 'pre-update'] as const;
+export type PinReason = (typeof PIN_REASONS)[number];
+/** How long a pin holds when nobody releases it first. */
+export const DEFAULT_PIN_WINDOW = '30d';
+
+/** A pin as the manifest records it (and listBackups returns it). */
+export interface BackupPin {
+  reason: PinReason;
+  /** The workflow ID of the run that took it (the restore, the rolling update). */
+  by: string;
+  /** ISO time the pin ends by itself (absent: held until released). */
+  until?: string;
+}
+
+/** A pin as a runbook input asks for it; `by` and `until` are filled in by the workflow. */
+export interface BackupPinRequest {
+  reason: PinReason;
+  /** Duration ("30d", "72h") from the backup until the pin ends by itself. Default "30d". */
+  window?: string;
 }
 
 export interface RestoreBackupInput extends RunbookTarget {
@@ -317,6 +346,8 @@ export interface RestoreBackupInput extends RunbookTarget {
   database?: string;
   /** A backup file name, or "latest" (the newest verified one). Default "latest". */
   backup?: string;
+  /** How long the safety backup stays pinned (out of the nightly retention) unless released first. Default "30d". */
+  safetyPinWindow?: string;
   approvalTimeout?: string;
   /** Keep the pre-restore copy of the database until someone drops it by hand (no window). */
   keepPrevious?: boolean;

@@ -3,11 +3,14 @@
 // storage with a manifest → restore drill into a scratch database (only a verified backup counts)
 // → optional volume and config archives → when everything of the night is verified and stored,
 // apply retention (GFS; archives follow the first database's nights) → on any failure, alert and
-// prune nothing.
-import { ApplicationFailure, proxyActivities, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
+// prune nothing. With `pin` (a rolling update's pre-update backup) the night's backups are pinned:
+// retention keeps them outside its slots until released or the window ends; pinned backups of
+// other runs are never pruned either.
+import { ApplicationFailure, patched, proxyActivities, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { applyRetention } from '../common/retention';
-import type { BackupPlan, DatabaseTarget, NightlyBackupInput } from '../common/types';
+import type { BackupPin, BackupPlan, DatabaseTarget, NightlyBackupInput } from '../common/types';
+import { BACKUP_PINS_PATCH, pinRequestProblems, requestedPin } from './lib/pins';
 import { rootFailure, validateTarget } from './lib/steps';
 import { errorMessage, Runbook } from './lib/runbook';
 
@@ -40,12 +43,14 @@ export interface NightlyBackupResult {
   archives: { file: string; sizeBytes: number; sha256: string }[];
   pruned: string[];
   kept: Record<string, string[]>;
+  /** The pin of this night's backups (a pre-update backup), if any. */
+  pinned?: BackupPin;
 }
 
 /** Backs up one database and proves the dump restores; returns only for a verified backup. */
-async function backupAndDrill(rb: Runbook, plan: BackupPlan, target: DatabaseTarget, at: string): Promise<DatabaseBackupResult> {
+async function backupAndDrill(rb: Runbook, plan: BackupPlan, target: DatabaseTarget, at: string, pin: BackupPin | undefined): Promise<DatabaseBackupResult> {
   const manifest = await rb.step(`backup:${target.name}`, () =>
-    streaming.backupDatabase({ app: plan.app, env: plan.env, target, storage: plan.storage, at, checksums: plan.checksums }),
+    streaming.backupDatabase({ app: plan.app, env: plan.env, target, storage: plan.storage, at, checksums: plan.checksums, ...(pin ? { pin } : {}) }),
   );
   const drill = await rb.step(`drill:${target.name}`, () =>
     streaming.drillRestore({ app: plan.app, env: plan.env, target, storage: plan.storage, file: manifest.file, at: new Date().toISOString() }),
@@ -57,8 +62,10 @@ async function prune(rb: Runbook, plan: BackupPlan, target: DatabaseTarget): Pro
   return rb.step(`retention:${target.name}`, async () => {
     const listing = await quick.listBackups({ app: plan.app, env: plan.env, target, storage: plan.storage });
     const now = new Date();
+    // pinned backups (safety, pre-update) are kept outside the slots while their pin holds
+    const pinAware = patched(BACKUP_PINS_PATCH);
     const decision = applyRetention(
-      listing.backups.map((b) => ({ id: b.file, time: b.createdAt, verified: b.verified })),
+      listing.backups.map((b) => ({ id: b.file, time: b.createdAt, verified: b.verified, ...(pinAware && b.pinned ? { pinned: b.pinned } : {}) })),
       plan.retention,
       now,
     );
@@ -76,6 +83,8 @@ async function prune(rb: Runbook, plan: BackupPlan, target: DatabaseTarget): Pro
 export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyBackupResult> {
   validateTarget(input);
   if (input.skipPrune !== undefined && typeof input.skipPrune !== 'boolean') throw ApplicationFailure.nonRetryable('invalid input: "skipPrune" must be true or false', 'InvalidInput');
+  const pinProblems = pinRequestProblems(input.pin);
+  if (pinProblems.length) throw ApplicationFailure.nonRetryable(`invalid input: ${pinProblems.join('; ')}`, 'InvalidInput');
   const rb = new Runbook('nightlyBackup', { app: input.app, env: input.env });
   let plan: BackupPlan | undefined;
   try {
@@ -83,12 +92,13 @@ export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyB
     const p = plan;
     rb.setPhase('running');
     const at = new Date().toISOString();
+    const pin = input.pin && patched(BACKUP_PINS_PATCH) ? requestedPin(input.pin, at) : undefined;
     const backups: DatabaseBackupResult[] = [];
     const failures: string[] = [];
     // One database at a time: a backup night must not load the servers more than one dump does.
     for (const target of p.targets) {
       try {
-        backups.push(await backupAndDrill(rb, p, target, at));
+        backups.push(await backupAndDrill(rb, p, target, at, pin));
       } catch (err) {
         failures.push(`${target.name}: ${errorMessage(rootFailure(err))}`);
       }
@@ -127,7 +137,7 @@ export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyB
       }
     }
     rb.finish('succeeded');
-    return { app: p.app, env: p.env, at, storage: describeStorage(p), backups, archives, pruned, kept };
+    return { app: p.app, env: p.env, at, storage: describeStorage(p), backups, archives, pruned, kept, ...(pin ? { pinned: pin } : {}) };
   } catch (err) {
     const failure = rootFailure(err);
     rb.finish('failed', failure);

@@ -26,6 +26,7 @@ import { parseDuration } from '../common/duration';
 import type { BackupPlan, DatabaseTarget, FleetContainer, HostSpec, RestoreBackupInput } from '../common/types';
 import { releasePreviousSignal } from './lib/definitions';
 import { allSettled, rootFailure, validateTarget, withLock } from './lib/steps';
+import { pinIfPatched } from './lib/pins';
 import { approvalTimeoutMs, errorMessage, Runbook } from './lib/runbook';
 
 const retry: RetryPolicy = { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 };
@@ -136,7 +137,7 @@ export async function restoreBackup(input: RestoreBackupInput): Promise<RestoreB
 async function restore(rb: Runbook, plan: BackupPlan, target: DatabaseTarget, file: string, input: RestoreBackupInput): Promise<RestoreBackupResult> {
   const runTag = workflowInfo().startTime.toISOString();
   const storage = plan.storage;
-  const safety = await rb.step('safety backup', () => streaming.backupDatabase({ app: plan.app, env: plan.env, target, storage, at: new Date().toISOString(), checksums: plan.checksums }));
+  const safety = await rb.step('safety backup', () => streaming.backupDatabase({ app: plan.app, env: plan.env, target, storage, at: new Date().toISOString(), checksums: plan.checksums, ...pinIfPatched('safety', input.safetyPinWindow) }));
   await rb.step('safety backup drill', () => streaming.drillRestore({ app: plan.app, env: plan.env, target, storage, file: safety.file, at: new Date().toISOString() }));
   const prepared = await rb.step('restore into a side database', () => streaming.prepareRestore({ app: plan.app, env: plan.env, target, storage, file, runTag }));
 
@@ -249,7 +250,7 @@ async function restoreV1(rb: Runbook, plan: BackupPlan, target: DatabaseTarget, 
   const runTag = workflowInfo().startTime.toISOString();
   const at = new Date().toISOString();
   const storage = plan.storage;
-  const safety = await rb.step('safety backup', () => streaming.backupDatabase({ app: plan.app, env: plan.env, target, storage, at, checksums: plan.checksums }));
+  const safety = await rb.step('safety backup', () => streaming.backupDatabase({ app: plan.app, env: plan.env, target, storage, at, checksums: plan.checksums, ...pinIfPatched('safety', input.safetyPinWindow) }));
   await rb.step('safety backup drill', () => streaming.drillRestore({ app: plan.app, env: plan.env, target, storage, file: safety.file, at: new Date().toISOString() }));
   const prepared = await rb.step('restore into a side database', () => streaming.prepareRestore({ app: plan.app, env: plan.env, target, storage, file, runTag }));
 

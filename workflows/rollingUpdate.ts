@@ -13,6 +13,7 @@ import { isValidVersion } from '../common/naming';
 import { hostProxyConfig } from '../common/plan';
 import type { ContainerSpec, HostSpec, RollingUpdateInput, RollingUpdateResult, SlotPlan, UpdatePlan } from '../common/types';
 import { rootFailure, validateTarget, withLock } from './lib/steps';
+import { pinRequestIfPatched } from './lib/pins';
 import { approvalTimeoutMs, errorMessage, Runbook } from './lib/runbook';
 import { nightlyBackup } from './nightlyBackup';
 
@@ -213,7 +214,7 @@ async function update(rb: Runbook, plan: UpdatePlan, input: RollingUpdateInput, 
     await rb.step('backup', () =>
       executeChild(nightlyBackup, {
         workflowId: `nightlyBackup/${plan.app}/${plan.env}/before-update-${runId}`,
-        args: [{ app: plan.app, env: plan.env, skipPrune: true }],
+        args: [{ app: plan.app, env: plan.env, skipPrune: true, ...pinRequestIfPatched('pre-update') }],
       }),
     );
   }

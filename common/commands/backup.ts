@@ -3,6 +3,7 @@
 // checksums inside the database container, and a streaming demultiplexer for Docker exec output
 // that respects backpressure. Pure: no I/O here.
 import { Transform, type TransformCallback } from 'node:stream';
+import { PIN_REASONS, type BackupPin } from '../types';
 import { checksumSessionSql, beginSnapshotSql, dbnameArg, listUserTablesSql, serverVersionSql, tableChecksumSql, displayTableName, type PgConnection, type TableRef, type TableStat } from './sql';
 
 // ---- names ----
@@ -31,11 +32,44 @@ export function backupTimestamp(at: Date | string): string {
   return d.toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '');
 }
 
-/** `<app>-<env>-<db>-<YYYYMMDDTHHMMSSZ>.sql.zst`: names of one app/env/db sort by time. */
-export function backupFileName(parts: { app: string; env: string; database: string }, at: Date | string): string {
+type Series = { app: string; env: string; database: string };
+
+/** Joins app, env and database when one of them has a hyphen: never part of a name, so the split is unique. */
+export const SERIES_SEPARATOR = '~';
+
+/**
+ * True when the plain `<app>-<env>-<db>-` prefix of a series is shared with other series: a part
+ * has a hyphen (env `prod` + db `eu-main` and env `prod-eu` + db `main` both give `…-prod-eu-main-`).
+ * With no hyphen in any part, the plain prefix is unambiguous (any other series would need the
+ * same two hyphens in the same places).
+ */
+export function seriesPrefixShared(parts: Series): boolean {
+  return [parts.app, parts.env, parts.database].some((p) => p.includes('-'));
+}
+
+const plainPrefix = (parts: Series) => `${parts.app}-${parts.env}-${parts.database}-`;
+
+/**
+ * The prefix of new backups of a series: `<app>-<env>-<db>-` when that is unambiguous (no hyphen in
+ * any part: every existing name stays as it was), else `<app>~<env>~<db>-`.
+ */
+export function backupSeriesPrefix(parts: Series): string {
+  return seriesPrefixShared(parts) ? `${parts.app}${SERIES_SEPARATOR}${parts.env}${SERIES_SEPARATOR}${parts.database}-` : plainPrefix(parts);
+}
+
+/** Every prefix a backup of the series can have: the current one, and the plain one that backups of a hyphenated series were written with before. */
+export function backupSeriesPrefixes(parts: Series): string[] {
+  return [...new Set([backupSeriesPrefix(parts), plainPrefix(parts)])];
+}
+
+/**
+ * `<app>-<env>-<db>-<YYYYMMDDTHHMMSSZ>.sql.zst` (`<app>~<env>~<db>-…` when a part has a hyphen):
+ * names of one app/env/db sort by time, and no two series share a name.
+ */
+export function backupFileName(parts: Series, at: Date | string): string {
   const problem = backupNameProblem(parts);
   if (problem) throw new Error(problem);
-  return `${parts.app}-${parts.env}-${parts.database}-${backupTimestamp(at)}${BACKUP_SUFFIX}`;
+  return `${backupSeriesPrefix(parts)}${backupTimestamp(at)}${BACKUP_SUFFIX}`;
 }
 
 /** The manifest beside a backup: `x.sql.zst` → `x.manifest.json`. */
@@ -49,16 +83,35 @@ export function partialFileName(finalName: string): string {
   return finalName + PARTIAL_SUFFIX;
 }
 
-/** Parses a backup file name of one app/env/db (names of others, partials and manifests: undefined). */
-export function parseBackupFileName(name: string, parts: { app: string; env: string; database: string }): { createdAt: string } | undefined {
-  const prefix = `${parts.app}-${parts.env}-${parts.database}-`;
-  if (!name.startsWith(prefix) || !name.endsWith(BACKUP_SUFFIX)) return undefined;
-  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(name.slice(prefix.length, -BACKUP_SUFFIX.length));
-  if (!m) return undefined;
-  const iso = `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`;
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime()) || d.toISOString() !== iso.replace('Z', '.000Z')) return undefined;
-  return { createdAt: iso };
+/**
+ * Parses a backup file name of one app/env/db (names of others, partials and manifests: undefined).
+ * `shared`: the name is a plain one that other series can have too (a hyphenated part): only its
+ * manifest says whose it is.
+ */
+export function parseBackupFileName(name: string, parts: Series): { createdAt: string; shared?: true } | undefined {
+  if (!name.endsWith(BACKUP_SUFFIX)) return undefined;
+  for (const prefix of backupSeriesPrefixes(parts)) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(name.slice(prefix.length, -BACKUP_SUFFIX.length));
+    if (!m) continue;
+    const iso = `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`;
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime()) || d.toISOString() !== iso.replace('Z', '.000Z')) continue;
+    return prefix === plainPrefix(parts) && seriesPrefixShared(parts) ? { createdAt: iso, shared: true } : { createdAt: iso };
+  }
+  return undefined;
+}
+
+/**
+ * Why a manifest read for `file` does not describe a backup of this app/env/database (undefined:
+ * it does). Names can be shared (see seriesPrefixShared); the manifest says whose a backup is.
+ */
+export function manifestIdentityProblem(manifest: Pick<BackupManifest, 'app' | 'env' | 'database' | 'file'>, parts: Series, file: string): string | undefined {
+  if (manifest.app !== parts.app || manifest.env !== parts.env || manifest.database !== parts.database) {
+    return `its manifest names ${manifest.app}/${manifest.env}/${manifest.database}, not ${parts.app}/${parts.env}/${parts.database}`;
+  }
+  if (manifest.file !== file) return `its manifest describes ${manifest.file}, not ${file}`;
+  return undefined;
 }
 
 // ---- archives (named volumes, config files) ----
@@ -144,7 +197,21 @@ export interface BackupManifest {
   /** Set by the restore drill once the dump restored and matched every table: only then does it count. */
   verifiedAt?: string;
   drillDurationMs?: number;
+  /** A safety or pre-update backup: outside the nightly retention until released or `until` has passed. */
+  pinned?: BackupPin;
 }
+
+/** Why `value` is not a pin (undefined: it is one). */
+export function pinProblem(value: unknown, field = 'pinned'): string | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return `${field}: must be an object like {"reason": "safety", "by": "<workflow id>"}`;
+  const pin = value as Record<string, unknown>;
+  if (!(PIN_REASONS as readonly unknown[]).includes(pin.reason)) return `${field}.reason: must be one of ${PIN_REASONS.map((r) => `"${r}"`).join(', ')} (got ${JSON.stringify(pin.reason)})`;
+  if (typeof pin.by !== 'string' || pin.by === '') return `${field}.by: must be a non-empty string (the workflow that pinned it)`;
+  if (pin.until !== undefined && (typeof pin.until !== 'string' || Number.isNaN(Date.parse(pin.until)))) return `${field}.until: must be an ISO 8601 time`;
+  return undefined;
+}
+
+const normalPin = (pin: BackupPin): BackupPin => ({ reason: pin.reason, by: pin.by, ...(pin.until !== undefined ? { until: pin.until } : {}) });
 
 export function buildManifest(input: Omit<BackupManifest, 'compression'>): BackupManifest {
   const m: BackupManifest = {
@@ -161,6 +228,7 @@ export function buildManifest(input: Omit<BackupManifest, 'compression'>): Backu
     tables: input.tables.map((t) => ({ table: t.table, rows: t.rows, ...(t.checksum !== undefined ? { checksum: t.checksum } : {}) })),
     ...(input.verifiedAt !== undefined ? { verifiedAt: input.verifiedAt } : {}),
     ...(input.drillDurationMs !== undefined ? { drillDurationMs: input.drillDurationMs } : {}),
+    ...(input.pinned !== undefined ? { pinned: normalPin(input.pinned) } : {}),
   };
   const problems = manifestProblems(m);
   if (problems.length) throw new Error(`invalid backup manifest: ${problems.join('; ')}`);
@@ -186,6 +254,10 @@ export function manifestProblems(value: unknown): string[] {
   if (typeof m.createdAt === 'string' && (Number.isNaN(Date.parse(m.createdAt)) || !/^\d{4}-\d{2}-\d{2}T/.test(m.createdAt))) p.push('createdAt: must be an ISO 8601 time');
   if (typeof m.file === 'string' && (m.file.includes('/') || m.file.includes('\\') || !m.file.endsWith(BACKUP_SUFFIX))) p.push(`file: must be a plain ${BACKUP_SUFFIX} file name`);
   if (m.verifiedAt !== undefined && (typeof m.verifiedAt !== 'string' || Number.isNaN(Date.parse(m.verifiedAt)))) p.push('verifiedAt: must be an ISO 8601 time');
+  if (m.pinned !== undefined) {
+    const problem = pinProblem(m.pinned);
+    if (problem) p.push(problem);
+  }
   if (m.drillDurationMs !== undefined && (typeof m.drillDurationMs !== 'number' || !Number.isSafeInteger(m.drillDurationMs) || m.drillDurationMs < 0)) p.push('drillDurationMs: must be a non-negative integer');
   if (!Array.isArray(m.tables)) p.push('tables: must be an array');
   else {

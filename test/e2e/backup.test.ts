@@ -312,7 +312,7 @@ it('runbook restore: waits for approval, takes a safety backup, puts the backed-
 
 it('a failing night exits non-zero, alerts the webhook once with severity "failure", and prunes nothing', async () => {
   const before = storageFiles();
-  expect(before.filter((f) => f.endsWith('.sql.zst'))).toHaveLength(2); // a good night would prune the older of today's two (daily: 7)
+  expect(before.filter((f) => f.endsWith('.sql.zst'))).toHaveLength(2); // a good night would prune the older of today's two (daily: 7; the other is the pinned safety backup)
   // The inventory now names a database that does not exist (read at the plan step of the next run).
   const broken = inventoryText.replace(/^(\s+)database: demo$/m, '$1database: nosuchdb');
   expect(broken).not.toBe(inventoryText);
@@ -498,9 +498,13 @@ describe('the nightly Schedule on the dev server, driven by the CLI', () => {
     expect(newest).toMatch(DUMP);
     expect(before).not.toContain(newest);
     expect(manifestOf(newest).verifiedAt).toEqual(expect.any(String));
-    // a verified night applies retention (daily: 7 keeps the newest backup of today): the two earlier ones go
-    expect([...result.pruned].sort()).toEqual(before);
-    expect(storageFiles()).toEqual([newest.replace(/\.sql\.zst$/, '.manifest.json'), newest].sort());
+    // a verified night applies retention (daily: 7 keeps the newest backup of today): the first one
+    // goes; the restore's safety backup is pinned (30 days), so it stays and takes no slot
+    const [firstOne, safetyOne] = before;
+    expect(result.pruned).toEqual([firstOne]);
+    expect(manifestOf(safetyOne).pinned).toMatchObject({ reason: 'safety', by: RESTORE_ID });
+    expect(result.kept.main.find((k) => k.startsWith(safetyOne))).toMatch(/\(pinned: safety by restoreBackup\/bkapp\/production until /);
+    expect(storageFiles()).toEqual([newest.replace(/\.sql\.zst$/, '.manifest.json'), newest, safetyOne.replace(/\.sql\.zst$/, '.manifest.json'), safetyOne].sort());
     await expectNoSecretIn(run.workflowId, run.firstExecutionRunId);
     expect(received).toHaveLength(1); // still only the failing night's alert
     d = await scheduleState();

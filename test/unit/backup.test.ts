@@ -4,10 +4,12 @@ import {
   DockerDemux,
   TailBuffer,
   backupFileName,
+  backupSeriesPrefixes,
   backupTimestamp,
   buildManifest,
   listTablesScript,
   manifestFileName,
+  manifestIdentityProblem,
   manifestProblems,
   parseBackupFileName,
   parseListTablesOutput,
@@ -57,6 +59,41 @@ describe('backup file names', () => {
   });
 });
 
+describe('backup file names of series with hyphens (issue 11, defect 5)', () => {
+  // env `prod` + db `eu-main` and env `prod-eu` + db `main`: the plain prefix is the same
+  const a = { app: 'shop', env: 'prod', database: 'eu-main' };
+  const b = { app: 'shop', env: 'prod-eu', database: 'main' };
+  const at = '2025-01-02T03:04:05Z';
+
+  it('no two series get the same name; series without a hyphen keep the names they always had', () => {
+    expect(backupFileName(a, at)).toBe('shop~prod~eu-main-20250102T030405Z.sql.zst');
+    expect(backupFileName(b, at)).toBe('shop~prod-eu~main-20250102T030405Z.sql.zst');
+    expect(backupFileName(a, at)).not.toBe(backupFileName(b, at));
+    expect(backupFileName({ ...a, app: 'my-shop' }, at)).toBe('my-shop~prod~eu-main-20250102T030405Z.sql.zst');
+    expect(backupFileName(parts, at)).toBe('shop-production-shop-20250102T030405Z.sql.zst');
+    expect(backupSeriesPrefixes(parts)).toEqual(['shop-production-shop-']);
+    expect(backupSeriesPrefixes(a)).toEqual(['shop~prod~eu-main-', 'shop-prod-eu-main-']);
+  });
+
+  it('each series parses only its own new names; a plain name written before is shared: only the manifest says whose it is', () => {
+    expect(parseBackupFileName(backupFileName(a, at), a)).toEqual({ createdAt: '2025-01-02T03:04:05Z' });
+    expect(parseBackupFileName(backupFileName(a, at), b)).toBeUndefined();
+    expect(parseBackupFileName(backupFileName(b, at), a)).toBeUndefined();
+    const legacy = 'shop-prod-eu-main-20250102T030405Z.sql.zst';
+    expect(parseBackupFileName(legacy, a)).toEqual({ createdAt: '2025-01-02T03:04:05Z', shared: true });
+    expect(parseBackupFileName(legacy, b)).toEqual({ createdAt: '2025-01-02T03:04:05Z', shared: true });
+    expect(parseBackupFileName(manifestFileName(backupFileName(a, at)), a)).toBeUndefined();
+  });
+
+  it('a manifest must name the same app, env, database and file', () => {
+    const legacy = 'shop-prod-eu-main-20250102T030405Z.sql.zst';
+    const m = { ...a, file: legacy };
+    expect(manifestIdentityProblem(m, a, legacy)).toBeUndefined();
+    expect(manifestIdentityProblem(m, b, legacy)).toBe('its manifest names shop/prod/eu-main, not shop/prod-eu/main');
+    expect(manifestIdentityProblem(m, a, backupFileName(a, at))).toBe(`its manifest describes ${legacy}, not shop~prod~eu-main-20250102T030405Z.sql.zst`);
+  });
+});
+
 describe('zstd argv', () => {
   it('compresses stdin to stdout, decompresses a file to stdout', () => {
     expect(zstdCompressArgv()).toEqual(['zstd', '-q', '-T0', '-3', '-c']);
@@ -87,6 +124,16 @@ describe('manifest', () => {
     expect(m).toEqual({ ...input, compression: 'zstd' });
     expect(parseManifest(serializeManifest(m))).toEqual(m);
     expect(Object.keys(JSON.parse(serializeManifest(m)))).toEqual(['app', 'env', 'database', 'file', 'createdAt', 'sizeBytes', 'sha256', 'compression', 'durationMs', 'serverVersion', 'tables']);
+  });
+
+  it('keeps a pin (reason, by, until) and checks it', () => {
+    const pinned = buildManifest({ ...input, pinned: { reason: 'safety', by: 'restoreBackup/shop/production', until: '2025-02-01T03:04:05.000Z' } });
+    expect(parseManifest(serializeManifest(pinned)).pinned).toEqual({ reason: 'safety', by: 'restoreBackup/shop/production', until: '2025-02-01T03:04:05.000Z' });
+    expect(parseManifest(serializeManifest(buildManifest({ ...input, pinned: { reason: 'pre-update', by: 'rollingUpdate/shop/production' } }))).pinned).toEqual({ reason: 'pre-update', by: 'rollingUpdate/shop/production' });
+    expect(manifestProblems({ ...pinned, pinned: { reason: 'nightly', by: 'x' } })).toEqual(['pinned.reason: must be one of "safety", "pre-update" (got "nightly")']);
+    expect(manifestProblems({ ...pinned, pinned: { reason: 'safety', by: '' } })).toEqual(['pinned.by: must be a non-empty string (the workflow that pinned it)']);
+    expect(manifestProblems({ ...pinned, pinned: { reason: 'safety', by: 'x', until: 'later' } })).toEqual(['pinned.until: must be an ISO 8601 time']);
+    expect(manifestProblems({ ...pinned, pinned: true })).toEqual(['pinned: must be an object like {"reason": "safety", "by": "<workflow id>"}']);
   });
 
   it('drops unknown keys when parsing', () => {

@@ -1,4 +1,4 @@
-import { applyRetention, isoWeekKey, validateRetentionPolicy, type BackupRecord } from '../../common/retention';
+import { applyRetention, isoWeekKey, pinHoldsAt, validateRetentionPolicy, type BackupRecord } from '../../common/retention';
 
 // Nightly backups at 02:00 UTC from 2026-08-20 to 2027-01-07, with gaps: the job did not run on
 // 2026-11-30 (a month's last day), 2026-12-20..27 (a whole ISO week) and 2027-01-02..03.
@@ -82,5 +82,81 @@ describe('retention (restic forget semantics)', () => {
     expect(validateRetentionPolicy({})).toEqual(['a retention policy must keep something (e.g. daily: 7)']);
     expect(validateRetentionPolicy({ daily: -1, hourly: 2 } as never)).toEqual(['daily: must be a whole number ≥ 0', 'unknown retention rule "hourly"', 'a retention policy must keep something (e.g. daily: 7)']);
     expect(() => applyRetention([], { daily: 0 }, NOW)).toThrow(/must keep something/);
+  });
+});
+
+describe('pinned backups (safety, pre-update): their own class', () => {
+  const nightly = calendar();
+  const GFS = { daily: 7, weekly: 4, monthly: 3 };
+  const pin = (reason: string, until?: string) => ({ reason, by: `${reason === 'safety' ? 'restoreBackup' : 'rollingUpdate'}/shop/production`, ...(until ? { until } : {}) });
+  const HOLDS = '2027-02-01T00:00:00Z';
+  const LAPSED = '2027-01-07T02:30:00Z'; // before NOW
+  // pinned backups at the times that would take a slot if they counted: the newest of a day in
+  // the daily window, of the week 2026-W52 that has no nightly, of the month 2026-12, and an old one
+  const pinned = (until: string | undefined, verified = true): BackupRecord[] => [
+    { id: 'safety-0105', time: '2027-01-05T14:00:00Z', verified, pinned: pin('safety', until) },
+    { id: 'update-1223', time: '2026-12-23T10:00:00Z', verified, pinned: pin('pre-update', until) },
+    { id: 'update-1231', time: '2026-12-31T10:00:00Z', verified, pinned: pin('pre-update', until) },
+    { id: 'safety-0910', time: '2026-09-10T14:00:00Z', verified, pinned: pin('safety', until) },
+  ];
+  const NIGHTLY_KEPT = ['2027-01-07', '2027-01-06', '2027-01-05', '2027-01-04', '2027-01-01', '2026-12-31', '2026-12-30', '2026-12-19', '2026-12-13', '2026-11-29'];
+  const decide = (extra: BackupRecord[]) => applyRetention([...nightly, ...extra], GFS, NOW);
+  const keptIds = (extra: BackupRecord[]) => decide(extra).keep.map((k) => k.id).sort();
+
+  it.each([
+    ['a pin with a window that has not ended', HOLDS],
+    ['a pin without a window (held until released)', undefined],
+  ])('%s: always kept, and takes no slot: the nightly set is exactly what it is without them', (_name, until) => {
+    expect(keptIds(pinned(until))).toEqual([...NIGHTLY_KEPT, 'safety-0105', 'update-1223', 'update-1231', 'safety-0910'].sort());
+    const d = decide(pinned(until));
+    expect(d.prune).toHaveLength(120); // the same nightly backups pruned as without any pin
+    expect(d.keep.find((k) => k.id === 'safety-0105')?.reasons).toEqual([`pinned: safety by restoreBackup/shop/production${until ? ` until ${until}` : ''}`]);
+    expect(d.keep.find((k) => k.id === '2026-12-31')?.reasons).toEqual(['daily 2026-12-31', 'monthly 2026-12']); // not displaced by update-1231
+  });
+
+  it('a pin whose window has passed counts as released: the backup is kept or pruned by the policy like any other', () => {
+    const d = decide(pinned(LAPSED));
+    const reasons = Object.fromEntries(d.keep.map((k) => [k.id, k.reasons]));
+    // now the newest of their day, week and month, they take those slots from the nightly backups
+    expect(reasons['safety-0105']).toEqual(['daily 2027-01-05']);
+    expect(reasons['update-1231']).toEqual(['daily 2026-12-31', 'monthly 2026-12']);
+    expect(reasons['update-1223']).toEqual(['weekly 2026-W52']);
+    expect(d.prune).toEqual(expect.arrayContaining([
+      { id: '2027-01-05', reason: 'outside every retention rule' },
+      { id: '2026-12-31', reason: 'outside every retention rule' },
+      { id: '2026-12-13', reason: 'outside every retention rule' }, // W52 now has a backup: W50 is the 5th week
+      { id: 'safety-0910', reason: 'outside every retention rule' },
+    ]));
+  });
+
+  it.each([
+    // [case, pinned record, kept?, reason]
+    ['held, unverified (its drill failed): kept while pinned', { verified: false, until: HOLDS }, true, 'pinned: safety by restoreBackup/shop/production until 2027-02-01T00:00:00Z'],
+    ['lapsed, unverified, older than the newest verified: pruned', { verified: false, until: LAPSED }, false, 'never verified'],
+    ['lapsed one second ago: pruned by the policy', { verified: true, until: '2027-01-07T02:59:59Z' }, false, 'outside every retention rule'],
+    ['ends one second from now: still kept', { verified: true, until: '2027-01-07T03:00:01Z' }, true, 'pinned: safety by restoreBackup/shop/production until 2027-01-07T03:00:01Z'],
+  ])('an old safety backup, %s', (_name, { verified, until }, kept, reason) => {
+    const b: BackupRecord = { id: 'safety', time: '2026-10-10T14:00:00Z', verified, pinned: pin('safety', until) };
+    const d = decide([b]);
+    if (kept) expect(d.keep.find((k) => k.id === 'safety')).toEqual({ id: 'safety', reasons: [reason] });
+    else expect(d.prune.find((p) => p.id === 'safety')).toEqual({ id: 'safety', reason });
+  });
+
+  it('the newest verified backup of the series is a nightly one: a newer pinned backup does not stand in for it', () => {
+    const only: BackupRecord[] = [
+      { id: 'night', time: '2026-06-01T02:00:00Z', verified: true },
+      { id: 'safety', time: '2027-01-06T14:00:00Z', verified: true, pinned: pin('safety', HOLDS) },
+    ];
+    expect(applyRetention(only, { keepDays: 1 }, NOW).keep).toEqual([
+      { id: 'safety', reasons: ['pinned: safety by restoreBackup/shop/production until 2027-02-01T00:00:00Z'] },
+      { id: 'night', reasons: ['newest verified'] },
+    ]);
+  });
+
+  it('pinHoldsAt: no pin, a pin without until, before and after until', () => {
+    expect(pinHoldsAt(undefined, NOW)).toBe(false);
+    expect(pinHoldsAt({ reason: 'safety' }, NOW)).toBe(true);
+    expect(pinHoldsAt({ reason: 'safety', until: '2027-01-07T03:00:01Z' }, NOW)).toBe(true);
+    expect(pinHoldsAt({ reason: 'safety', until: '2027-01-07T03:00:00Z' }, NOW)).toBe(false);
   });
 });

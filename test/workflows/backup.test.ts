@@ -1,14 +1,16 @@
 // nightlyBackup and restoreBackup on the time-skipping server, activities mocked by an in-memory
 // backup store: 100 simulated nights leave exactly the GFS set; a failed night alerts and prunes
-// nothing; the restore is gated and refuses what it cannot restore (its recovery path: restore.test.ts).
+// nothing; pinned safety and pre-update backups survive the nights until released; the restore is
+// gated and refuses what it cannot restore (its recovery path and its pinned safety backup: restore.test.ts).
 import { randomUUID } from 'node:crypto';
 import { Client, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { backupFileName, buildManifest } from '../../common/commands/backup';
-import type { NightlyBackupInput, RestoreBackupInput } from '../../common/types';
-import { rejectSignal } from '../../workflows/lib/definitions';
+import type { BackupPin, NightlyBackupInput, RestoreBackupInput } from '../../common/types';
+import { approveSignal, rejectSignal } from '../../workflows/lib/definitions';
 import type { NightlyBackupResult } from '../../workflows/nightlyBackup';
+import type { RestoreBackupResult } from '../../workflows/restoreBackup';
 import { mockActivities, type MockActivities } from '../helpers/mock-activities';
 import { testWorker, timeSkippingEnv, waitForGate, workflowBundle, workflowFailure as failureOf } from '../helpers/workflow-env';
 
@@ -24,11 +26,11 @@ afterAll(async () => {
 });
 
 const DAY = 86_400_000;
-type Req = { app: string; env: string; target: { name: string }; at: string; file: string; files: string[] };
+type Req = { app: string; env: string; target: { name: string }; at: string; file: string; files: string[]; pin?: BackupPin };
 
 /** Backups as the storage would hold them; failures injected by the day (YYYY-MM-DD) of the backup. */
 class FakeBackupStore {
-  readonly backups = new Map<string, { createdAt: string; verified: boolean }>();
+  readonly backups = new Map<string, { createdAt: string; verified: boolean; pinned?: BackupPin }>();
   /** Archive files by night (ISO time). */
   readonly archives = new Map<string, string[]>();
   failDump = new Set<string>();
@@ -39,7 +41,7 @@ class FakeBackupStore {
       backupDatabase: async (req: Req) => {
         if (this.failDump.has(req.at.slice(0, 10))) throw ApplicationFailure.nonRetryable('pg_dump failed (exit code 1): could not connect', 'PostgresClientRejected');
         const file = backupFileName({ app: req.app, env: req.env, database: req.target.name }, req.at);
-        if (!this.backups.has(file)) this.backups.set(file, { createdAt: req.at, verified: false });
+        if (!this.backups.has(file)) this.backups.set(file, { createdAt: req.at, verified: false, ...(req.pin ? { pinned: req.pin } : {}) });
         return buildManifest({ app: req.app, env: req.env, database: req.target.name, file, createdAt: req.at, sizeBytes: 1000, sha256: '0'.repeat(64), durationMs: 10, serverVersion: '15.14', tables: [{ table: 'public.t', rows: 3 }] });
       },
       drillRestore: async (req: Req) => {
@@ -51,13 +53,20 @@ class FakeBackupStore {
       },
       listBackups: async () => ({
         backups: [...this.backups.entries()]
-          .map(([file, b]) => ({ file, manifest: file.replace('.sql.zst', '.manifest.json'), createdAt: b.createdAt, sizeBytes: 1000, verified: b.verified }))
+          .map(([file, b]) => ({ file, manifest: file.replace('.sql.zst', '.manifest.json'), createdAt: b.createdAt, sizeBytes: 1000, verified: b.verified, ...(b.pinned ? { pinned: b.pinned } : {}) }))
           .sort((a, b) => a.createdAt.localeCompare(b.createdAt)),
         orphans: [],
       }),
       pruneBackups: async (req: Req) => {
         for (const f of req.files) this.backups.delete(f);
-        return { removed: req.files };
+        return { removed: req.files, skipped: [] };
+      },
+      releaseBackupPin: async (req: Req) => {
+        const b = this.backups.get(req.file);
+        if (!b) return { file: req.file, found: false, released: false };
+        const pin = b.pinned;
+        delete b.pinned;
+        return { file: req.file, found: true, released: pin !== undefined, ...(pin ? { pin } : {}) };
       },
       archiveVolume: async (req: Req & { name: string }) => this.archive(req.at, `${req.app}-${req.env}-volume-${req.name}-${req.at}.tar.zst`),
       archiveConfig: async (req: Req) => this.archive(req.at, `${req.app}-${req.env}-config-${req.at}.tar`),
@@ -75,6 +84,19 @@ class FakeBackupStore {
     return { kind: 'volume', file, sizeBytes: 10, sha256: '0'.repeat(64), createdAt: at, containsSecrets: true };
   }
 }
+
+/** What a restore needs besides the store: the app stops and starts, the databases swap. */
+const restoreActivities = {
+  inspectFleet: async (req: { host: { name: string } }) => [
+    { host: req.host.name, name: `shop-production-web-${req.host.name === 'one' ? 1 : 2}`, replica: req.host.name === 'one' ? 1 : 2, version: 'v1', image: 'reg:5000/shop:v1', state: 'running' },
+  ],
+  prepareRestore: async () => ({ incoming: 'scratch_restore_main', tables: 1, rows: 3 }),
+  stopContainers: async (req: { host: { name: string }; names: string[] }) => ({ host: req.host.name, stopped: req.names }),
+  startContainers: async (req: { host: { name: string }; names: string[] }) => ({ host: req.host.name, started: req.names }),
+  swapInRestoredDatabase: async () => ({ live: 'shop', previous: 'scratch_previous_main' }),
+  swapBackPreviousDatabase: async () => ({ live: 'shop', restoredKeptAs: 'scratch_restore_main' }),
+  dropPreviousDatabase: async () => ({ dropped: 'scratch_previous_main' }),
+};
 
 async function withWorker<T>(mocks: MockActivities, fn: (taskQueue: string) => Promise<T>): Promise<T> {
   const taskQueue = `test-${randomUUID()}`;
@@ -149,6 +171,90 @@ describe('nightlyBackup', () => {
     expect(mocks.called('drillRestore')).toBe(99); // no drill after the failed dump
   });
 
+  it('100 nights plus 3 restores and 5 updates: every pinned backup survives retention until released, then goes by the policy', async () => {
+    const store = new FakeBackupStore();
+    const mocks = mockActivities({ ...store.activities(), ...restoreActivities });
+    // after the 100 nights above (2027): the time-skipping server only goes forward
+    const firstNight = Date.parse('2028-01-01T02:00:00Z'); // a Saturday; 2028 is a leap year
+    expect(await env.currentTimeMs()).toBeLessThan(firstNight);
+    // on none of these days is a pinned backup the newest of a bucket the policy keeps at the end:
+    // once released, each is pruned (none is a Sunday, a month's last day or in the last 7 days)
+    const UPDATES = [10, 31, 45, 60, 75]; // pre-update backups at 10:00 (2028-01-11, 02-01, 02-15, 03-01, 03-16)
+    const RESTORES = [20, 51, 84]; // safety backups at 14:00 (2028-01-21, 02-21, 03-25)
+    const plain = new Client({ connection: env.connection });
+    const pinnedFiles = new Map<string, BackupPin>();
+    const runNight = async (taskQueue: string, day: string) => {
+      const handle = await plain.workflow.start('nightlyBackup', { taskQueue, workflowId: `nightlyBackup/shop/production-${day}`, args: [{ app: 'shop', env: 'production' } satisfies NightlyBackupInput] });
+      return (await settled(handle)) as NightlyBackupResult;
+    };
+    const sleepUntil = async (t: number) => env.sleep(t - (await env.currentTimeMs()));
+    const nightlyKept = () => [...store.backups.entries()].filter(([f]) => !pinnedFiles.has(f)).map(([, b]) => b.createdAt.slice(5, 10)).sort();
+    const present = () => [...pinnedFiles.keys()].filter((f) => store.backups.has(f));
+
+    await withWorker(mocks, async (taskQueue) => {
+      await sleepUntil(firstNight);
+      for (let i = 0; i < 100; i++) {
+        await runNight(taskQueue, night(i, firstNight));
+        if (UPDATES.includes(i)) {
+          // the rolling update's backup: its child nightlyBackup, as rollingUpdate starts it
+          await sleepUntil(firstNight + i * DAY + 8 * 3_600_000);
+          const handle = await plain.workflow.start('nightlyBackup', {
+            taskQueue,
+            workflowId: `nightlyBackup/shop/production/before-update-${i}`,
+            args: [{ app: 'shop', env: 'production', skipPrune: true, pin: { reason: 'pre-update', window: '120d' } } satisfies NightlyBackupInput],
+          });
+          const r = (await settled(handle)) as NightlyBackupResult;
+          expect(r.pinned).toEqual({ reason: 'pre-update', by: `nightlyBackup/shop/production/before-update-${i}`, until: new Date(Date.parse(r.at) + 120 * DAY).toISOString() });
+          pinnedFiles.set(r.backups[0].file, r.pinned!);
+        }
+        if (RESTORES.includes(i)) {
+          await sleepUntil(firstNight + i * DAY + 12 * 3_600_000);
+          const handle = await plain.workflow.start('restoreBackup', { taskQueue, workflowId: `restoreBackup/shop/production/${i}`, args: [{ app: 'shop', env: 'production', safetyPinWindow: '200d' } satisfies RestoreBackupInput] });
+          await waitForGate(handle, 'restore');
+          await handle.signal(approveSignal, { gate: 'restore', by: 'alice' });
+          await handle.signal(approveSignal, { gate: 'restore', by: 'bob' });
+          const r = (await settled(handle)) as RestoreBackupResult;
+          const pin = store.backups.get(r.safetyBackup)!.pinned!;
+          expect(pin).toEqual({ reason: 'safety', by: `restoreBackup/shop/production/${i}`, until: new Date(Date.parse(store.backups.get(r.safetyBackup)!.createdAt) + 200 * DAY).toISOString() });
+          pinnedFiles.set(r.safetyBackup, pin);
+        }
+        // every pinned backup is still there after every night, and no prune ever asked for one
+        expect(present()).toHaveLength(pinnedFiles.size);
+        await sleepUntil(firstNight + (i + 1) * DAY);
+      }
+      expect(pinnedFiles.size).toBe(8);
+      expect([...pinnedFiles.values()].map((p) => p.reason).sort()).toEqual(['pre-update', 'pre-update', 'pre-update', 'pre-update', 'pre-update', 'safety', 'safety', 'safety']);
+      const asked = mocks.calls.filter((c) => c.name === 'pruneBackups').flatMap((c) => (c.args as { files: string[] }).files);
+      expect(asked.filter((f) => pinnedFiles.has(f))).toEqual([]);
+      // and they took no slot: the nightly backups kept are exactly the GFS set of the last night,
+      // Sunday 2028-04-09: daily 04-03 … 04-09; weekly W14 → 04-09, W13 → 04-02, W12 → 03-26,
+      // W11 → 03-19; monthly April → 04-09, March → 03-31, February → 02-29
+      expect(nightlyKept()).toEqual(['02-29', '03-19', '03-26', '03-31', '04-02', '04-03', '04-04', '04-05', '04-06', '04-07', '04-08', '04-09']);
+
+      // released explicitly (the activity, as a restore calls it): the safety backups go the next night
+      const safetyFiles = [...pinnedFiles].filter(([, p]) => p.reason === 'safety').map(([f]) => f);
+      for (const file of safetyFiles) {
+        const released = await mocks.activities.releaseBackupPin!({ app: 'shop', env: 'production', target: { name: 'main' }, storage: { type: 'directory', path: '/srv/backups' }, file } as never);
+        expect(released).toMatchObject({ file, found: true, released: true, pin: { reason: 'safety' } });
+      }
+      const r100 = await runNight(taskQueue, night(100, firstNight)); // Monday 2028-04-10
+      expect(r100.pruned).toEqual(expect.arrayContaining(safetyFiles));
+      expect(present().map((f) => pinnedFiles.get(f)!.reason)).toEqual(['pre-update', 'pre-update', 'pre-update', 'pre-update', 'pre-update']);
+      expect(r100.kept.main.filter((k) => k.includes('pinned'))).toHaveLength(5);
+      expect(r100.kept.main.find((k) => k.includes('before-update-10'))).toMatch(/^shop-production-main-20280111T100000Z\.sql\.zst \(pinned: pre-update by nightlyBackup\/shop\/production\/before-update-10 until 2028-05-10T10:00:00\.\d{3}Z\)$/);
+      // daily 04-04 … 04-10; weekly W15 → 04-10, W14 → 04-09, W13 → 04-02, W12 → 03-26; monthly 04-10, 03-31, 02-29
+      expect(nightlyKept()).toEqual(['02-29', '03-26', '03-31', '04-02', '04-04', '04-05', '04-06', '04-07', '04-08', '04-09', '04-10']);
+
+      // released by their window (120 days): the last lapses 2028-07-14 10:00; the next night prunes them all
+      await sleepUntil(Date.parse('2028-07-16T02:00:00Z'));
+      const late = await runNight(taskQueue, '2028-07-16');
+      expect(present()).toEqual([]);
+      expect(late.kept.main.filter((k) => k.includes('pinned'))).toEqual([]);
+      // daily 7: 07-16, 04-10 … 04-05; weekly 4: 07-16, 04-10, 04-09, 04-02; monthly 3: 07-16, 04-10, 03-31
+      expect(nightlyKept()).toEqual(['03-31', '04-02', '04-05', '04-06', '04-07', '04-08', '04-09', '04-10', '07-16']);
+    });
+  });
+
   it('a failed night alerts through the webhook even when the alert itself fails, and still reports the backup error', async () => {
     const store = new FakeBackupStore();
     store.backups.set('shop-production-main-20260101T020000Z.sql.zst', { createdAt: '2026-01-01T02:00:00Z', verified: true });
@@ -175,6 +281,9 @@ describe('nightlyBackup', () => {
     await withWorker(mocks, async (taskQueue) => {
       const bad = await failureOf(env.client.workflow.execute('nightlyBackup', { taskQueue, workflowId: `nb-${randomUUID()}`, args: [{ app: 'Shop!', env: 'production' }] }));
       expect(bad.type).toBe('InvalidInput');
+      const pin = await failureOf(env.client.workflow.execute('nightlyBackup', { taskQueue, workflowId: `nb-${randomUUID()}`, args: [{ app: 'shop', env: 'production', pin: { reason: 'nightly', window: 'soon' } } as never] }));
+      expect(pin.type).toBe('InvalidInput');
+      expect(pin.message).toMatch(/"pin\.reason" must be one of "safety", "pre-update".*pin\.window: "soon" is not a duration/);
       const none = await failureOf(env.client.workflow.execute('nightlyBackup', { taskQueue, workflowId: `nb-${randomUUID()}`, args: [{ app: 'nope', env: 'production' }] }));
       expect(none.message).toMatch(/unknown app "nope"/);
     });
@@ -188,16 +297,7 @@ describe('restoreBackup', () => {
     store.backups.set('shop-production-main-20270101T020000Z.sql.zst', { createdAt: '2027-01-01T02:00:00Z', verified: true });
     store.backups.set('shop-production-main-20270102T020000Z.sql.zst', { createdAt: '2027-01-02T02:00:00Z', verified: true });
     store.backups.set('shop-production-main-20270103T020000Z.sql.zst', { createdAt: '2027-01-03T02:00:00Z', verified: false });
-    return mockActivities({
-      ...store.activities(),
-      prepareRestore: async () => ({ incoming: 'scratch_restore_main', tables: 1, rows: 3 }),
-      stopContainers: async (req: { host: { name: string }; names: string[] }) => ({ host: req.host.name, stopped: req.names }),
-      startContainers: async (req: { host: { name: string }; names: string[] }) => ({ host: req.host.name, started: req.names }),
-      swapInRestoredDatabase: async () => ({ live: 'shop', previous: 'scratch_previous_main' }),
-      swapBackPreviousDatabase: async () => ({ live: 'shop', restoredKeptAs: 'scratch_restore_main' }),
-      dropPreviousDatabase: async () => ({ dropped: 'scratch_previous_main' }),
-      ...over,
-    });
+    return mockActivities({ ...store.activities(), ...restoreActivities, ...over });
   }
 
   async function startRestore(taskQueue: string, input: RestoreBackupInput): Promise<WorkflowHandle> {

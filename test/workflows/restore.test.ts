@@ -115,6 +115,9 @@ describe('restoreBackup after a rolling update', () => {
     expect(argsOf(mocks, 'stopContainers').map((a) => a.host.name).sort()).toEqual(['one', 'two']);
     expect([...running].sort()).toEqual(VERSIONED);
     expect(result).toMatchObject({ previousDatabase: expect.stringMatching(/^scratch_previous_main_/), previousKept: true, previousReleasedBy: { keepFor: '7d' } });
+    // the safety backup is pinned by this run (nightly retention keeps it until released or 30 days)
+    const safety = mocks.calls.find((c) => c.name === 'backupDatabase')!.args as { at: string; pin: { reason: string; by: string; until: string } };
+    expect(safety.pin).toEqual({ reason: 'safety', by: expect.stringMatching(/^restoreBackup\/shop\/production\//), until: new Date(Date.parse(safety.at) + 30 * 86_400_000).toISOString() });
     const order = mocks.calls.map((c) => c.name).filter((n) => ['inspectFleet', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'reloadProxy', 'releaseLock', 'dropPreviousDatabase'].includes(n));
     expect(order).toEqual(['inspectFleet', 'inspectFleet', 'stopContainers', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'startContainers', 'reloadProxy', 'reloadProxy', 'releaseLock', 'dropPreviousDatabase']);
   });

@@ -194,6 +194,9 @@ describe('rollingUpdate', () => {
     expect(order.indexOf('drillRestore')).toBeLessThan(order.indexOf('ensureContainer'));
     expect(order.indexOf('pullImage')).toBeLessThan(order.indexOf('backupDatabase')); // an unknown tag fails before the backup
     expect(order).not.toContain('listBackups');
+    // pinned as a pre-update backup of this run: nightly retention keeps it until released or 30 days
+    const { at, pin } = mocks.calls.find((c) => c.name === 'backupDatabase')!.args as { at: string; pin: { until: string } };
+    expect(pin).toEqual({ reason: 'pre-update', by: expect.stringMatching(/^rollingUpdate\/shop\/production\//), until: new Date(Date.parse(at) + 30 * 86_400_000).toISOString() });
     expect(fleet.versions()).toEqual(['one:1:v2', 'two:2:v2']);
   });
 
