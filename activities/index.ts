@@ -9,6 +9,7 @@ import { createDockerActivities } from './docker';
 import { dockerEnvFrom } from './envfiles';
 import { createHealthActivities } from './health';
 import { createInventoryActivities } from './inventory';
+import { createKeeperActivities } from './keeper';
 import { createLockActivities } from './lock';
 import { createNotifyActivities } from './notify';
 import { createPreflightActivities } from './preflight';
@@ -39,6 +40,7 @@ function allActivities(deps: ActivityDeps) {
     ...createHealthActivities(deps.engines),
     ...createProxyActivities(deps.engines),
     ...createLockActivities(deps),
+    ...createKeeperActivities(deps),
     ...createBackupActivities({ engines: deps.engines, ssh: deps.ssh }),
     ...createArchiveActivities({ engines: deps.engines, ssh: deps.ssh }),
     ...createNotifyActivities(),

@@ -12,15 +12,14 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
-  ParentClosePolicy,
   patched,
   proxyActivities,
   setHandler,
-  startChild,
   workflowInfo,
   type RetryPolicy,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import type { KeepPreviousInput } from '../activities/keeper';
 import { restoreDatabaseNames } from '../common/commands/sql';
 import { parseDuration } from '../common/duration';
 import type { BackupPlan, DatabaseTarget, FleetContainer, HostSpec, RestoreBackupInput } from '../common/types';
@@ -178,12 +177,12 @@ async function restore(rb: Runbook, plan: BackupPlan, target: DatabaseTarget, fi
   if (!input.keepPrevious) {
     const keepFor = input.keepPreviousFor ?? DEFAULT_KEEP_PREVIOUS;
     const workflowId = `releasePreviousDatabase/${plan.app}/${plan.env}/${target.name}/${runTag.replace(/[-:.]/g, '')}`;
+    // An independent run (not a child: it outlives this one by days), started idempotently.
     await rb.step('keep previous database', () =>
-      startChild(releasePreviousDatabase, {
+      quick.startPreviousDatabaseKeeper({
         workflowId,
-        args: [{ app: plan.app, env: plan.env, database: target.name, runTag, keepFor }],
-        parentClosePolicy: ParentClosePolicy.ABANDON,
-        staticSummary: `Keeps ${previous} (the database of ${plan.app}/${plan.env} before the restore) for ${keepFor}, then drops it`,
+        input: { app: plan.app, env: plan.env, database: target.name, runTag, keepFor },
+        summary: `Keeps ${previous} (the database of ${plan.app}/${plan.env} before the restore) for ${keepFor}, then drops it`,
       }),
     );
     previousReleasedBy = { workflowId, keepFor };
@@ -222,9 +221,9 @@ async function startFleet(rb: Runbook, plan: BackupPlan, running: RunningWeb[]):
 /**
  * Keeps the database of an app/env as it was before a restore (it holds every write up to the
  * stop), then drops it: when released (signal `release`, `runbook restore --release`) or when the
- * window ends. Started by restoreBackup, abandoned by it, one per restore.
+ * window ends. Started by restoreBackup (through an activity), one per restore.
  */
-export async function releasePreviousDatabase(input: { app: string; env: string; database: string; runTag: string; keepFor: string }): Promise<{ dropped: string; releasedBy: string }> {
+export async function releasePreviousDatabase(input: KeepPreviousInput): Promise<{ dropped: string; releasedBy: string }> {
   const rb = new Runbook('releasePreviousDatabase', { app: input.app, env: input.env });
   let releasedBy: string | undefined;
   setHandler(releasePreviousSignal, ({ by }) => {

@@ -3,6 +3,7 @@
 // an earlier attempt stopped, a cancellation or a failed swap puts the previous database back and
 // starts the app, and the previous database is kept until released or its window ends.
 import { randomUUID } from 'node:crypto';
+import { Context } from '@temporalio/activity';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -60,6 +61,11 @@ function restoreMocks(over: Record<string, (...args: any[]) => Promise<unknown>>
     swapInRestoredDatabase: async () => ({ live: 'shop', previous: 'scratch_previous_main' }),
     swapBackPreviousDatabase: async () => ({ live: 'shop', restoredKeptAs: 'scratch_restore_main', putBack: true }),
     dropPreviousDatabase: async (req: { runTag: string }) => ({ dropped: `scratch_previous_main_${req.runTag}` }),
+    // as the real activity does: an independent releasePreviousDatabase run on the same task queue
+    startPreviousDatabaseKeeper: async (req: { workflowId: string; input: unknown }) => {
+      await env.client.workflow.start('releasePreviousDatabase', { workflowId: req.workflowId, taskQueue: Context.current().info.taskQueue, args: [req.input] });
+      return { workflowId: req.workflowId, started: true };
+    },
     ...over,
   });
   return { mocks, running };
@@ -118,8 +124,8 @@ describe('restoreBackup after a rolling update', () => {
     // the safety backup is pinned by this run (nightly retention keeps it until released or 30 days)
     const safety = mocks.calls.find((c) => c.name === 'backupDatabase')!.args as { at: string; pin: { reason: string; by: string; until: string } };
     expect(safety.pin).toEqual({ reason: 'safety', by: expect.stringMatching(/^restoreBackup\/shop\/production\//), until: new Date(Date.parse(safety.at) + 30 * 86_400_000).toISOString() });
-    const order = mocks.calls.map((c) => c.name).filter((n) => ['inspectFleet', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'reloadProxy', 'releaseLock', 'dropPreviousDatabase'].includes(n));
-    expect(order).toEqual(['inspectFleet', 'inspectFleet', 'stopContainers', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'startContainers', 'reloadProxy', 'reloadProxy', 'releaseLock', 'dropPreviousDatabase']);
+    const order = mocks.calls.map((c) => c.name).filter((n) => ['inspectFleet', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'reloadProxy', 'startPreviousDatabaseKeeper', 'releaseLock', 'dropPreviousDatabase'].includes(n));
+    expect(order).toEqual(['inspectFleet', 'inspectFleet', 'stopContainers', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'startContainers', 'reloadProxy', 'reloadProxy', 'startPreviousDatabaseKeeper', 'releaseLock', 'dropPreviousDatabase']);
   });
 
   it('released early: the kept database is dropped at once, and says by whom', async () => {
