@@ -8,6 +8,7 @@ import { formatPlan, formatPreflight, formatStatus, formatStep, stepChanges } fr
 import { failureText, RunbookClient } from './runbooks';
 import { backupScheduleId, certScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, DEFAULT_CERT_CATCHUP_WINDOW, DEFAULT_CERT_EVERY, describeBackupSchedule, describeCertSchedule, hasBackupSchedule, triggerBackupSchedule, triggerCertSchedule, upsertBackupSchedule, upsertCertSchedule } from './schedules';
 import { formatSchedule } from './schedule-format';
+import type { RestoreBackupResult } from '../workflows/restoreBackup';
 
 
 /** Waits for `p` or `ms`, whichever comes first, and leaves no timer behind (a pending one would hold the process up to `ms` after the end). */
@@ -56,6 +57,16 @@ export async function watch(rc: RunbookClient, workflowId: string, print: (line:
     print(`${workflowId}: succeeded`);
     const r = outcome.result as Partial<FirstDeployResult> | undefined;
     if (r && r.unchanged !== undefined && !r.dryRun) print(r.unchanged ? '  nothing to change: already deployed as planned' : `  deployed ${r.app} ${r.version} to ${r.env}`);
+    const restored = outcome.result as Partial<RestoreBackupResult> | undefined;
+    if (restored?.restored && restored.previousDatabase) {
+      print(`  restored ${restored.restored}; safety backup ${restored.safetyBackup} (pinned); app down ${restored.appDownSeconds} s`);
+      print(
+        restored.previousReleasedBy
+          ? `  the database as it was before (every write up to the stop) is kept as ${restored.previousDatabase} for ${restored.previousReleasedBy.keepFor}` +
+              `\n  drop it sooner: runbook restore ${restored.app} --env ${restored.env} --release   (${restored.previousReleasedBy.workflowId})`
+          : `  the database as it was before is kept as ${restored.previousDatabase} until dropped by hand`,
+      );
+    }
     return 0;
   }
   print(`${workflowId}: FAILED\n  ${failureText(outcome.error).split('\n').join('\n  ')}`);

@@ -64,6 +64,8 @@ The demo app (postgres + 2 replicas + nginx) runs on the local Docker engine ($D
 Restore the newest verified backup (gated: approve it from the UI or the CLI):
   scripts/runbook restore demo --env production --detach
   scripts/runbook approve restoreBackup/demo/production --gate restore --by alice
+  (the database as it was before is kept for 7 days; drop it sooner:
+   scripts/runbook restore demo --env production --release --by alice)
 
 Try an approval gate: deploy the staging environment (a Docker host reached over SSH) with a
 go-live approval, then approve it from the UI or the CLI:
