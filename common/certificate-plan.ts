@@ -42,6 +42,7 @@ export function buildCertificatePlan(inventory: Inventory, input: IssueCertifica
     },
     ...(tls.dns ? { dns: { ...tls.dns } } : {}),
     ...(tls.resolver ? { resolver: tls.resolver } : {}),
+    ...(tls.trustedRootsFile ? { trustedRootsFile: tls.trustedRootsFile } : {}),
     upstream: proxyUpstreamName(input.app, input.env),
     proxies: env.hosts.map((name) => {
       const host = hostSpec(inventory, name);

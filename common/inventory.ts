@@ -94,6 +94,8 @@ const tlsSchema = z.strictObject({
   dns: z.strictObject({ type: z.literal('rfc2136'), server: hostPortString, zone: z.string().min(1), keyFile: absolutePath }).optional(),
   /** DNS server the preflight asks where each name points (default: the worker's resolver). */
   resolver: hostPortString.optional(),
+  /** PEM roots the served certificate must chain to (default: Node's built-in roots, which trust Let's Encrypt): a private or test CA's issuing root. */
+  trustedRootsFile: absolutePath.optional(),
   /** Development: a self-signed certificate made on the host instead of a CA's. */
   selfSigned: z.boolean().default(false),
   selfSignedDays: positiveInt.max(825).default(90),

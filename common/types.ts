@@ -489,6 +489,8 @@ export interface CertificatePlan {
   /** File stem on the host: /etc/nginx/tls/<id>.crt, .key, .server.conf, .redirect.conf. */
   id: string;
   domains: string[];
+  /** PEM roots the served certificate must chain to; absent: the worker's built-in roots. */
+  trustedRootsFile?: string;
   mode: 'acme' | 'self-signed';
   challenge: ChallengeKind;
   acme: {

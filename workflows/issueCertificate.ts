@@ -6,9 +6,9 @@
 // (challenges cleaned up afterwards, also when it fails) → install; self-signed: key and
 // certificate made on the host → HTTPS server block, `nginx -t`, graceful reload → verify over TLS
 // (SNI) that the host serves exactly the installed certificate (serial and expiry).
-import { ApplicationFailure, CancellationScope, proxyActivities, sleep, type RetryPolicy } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, patched, proxyActivities, sleep, type RetryPolicy } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { renewalDue, uncoveredNames } from '../common/certificate-rules';
+import { renewalDue, servedTrustProblem, uncoveredNames } from '../common/certificate-rules';
 import type { CertificateSummary } from '../common/certificates';
 import type { CertificateFacts, CertificatePlan, CertificateProxy, IssueCertificateInput, IssueCertificateResult } from '../common/types';
 import { rootFailure, validateTarget, withLock } from './lib/steps';
@@ -30,7 +30,7 @@ const VERIFY_ATTEMPTS = 5;
 const VERIFY_INTERVAL_MS = 2000;
 
 /** What a handshake shows of a served certificate (activities/tls.ts ServedCertificate). */
-export type Served = Pick<CertificateSummary, 'serial' | 'names' | 'notBefore' | 'notAfter' | 'issuer' | 'commonName' | 'issuerCommonName'> & { authorized?: boolean };
+export type Served = Pick<CertificateSummary, 'serial' | 'names' | 'notBefore' | 'notAfter' | 'issuer' | 'commonName' | 'issuerCommonName'> & { authorized?: boolean; trusted?: boolean; trustError?: string };
 
 /** "12d 4h", "5h 10m", "30m" (to the nearest minute): how a person reads a remaining lifetime. */
 export function humanDuration(ms: number): string {
@@ -61,7 +61,10 @@ export interface Verdict {
  * certificate where a real one is wanted), or at most `plan.renewFraction` of its lifetime left.
  * Used by issueCertificate (skip or issue) and renewCertificates (due or not) alike.
  */
-export function judgeServed(served: Served | undefined, plan: Pick<CertificatePlan, 'domains' | 'mode' | 'renewFraction'>, now: number, staging = false, unreachable?: string): Verdict {
+/** patched() ID of the trust check in judgeServed. */
+export const SERVED_TRUST_PATCH = 'served-certificate-trust';
+
+export function judgeServed(served: Served | undefined, plan: Pick<CertificatePlan, 'domains' | 'mode' | 'renewFraction'>, now: number, staging = false, unreachable?: string, requireTrust = false): Verdict {
   if (!served) return { keep: false, reason: `no certificate served${unreachable ? ` (${unreachable})` : ''}` };
   const missing = uncoveredNames(served.names, plan.domains);
   if (missing.length) return { keep: false, reason: `the served certificate (${served.names.join(', ') || 'no names'}) does not cover ${missing.join(', ')}` };
@@ -72,6 +75,9 @@ export function judgeServed(served: Served | undefined, plan: Pick<CertificatePl
   if (plan.mode === 'acme' && selfSigned) return { keep: false, reason: 'the served certificate is self-signed, a CA-issued one is wanted' };
   // Let's Encrypt's staging intermediates are all named "(STAGING) …": not trusted by browsers.
   if (plan.mode === 'acme' && !staging && /\(STAGING\)/i.test(served.issuer)) return { keep: false, reason: `the served certificate is from the CA's staging environment (${served.issuer})` };
+  // A CA-issued certificate must chain to the trusted roots (patched: runs from before judged without it).
+  const untrusted = requireTrust ? servedTrustProblem(served, plan.mode, staging) : undefined;
+  if (untrusted) return { keep: false, reason: untrusted };
   const r = renewalDue(served, now, plan.renewFraction);
   const left = Date.parse(served.notAfter) - now;
   const lifetime = Date.parse(served.notAfter) - Date.parse(served.notBefore);
@@ -87,7 +93,7 @@ export function probeName(domains: readonly string[]): string {
 /** What the host serves on its HTTPS port now; undefined (and why) when nothing answers with a certificate. */
 export async function servedOn(plan: CertificatePlan, proxy: CertificateProxy): Promise<{ served?: Served; unreachable?: string }> {
   try {
-    const served = await probe.inspectServedCertificate({ address: proxy.httpsAddress, port: proxy.httpsPort, servername: probeName(plan.domains) });
+    const served = await probe.inspectServedCertificate({ address: proxy.httpsAddress, port: proxy.httpsPort, servername: probeName(plan.domains), ...(plan.trustedRootsFile ? { caFile: plan.trustedRootsFile } : {}) });
     return { served };
   } catch (err) {
     // TlsUnreachable (nothing listens yet) or any other failure: nothing usable is served.
@@ -140,7 +146,8 @@ type HostOutcome = IssueCertificateResult['hosts'][number];
 async function issue(rb: Runbook, plan: CertificatePlan, input: IssueCertificateInput): Promise<HostOutcome[]> {
   const now = Date.now();
   const found = await rb.step('inspect served certificates', () => Promise.all(plan.proxies.map((p) => servedOn(plan, p))));
-  const verdicts = plan.proxies.map((proxy, i) => ({ proxy, served: found[i].served, ...judgeServed(found[i].served, plan, now, input.staging ?? false, found[i].unreachable) }));
+  const requireTrust = patched(SERVED_TRUST_PATCH);
+  const verdicts = plan.proxies.map((proxy, i) => ({ proxy, served: found[i].served, ...judgeServed(found[i].served, plan, now, input.staging ?? false, found[i].unreachable, requireTrust) }));
   const outcomes = new Map<string, HostOutcome>();
   for (const v of verdicts) {
     if (v.keep && !input.force) outcomes.set(v.proxy.host.name, { host: v.proxy.host.name, outcome: 'unchanged', certificate: facts(v.served!), reason: v.reason });

@@ -4,12 +4,12 @@
 // wrong kind → due). Each due target gets an issueCertificate child, one at a time; a failed one is
 // alerted through the environment's webhook and the others go on. The run fails at the end when any
 // renewal failed (the Schedule's recent actions show it); the next tick simply tries again.
-import { ApplicationFailure, ChildWorkflowFailure, executeChild, proxyActivities, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
+import { ApplicationFailure, ChildWorkflowFailure, executeChild, patched, proxyActivities, type RetryPolicy, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { NAME_PATTERN } from '../common/naming';
 import type { CertificatePlan, RenewCertificatesResult } from '../common/types';
 import { rootFailure } from './lib/steps';
-import { issueCertificate, judgeServed, servedOn } from './issueCertificate';
+import { issueCertificate, judgeServed, SERVED_TRUST_PATCH, servedOn } from './issueCertificate';
 import { errorMessage, Runbook } from './lib/runbook';
 
 const retry: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 6 };
@@ -51,6 +51,7 @@ export async function renewCertificates(input: RenewCertificatesInput = {}): Pro
         ? [{ app: input.app, env: input.env }]
         : (await rb.step('plan', () => quick.listCertificateTargets())).filter((t) => (input.app === undefined || t.app === input.app) && (input.env === undefined || t.env === input.env));
     rb.setPhase('running');
+    const requireTrust = patched(SERVED_TRUST_PATCH);
 
     // Check every target first (read-only), then renew the due ones one at a time.
     const due: { plan: CertificatePlan; reason: string; notAfter?: string }[] = [];
@@ -63,7 +64,7 @@ export async function renewCertificates(input: RenewCertificatesInput = {}): Pro
         const now = Date.now();
         const reasons: string[] = [];
         plan.proxies.forEach((p, i) => {
-          const v = judgeServed(found[i].served, plan, now, false, found[i].unreachable);
+          const v = judgeServed(found[i].served, plan, now, false, found[i].unreachable, requireTrust);
           const notAfter = found[i].served?.notAfter;
           result.checked.push({ app: t.app, env: t.env, host: p.host.name, ...(notAfter ? { notAfter } : {}), due: !v.keep, reason: v.reason });
           if (!v.keep) reasons.push(`${p.host.name}: ${v.reason}`);

@@ -85,7 +85,8 @@ beforeAll(async () => {
       .replaceAll('${PEBBLE_DIRECTORY_URL}', PEBBLE_DIRECTORY_URL)
       .replaceAll('${PEBBLE_TLS_CA}', PEBBLE_TLS_CA)
       .replaceAll('${BIND9_ADDRESS}', BIND9_ADDRESS)
-      .replaceAll('${BIND9_TSIG_KEY_FILE}', BIND9_TSIG_KEY_FILE),
+      .replaceAll('${BIND9_TSIG_KEY_FILE}', BIND9_TSIG_KEY_FILE)
+      .replaceAll('${PEBBLE_ROOT}', rootFile),
   );
   setup = e2eSetup(template, taskQueue);
   worker = new WorkerProcess(setup.env);

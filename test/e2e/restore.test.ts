@@ -2,7 +2,7 @@
 // machine's, and host 2 over SSH), with a steady stream of writes (POST /items through the proxy).
 // The restore must stop and start the versioned replicas on both hosts, lose no acknowledged write
 // (each is in the restored database or in the kept previous one), and a restore cancelled during
-// its swap must end with the app up on its original data. Ports 18230-18239 and rsapp-* are this file's.
+// its swap must end with the app up on its original data. Port 18230 and rsapp-* are this file's.
 import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';

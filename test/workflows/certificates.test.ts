@@ -126,7 +126,7 @@ class FakeTls {
         this.events.push(`inspect ${host}`);
         const c = this.served.get(`${req.address}:${req.port}`);
         if (!c) throw ApplicationFailure.create({ message: `${req.address}:${req.port} (SNI ${req.servername}): connection refused`, type: 'TlsUnreachable' });
-        return { ...c, fingerprint256: 'AA:BB', address: req.address, port: req.port, servername: req.servername, protocol: 'TLSv1.3', authorized: true };
+        return { ...c, fingerprint256: 'AA:BB', address: req.address, port: req.port, servername: req.servername, protocol: 'TLSv1.3', authorized: true, trusted: true };
       },
       certificatePreflight: async () => {
         this.events.push('preflight');
@@ -233,6 +233,21 @@ describe('judging the served certificate', () => {
     const staging = { ...cert, issuer: 'CN=(STAGING) Counterfeit Cashew R10, O=(STAGING) Let\'s Encrypt, C=US' };
     expect(judgeServed(staging, plan, t0).keep).toBe(false);
     expect(judgeServed(staging, plan, t0, true).keep).toBe(true);
+  });
+
+  it('judgeServed with the trust check: a CA-issued certificate must chain to the trusted roots; self-signed and staging ones need not', () => {
+    const plan = { domains: ['shop.example.com'], mode: 'acme' as const, renewFraction: 1 / 3 };
+    const t0 = Date.parse('2030-01-01T00:00:00Z');
+    const cert: Served = { serial: '01', names: ['shop.example.com'], notBefore: new Date(t0).toISOString(), notAfter: new Date(t0 + 64 * DAY).toISOString(), issuer: 'CN=R10, O=Let\'s Encrypt, C=US', commonName: 'shop.example.com', issuerCommonName: 'R10' };
+    expect(judgeServed({ ...cert, trusted: true }, plan, t0, false, undefined, true).keep).toBe(true);
+    expect(judgeServed({ ...cert, trusted: false, trustError: 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' }, plan, t0, false, undefined, true)).toEqual({ keep: false, reason: 'the served certificate is not trusted (UNABLE_TO_GET_ISSUER_CERT_LOCALLY)' });
+    expect(judgeServed(cert, plan, t0, false, undefined, true).reason).toMatch(/not trusted \(trust was not checked\)/);
+    // runs from before the check (patched) keep judging without it
+    expect(judgeServed({ ...cert, trusted: false }, plan, t0).keep).toBe(true);
+    const selfSigned = { ...cert, issuer: 'CN=shop.example.com', issuerCommonName: 'shop.example.com', trusted: false };
+    expect(judgeServed(selfSigned, { ...plan, mode: 'self-signed' }, t0, false, undefined, true).keep).toBe(true);
+    const staging = { ...cert, issuer: 'CN=(STAGING) Counterfeit Cashew R10, O=(STAGING) Let\'s Encrypt, C=US', trusted: false };
+    expect(judgeServed(staging, plan, t0, true, undefined, true).keep).toBe(true);
   });
 });
 
