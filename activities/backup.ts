@@ -210,13 +210,7 @@ export async function verifyStoredDump(storage: BackupStorage, manifest: BackupM
   progress();
   const timer = setInterval(progress, heartbeatMs);
   try {
-    let source: Readable;
-    try {
-      source = await storage.getStream(manifest.file);
-    } catch (err) {
-      if (err instanceof StorageNotFound) throw ApplicationFailure.nonRetryable(`backup ${manifest.file} is missing from ${storage.description}`, 'BackupMissing');
-      throw err;
-    }
+    const source = await dumpStream(storage, manifest.file);
     await pipeline(source, tap, async function* (chunks: AsyncIterable<Buffer>) {
       for await (const _ of chunks) {
         // discard: only the hash matters
@@ -397,19 +391,23 @@ export async function backupDatabase(deps: BackupDeps, req: BackupDatabaseReques
   }
 }
 
+/** The stored dump as a stream; a missing one is a non-retryable BackupMissing that names it and the storage. */
+async function dumpStream(storage: BackupStorage, file: string): Promise<Readable> {
+  try {
+    return await storage.getStream(file);
+  } catch (err) {
+    if (err instanceof StorageNotFound) throw ApplicationFailure.nonRetryable(`backup ${file} is missing from ${storage.description}`, 'BackupMissing');
+    throw err;
+  }
+}
+
 /**
  * Streams a stored dump into `database` in one transaction, committed only if the whole file
  * decompressed and its size and sha256 match the manifest. Anything else rolls back.
  */
 async function applyDump(runner: ClientRunner, database: string, storage: BackupStorage, manifest: BackupManifest, env: Record<string, string>, password: string | undefined, heartbeatMs: number): Promise<void> {
   const what = `restore of ${manifest.file} into ${runner.describe(database)}`;
-  let source: Readable;
-  try {
-    source = await storage.getStream(manifest.file);
-  } catch (err) {
-    if (err instanceof StorageNotFound) throw ApplicationFailure.nonRetryable(`backup ${manifest.file} is missing from ${storage.description}`, 'BackupMissing');
-    throw err;
-  }
+  const source = await dumpStream(storage, manifest.file);
   const psql = await runner.start(psqlApplyArgv(runner.connection(database)), env, true);
   psql.stdout.resume(); // set_config() rows and the like: not needed
   const zstd = startZstd(zstdDecompressArgv());

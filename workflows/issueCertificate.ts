@@ -8,7 +8,7 @@
 // (SNI) that the host serves exactly the installed certificate (serial and expiry).
 import { ApplicationFailure, CancellationScope, patched, proxyActivities, sleep, type RetryPolicy } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { renewalDue, servedTrustProblem, uncoveredNames } from '../common/certificate-rules';
+import { judgeServed as judgeServedRule } from '../common/certificate-rules';
 import type { CertificateSummary } from '../common/certificates';
 import type { CertificateFacts, CertificatePlan, CertificateProxy, IssueCertificateInput, IssueCertificateResult } from '../common/types';
 import { rootFailure, validateTarget, withLock } from './lib/steps';
@@ -32,57 +32,22 @@ const VERIFY_INTERVAL_MS = 2000;
 /** What a handshake shows of a served certificate (activities/tls.ts ServedCertificate). */
 export type Served = Pick<CertificateSummary, 'serial' | 'names' | 'notBefore' | 'notAfter' | 'issuer' | 'commonName' | 'issuerCommonName'> & { authorized?: boolean; trusted?: boolean; trustError?: string };
 
-/** "12d 4h", "5h 10m", "30m" (to the nearest minute): how a person reads a remaining lifetime. */
-export function humanDuration(ms: number): string {
-  const neg = ms < 0;
-  const minutes = Math.round(Math.abs(ms) / 60_000);
-  const d = Math.floor(minutes / 1440);
-  const h = Math.floor((minutes % 1440) / 60);
-  const m = minutes % 60;
-  const text = d > 0 ? `${d}d${h ? ` ${h}h` : ''}` : h > 0 ? `${h}h${m ? ` ${m}m` : ''}` : `${m}m`;
-  return neg ? `-${text}` : text;
-}
-
-/** A self-signed certificate names itself as its issuer. */
-export function isSelfSigned(cert: Pick<Served, 'issuer' | 'commonName' | 'issuerCommonName'>): boolean {
-  if (cert.issuerCommonName) return cert.issuerCommonName === cert.commonName;
-  return cert.issuer === `CN=${cert.commonName}`;
-}
-
 export interface Verdict {
   /** The served certificate can stay: valid, covering the names, of the wanted kind, not due. */
   keep: boolean;
   reason: string;
 }
 
-/**
- * Whether a served certificate can stay, and why (or why not): nothing served, names not covered,
- * not valid now, the wrong kind (self-signed where a CA's is wanted and the reverse, a CA's staging
- * certificate where a real one is wanted), or at most `plan.renewFraction` of its lifetime left.
- * Used by issueCertificate (skip or issue) and renewCertificates (due or not) alike.
- */
 /** patched() ID of the trust check in judgeServed. */
 export const SERVED_TRUST_PATCH = 'served-certificate-trust';
 
+/**
+ * Whether a served certificate can stay (common/certificate-rules.ts judgeServed), for
+ * issueCertificate (skip or issue) and renewCertificates (due or not) alike. `requireTrust` is
+ * patched(SERVED_TRUST_PATCH): runs recorded before the trust check replay without it.
+ */
 export function judgeServed(served: Served | undefined, plan: Pick<CertificatePlan, 'domains' | 'mode' | 'renewFraction'>, now: number, staging = false, unreachable?: string, requireTrust = false): Verdict {
-  if (!served) return { keep: false, reason: `no certificate served${unreachable ? ` (${unreachable})` : ''}` };
-  const missing = uncoveredNames(served.names, plan.domains);
-  if (missing.length) return { keep: false, reason: `the served certificate (${served.names.join(', ') || 'no names'}) does not cover ${missing.join(', ')}` };
-  if (now < Date.parse(served.notBefore)) return { keep: false, reason: `the served certificate is not valid before ${served.notBefore}` };
-  if (now >= Date.parse(served.notAfter)) return { keep: false, reason: `the served certificate expired at ${served.notAfter}` };
-  const selfSigned = isSelfSigned(served);
-  if (plan.mode === 'self-signed' && !selfSigned) return { keep: false, reason: `a self-signed certificate is wanted, the served one is issued by ${served.issuer}` };
-  if (plan.mode === 'acme' && selfSigned) return { keep: false, reason: 'the served certificate is self-signed, a CA-issued one is wanted' };
-  // Let's Encrypt's staging intermediates are all named "(STAGING) …": not trusted by browsers.
-  if (plan.mode === 'acme' && !staging && /\(STAGING\)/i.test(served.issuer)) return { keep: false, reason: `the served certificate is from the CA's staging environment (${served.issuer})` };
-  // A CA-issued certificate must chain to the trusted roots (patched: runs from before judged without it).
-  const untrusted = requireTrust ? servedTrustProblem(served, plan.mode, staging) : undefined;
-  if (untrusted) return { keep: false, reason: untrusted };
-  const r = renewalDue(served, now, plan.renewFraction);
-  const left = Date.parse(served.notAfter) - now;
-  const lifetime = Date.parse(served.notAfter) - Date.parse(served.notBefore);
-  const what = `${humanDuration(left)} of ${humanDuration(lifetime)} left (valid until ${served.notAfter}), renewal from ${r.renewAt}`;
-  return r.due ? { keep: false, reason: `due for renewal: ${what}` } : { keep: true, reason: `valid: ${what}` };
+  return judgeServedRule(served, plan, now, staging, unreachable, { requireTrust });
 }
 
 /** The name a TLS client sends as SNI: the first plain name, or a label under the first wildcard. */

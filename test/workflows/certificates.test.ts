@@ -240,7 +240,7 @@ describe('judging the served certificate', () => {
     const t0 = Date.parse('2030-01-01T00:00:00Z');
     const cert: Served = { serial: '01', names: ['shop.example.com'], notBefore: new Date(t0).toISOString(), notAfter: new Date(t0 + 64 * DAY).toISOString(), issuer: 'CN=R10, O=Let\'s Encrypt, C=US', commonName: 'shop.example.com', issuerCommonName: 'R10' };
     expect(judgeServed({ ...cert, trusted: true }, plan, t0, false, undefined, true).keep).toBe(true);
-    expect(judgeServed({ ...cert, trusted: false, trustError: 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' }, plan, t0, false, undefined, true)).toEqual({ keep: false, reason: 'the served certificate is not trusted (UNABLE_TO_GET_ISSUER_CERT_LOCALLY)' });
+    expect(judgeServed({ ...cert, trusted: false, trustError: 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' }, plan, t0, false, undefined, true)).toMatchObject({ keep: false, reason: expect.stringMatching(/^the served certificate is not trusted \(UNABLE_TO_GET_ISSUER_CERT_LOCALLY\)/) });
     expect(judgeServed(cert, plan, t0, false, undefined, true).reason).toMatch(/not trusted \(trust was not checked\)/);
     // runs from before the check (patched) keep judging without it
     expect(judgeServed({ ...cert, trusted: false }, plan, t0).keep).toBe(true);
