@@ -115,6 +115,10 @@ describe('env files', () => {
     expect(missingVariables(vars, ['DB', 'EMPTY', 'OTHER'])).toEqual(['EMPTY', 'OTHER']);
     expect(toDockerEnv(new Map([['A', '1']]))).toEqual(['A=1']);
   });
+  it('reads dotenv forms: inline comments, multi-line quoted values; skips names a shell cannot use', () => {
+    const vars = parseEnvFile('A=1 # note\nCERT="line1\nline2"\nbad.name=x\nB=\'#not a comment\'\n');
+    expect(Object.fromEntries(vars)).toEqual({ A: '1', CERT: 'line1\nline2', B: '#not a comment' });
+  });
 });
 
 describe('nginx', () => {
