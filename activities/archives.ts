@@ -19,7 +19,7 @@ import {
   zstdCompressArgv,
   type ArchiveManifest,
 } from '../common/commands/backup';
-import { TAR_END, tarEntry } from '../common/commands/tar';
+import { tarFiles } from '../common/commands/tar';
 import { labelsFor } from '../common/naming';
 import type { HostSpec, StorageSpec } from '../common/types';
 import { cancellationSignal, heartbeat } from './context';
@@ -178,13 +178,8 @@ export async function archiveConfig(deps: BackupDeps, req: ConfigArchiveRequest)
       throw engineFailure(p.host, what, err);
     }
   }
-  const mtime = Math.floor(Date.parse(req.at) / 1000);
-  let tar: Buffer;
-  try {
-    tar = Buffer.concat([...entries.map((e) => tarEntry(e.name, e.body, 0o600, mtime)), TAR_END]);
-  } catch (err) {
-    throw ApplicationFailure.nonRetryable(`config archive: ${(err as Error).message}`, 'BackupBadRequest');
-  }
+  const mtime = new Date(req.at); // whole seconds in the archive
+  const tar = await tarFiles(entries.map((e) => ({ ...e, mode: 0o600, mtime })));
   const put = await storage.putStream(file, Readable.from([tar]), { mode: ARCHIVE_MODE });
   const manifest: ArchiveManifest = {
     kind: 'config',

@@ -317,7 +317,7 @@ export async function execInContainer(docker: Docker, name: string, argv: string
 /** Places one file in a container (running or not) through the archive API. */
 export async function putFile(docker: Docker, name: string, filePath: string, content: string, mode = 0o644): Promise<void> {
   const dir = path.posix.dirname(filePath);
-  const tar = tarSingleFile(path.posix.basename(filePath), content, mode, Math.floor(Date.now() / 1000));
+  const tar = await tarSingleFile(path.posix.basename(filePath), content, mode, new Date());
   await docker.getContainer(name).putArchive(tar, { path: dir });
 }
 

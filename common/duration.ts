@@ -1,6 +1,6 @@
-// Durations as runbook inputs: "90s", "15m", "48h", "7d", or milliseconds as a number.
-
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+// Durations as runbook inputs: "90s", "15m", "48h", "7d", or milliseconds as a number. Strings are
+// parsed by `ms` (pure JS, safe in the workflow bundle), which also reads "1.5h", "2 hours", "1w".
+import ms from 'ms';
 
 /** Parses a duration into milliseconds; throws with a message naming the field on bad input. */
 export function parseDuration(value: string | number, field = 'duration'): number {
@@ -8,11 +8,14 @@ export function parseDuration(value: string | number, field = 'duration'): numbe
     if (Number.isFinite(value) && value >= 0) return value;
     throw new Error(`${field}: must be a non-negative number of milliseconds, got ${value}`);
   }
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(value);
-  if (!m) throw new Error(`${field}: "${value}" is not a duration (use e.g. "90s", "15m", "48h", "7d")`);
-  return Math.round(parseFloat(m[1]) * UNIT_MS[m[2]]);
+  const text = value.trim();
+  // a unit is required ("48" alone would be 48 ms to ms), and negative durations are refused
+  const parsed = /[a-z]$/i.test(text) && !text.startsWith('-') ? ms(text as ms.StringValue) : undefined;
+  if (typeof parsed !== 'number' || !Number.isFinite(parsed)) throw new Error(`${field}: "${value}" is not a duration (use e.g. "90s", "15m", "48h", "7d")`);
+  return Math.round(parsed);
 }
 
+/** The shortest exact form (ms's own formatting rounds, e.g. 90 s to "2m", so it is not used here). */
 export function formatDuration(ms: number): string {
   if (ms % 86_400_000 === 0 && ms > 0) return `${ms / 86_400_000}d`;
   if (ms % 3_600_000 === 0 && ms > 0) return `${ms / 3_600_000}h`;

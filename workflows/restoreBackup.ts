@@ -20,7 +20,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { KeepPreviousInput } from '../activities/keeper';
-import { restoreDatabaseNames } from '../common/commands/sql';
+import { restoreDatabaseNames } from '../common/commands/scratch';
 import { parseDuration } from '../common/duration';
 import type { BackupPlan, DatabaseTarget, FleetContainer, HostSpec, RestoreBackupInput } from '../common/types';
 import { releasePreviousSignal } from './lib/definitions';

@@ -1,20 +1,14 @@
 // Env files (KEY=VALUE, as Docker and systemd read them). Values are secrets: only names leave here.
+import { parse } from 'dotenv';
 
-/** Parses env file text into a map. Accepts comments, blank lines, `export KEY=...` and quoted values. */
+const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Parses env file text into a map with dotenv: comments, blank lines, `export KEY=...`, quoted and
+ * multi-line values. Names a shell could not use (dotenv also takes `.` and `-`) are left out.
+ */
 export function parseEnvFile(text: string): Map<string, string> {
-  const vars = new Map<string, string>();
-  for (const rawLine of text.split(/\r?\n/)) {
-    const line = rawLine.trim();
-    if (!line || line.startsWith('#')) continue;
-    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
-    if (!m) continue;
-    let value = m[2];
-    if (value.length >= 2 && ((value.startsWith('"') && value.endsWith('"')) || (value.startsWith("'") && value.endsWith("'")))) {
-      value = value.slice(1, -1);
-    }
-    vars.set(m[1], value);
-  }
-  return vars;
+  return new Map(Object.entries(parse(text)).filter(([name]) => NAME.test(name)));
 }
 
 /** Required variables that are missing or empty (names only). */

@@ -1,6 +1,11 @@
 // PostgreSQL: every SQL statement and every pg_dump/psql argv the runbooks send, built here.
-// Identifiers are always quoted with quoteIdent; values travel as query parameters ($1), never
-// inside the text. Passwords never appear in an argv: they go in PGPASSWORD (pgClientEnv).
+// Identifiers are always quoted with quoteIdent (pg's escapeIdentifier, after length checks); values
+// travel as query parameters ($1), never inside the text, except in psql scripts, where quoteLiteral
+// (pg's escapeLiteral) inlines them. Passwords never appear in an argv: they go in PGPASSWORD (pgClientEnv).
+import { escapeIdentifier, escapeLiteral } from 'pg';
+import { MAX_IDENT_BYTES, SCRATCH_PREFIX } from './scratch';
+
+export { restoreDatabaseNames, SCRATCH_PREFIX, scratchDatabaseName } from './scratch';
 
 /** A table as PostgreSQL names it. */
 export interface TableRef {
@@ -30,14 +35,12 @@ export interface PgConnection {
   passwordFile?: string;
 }
 
-const MAX_IDENT_BYTES = 63; // NAMEDATALEN - 1: longer names are silently truncated by the server
-
 /** Quotes an identifier the way PostgreSQL's quote_ident does when quoting is needed (always, here). */
 export function quoteIdent(name: string): string {
   if (name.length === 0) throw new Error('empty SQL identifier');
   if (name.includes('\0')) throw new Error('SQL identifier contains a NUL character');
   if (Buffer.byteLength(name, 'utf8') > MAX_IDENT_BYTES) throw new Error(`SQL identifier longer than ${MAX_IDENT_BYTES} bytes: ${JSON.stringify(name)}`);
-  return `"${name.replace(/"/g, '""')}"`;
+  return escapeIdentifier(name);
 }
 
 /** `"schema"."table"` for use in a statement. */
@@ -135,23 +138,6 @@ export function dropDatabaseSql(name: string): string {
 
 // ---- scratch databases (restore drills) ----
 
-export const SCRATCH_PREFIX = 'scratch_';
-
-/** A scratch database name for a restore drill, e.g. scratch_shop_production_20250101t020000. */
-export function scratchDatabaseName(...parts: string[]): string {
-  const tail = parts
-    .map((p) => p.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_+|_+$/g, ''))
-    .filter(Boolean)
-    .join('_');
-  if (!tail) throw new Error('a scratch database name needs at least one non-empty part');
-  return (SCRATCH_PREFIX + tail).slice(0, MAX_IDENT_BYTES).replace(/_+$/, '');
-}
-
-/** Names of the databases a restore uses beside the live one (the restored copy, the kept previous one). */
-export function restoreDatabaseNames(target: { name: string }, runTag: string): { incoming: string; previous: string } {
-  return { incoming: scratchDatabaseName('restore', target.name, runTag), previous: scratchDatabaseName('previous', target.name, runTag) };
-}
-
 /**
  * Why a name must not be used as a scratch database (undefined: fine). Scratch databases are dropped
  * WITH (FORCE), so only names that say they are scratch are accepted, never the connection's own.
@@ -221,10 +207,10 @@ export function renameDatabaseSql(from: string, to: string): string {
   return `ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)};`;
 }
 
-/** A string literal ('' doubled; standard_conforming_strings is on since 9.1). */
+/** A string literal (' doubled; with a backslash, an E'' literal with \\ doubled, as pg quotes them). */
 export function quoteLiteral(value: string): string {
   if (value.includes('\0')) throw new Error('a literal cannot contain NUL');
-  return `'${value.replace(/'/g, "''")}'`;
+  return escapeLiteral(value).trimStart();
 }
 
 /** Does a database exist, as a psql query with the name inlined (psql has no bind parameters): one row "1" or none. */

@@ -90,8 +90,11 @@ describe('config archive', () => {
   it('gathers worker files and the proxy config into one tar, 0600', async () => {
     const envFile = path.join(tmp, 'app.env');
     writeFileSync(envFile, 'SECRET_KEY=abc\n', { mode: 0o600 });
-    const m = await acts.archiveConfig({ app, env: 'prod', files: [envFile], proxies: [{ host: localHost, container: proxy, path: '/etc/nginx/conf.d/default.conf' }], storage, at });
-    expect(m.entries).toEqual([envFile.slice(1), 'proxy/local/etc/nginx/conf.d/default.conf']);
+    const longFile = path.join(tmp, 'd'.repeat(120), 'long-named-secrets.env'); // more than 100 bytes
+    execFileSync('mkdir', ['-p', path.dirname(longFile)]);
+    writeFileSync(longFile, 'TOKEN=t\n', { mode: 0o600 });
+    const m = await acts.archiveConfig({ app, env: 'prod', files: [envFile, longFile], proxies: [{ host: localHost, container: proxy, path: '/etc/nginx/conf.d/default.conf' }], storage, at });
+    expect(m.entries).toEqual([envFile.slice(1), longFile.slice(1), 'proxy/local/etc/nginx/conf.d/default.conf']);
     const file = path.join(dir, m.file);
     expect(statSync(file).mode & 0o777).toBe(0o600);
     expect(sha256(file)).toBe(m.sha256);
@@ -99,6 +102,9 @@ describe('config archive', () => {
     execFileSync('mkdir', ['-p', out]);
     execFileSync('tar', ['-xf', file, '-C', out]);
     expect(readFileSync(path.join(out, envFile.slice(1)), 'utf8')).toBe('SECRET_KEY=abc\n');
+    expect(readFileSync(path.join(out, longFile.slice(1)), 'utf8')).toBe('TOKEN=t\n');
+    const listing = execFileSync('tar', ['-tv', '--full-time', '-f', file], { env: { ...process.env, TZ: 'UTC' } }).toString().trim().split('\n');
+    expect(listing.every((line) => line.startsWith('-rw------- ') && line.includes(' 2025-05-01 02:00:00 '))).toBe(true);
     expect(readFileSync(path.join(out, 'proxy/local/etc/nginx/conf.d/default.conf'), 'utf8')).toBe('server { listen 80; }\n');
   });
 

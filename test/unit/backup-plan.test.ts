@@ -138,6 +138,7 @@ describe('restore and snapshot SQL', () => {
   it('quotes names and literals for the swap', () => {
     expect(quoteLiteral("o'brien")).toBe("'o''brien'");
     expect(() => quoteLiteral('a\0b')).toThrow();
+    expect(quoteLiteral('a\\b')).toBe("E'a\\\\b'"); // a backslash: an E'' literal, the backslash doubled
     expect(renameDatabaseSql('shop', 'scratch_previous_main')).toBe('ALTER DATABASE "shop" RENAME TO "scratch_previous_main";');
     expect(renameDatabaseSql('My DB', 'x')).toBe('ALTER DATABASE "My DB" RENAME TO "x";');
     expect(terminateSessionsSql("it's")).toContain("WHERE datname = 'it''s' AND pid <> pg_catalog.pg_backend_pid()");

@@ -6,7 +6,7 @@ import { containerCreateBody, containerDrift, demuxDockerStream, labelFilter, la
 import { missingVariables, parseEnvFile, toDockerEnv } from '../../common/commands/envfile';
 import { NGINX_DRAIN_TIMED_OUT, NGINX_SWITCH_EXIT, nginxSwitchArgv, nginxTestAndReloadArgv, nginxWorkersGoneArgv, parseSwitchedWorkers, renderProxyConfig } from '../../common/commands/nginx';
 import { fileReadableArgv, freeDiskArgv, parseDfAvailableMb, portIsListening, shellQuote } from '../../common/commands/shell';
-import { tarSingleFile } from '../../common/commands/tar';
+import { tarFiles, tarSingleFile } from '../../common/commands/tar';
 import type { ContainerSpec } from '../../common/types';
 
 const spec: ContainerSpec = {
@@ -115,6 +115,10 @@ describe('env files', () => {
     expect(missingVariables(vars, ['DB', 'EMPTY', 'OTHER'])).toEqual(['EMPTY', 'OTHER']);
     expect(toDockerEnv(new Map([['A', '1']]))).toEqual(['A=1']);
   });
+  it('reads dotenv forms: inline comments, multi-line quoted values; skips names a shell cannot use', () => {
+    const vars = parseEnvFile('A=1 # note\nCERT="line1\nline2"\nbad.name=x\nB=\'#not a comment\'\n');
+    expect(Object.fromEntries(vars)).toEqual({ A: '1', CERT: 'line1\nline2', B: '#not a comment' });
+  });
 });
 
 describe('nginx', () => {
@@ -202,11 +206,23 @@ describe('nginx switch and drain scripts (run by sh, with a stand-in nginx on PA
 });
 
 describe('tar', () => {
-  it('builds an archive that tar reads back', () => {
-    const archive = tarSingleFile('default.conf', 'server {}\n', 0o600, 1_700_000_000);
+  it('builds an archive that tar reads back', async () => {
+    const archive = await tarSingleFile('default.conf', 'server {}\n', 0o600, new Date(1_700_000_000_000));
     expect(archive.length % 512).toBe(0);
     const listing = execFileSync('tar', ['-tvf', '-'], { input: archive }).toString();
     expect(listing).toMatch(/^-rw------- .* 10 .*default\.conf/);
     expect(execFileSync('tar', ['-xOf', '-', 'default.conf'], { input: archive }).toString()).toBe('server {}\n');
+  });
+  it('keeps names longer than 100 bytes and several entries, with their mode and mtime', async () => {
+    const long = `proxy/${'h'.repeat(120)}/etc/nginx/conf.d/${'n'.repeat(150)}.conf`;
+    const archive = await tarFiles([
+      { name: long, body: Buffer.from('a\n'), mode: 0o600, mtime: new Date('2025-05-01T02:00:00.750Z') },
+      { name: 'etc/app.env', body: 'K=v\n', mode: 0o600, mtime: new Date('2025-05-01T02:00:00Z') },
+    ]);
+    const listing = execFileSync('tar', ['-tv', '--full-time', '--numeric-owner', '-f', '-'], { input: archive, env: { ...process.env, TZ: 'UTC' } }).toString().trim().split('\n');
+    expect(listing).toHaveLength(2);
+    expect(listing[0]).toMatch(new RegExp(`^-rw------- 0/0 +2 2025-05-01 02:00:00 ${long}$`));
+    expect(listing[1]).toMatch(/^-rw------- 0\/0 +4 2025-05-01 02:00:00 etc\/app\.env$/);
+    expect(execFileSync('tar', ['-xOf', '-', long], { input: archive }).toString()).toBe('a\n');
   });
 });

@@ -131,6 +131,12 @@ describe('durations', () => {
     expect(parseDuration('1.5s')).toBe(1500);
     expect(parseDuration(250)).toBe(250);
     expect(() => parseDuration('soon', 'approvalTimeout')).toThrow('approvalTimeout: "soon" is not a duration');
+    expect(parseDuration(' 15m ')).toBe(900_000);
+    expect(parseDuration('2 hours')).toBe(7_200_000);
+    for (const bad of ['', '48', '-5m', '-0s', '5 fortnights', '1e3s', 'x'.repeat(101) + 's']) {
+      expect(() => parseDuration(bad, 'bakeTime')).toThrow(`bakeTime: "${bad}" is not a duration`);
+    }
+    expect(() => parseDuration(-1, 'bakeTime')).toThrow('bakeTime: must be a non-negative number of milliseconds, got -1');
     expect(formatDuration(604_800_000)).toBe('7d');
     expect(formatDuration(90_000)).toBe('90s');
   });
