@@ -188,7 +188,7 @@ describe('firstDeploy runs', () => {
     await run(mocks, async (start) => {
       const failure = await failureOf(await start({ app: 'Shop!', env: 'production' }));
       expect(failure.type).toBe('InvalidInput');
-      expect(failure.message).toMatch(/"app": "Shop!" is not a valid name/);
+      expect(failure.message).toMatch(/^invalid input: app: "Shop!" is not a valid app name/);
       const unknown = await failureOf(await start({ app: 'shop', env: 'qa' }));
       expect(unknown.message).toMatch(/app "shop" has no environment "qa" \(it has: production, staging\)/);
       expect(mocks.calls.map((c) => c.name)).toEqual(['resolveDeployPlan']);
