@@ -39,7 +39,8 @@ const duration = (limits: { positive?: boolean; max?: string } = {}) =>
     }
     if (limits.positive && ms <= 0) ctx.addIssue({ code: 'custom', message: 'must be longer than 0' });
     if (limits.max !== undefined && ms > parseDuration(limits.max)) ctx.addIssue({ code: 'custom', message: `${value} exceeds the maximum of ${limits.max}` });
-  });
+   })
+    .meta({ title: 'duration' });
 
 const int = (min: number) =>
   z
@@ -102,8 +103,7 @@ const pin = z
   .strictObject({
     reason: z.enum(PIN_REASONS, { error: `must be one of ${PIN_REASONS.map((r) => `"${r}"`).join(', ')}` }).describe('Why the backup is kept outside the nightly retention.'),
     window: duration({ positive: true }).optional().describe('How long from the backup until the pin ends by itself. Default: "30d".'),
-  })
-  .describe('Pin');
+  }, { error: typeError('an object like {"reason": "pre-update"}') });
 
 export const NightlyBackupInputSchema = z
   .strictObject({
