@@ -147,14 +147,25 @@ export const IssueCertificateInputSchema = z
   })
   .describe('issueCertificate: issue (or renew) the TLS certificate of an app/env and install it in its proxies.');
 
-/** The schema of each runbook's input, by runbook name (the runbooks that take one). */
+export const ReleasePreviousDatabaseInputSchema = z
+  .strictObject({
+    ...target,
+    database: text().min(1, { error: 'must be the logical name of a database' }).describe('The database (its logical name in the inventory) that was restored.'),
+    runTag: text().min(1, { error: 'must be the restore\'s run tag' }).describe('The restore\'s run tag (part of the kept database\'s name).'),
+    keepFor: duration().describe('How long the pre-restore database is kept before it is dropped, unless released earlier (restoreBackup passes its keepPreviousFor, default "7d").'),
+  })
+  .describe('releasePreviousDatabase: keeps the database as it was before a restore, then drops it (started by restoreBackup).');
+export type ReleasePreviousDatabaseInput = z.infer<typeof ReleasePreviousDatabaseInputSchema>;
+
+/** The schema of each runbook's input, by workflow type (the runbooks that take one). */
 export const INPUT_SCHEMAS = {
   firstDeploy: FirstDeployInputSchema,
   rollingUpdate: RollingUpdateInputSchema,
   nightlyBackup: NightlyBackupInputSchema,
   restoreBackup: RestoreBackupInputSchema,
   issueCertificate: IssueCertificateInputSchema,
-} as const satisfies Partial<Record<RunbookName, z.ZodType>>;
+  releasePreviousDatabase: ReleasePreviousDatabaseInputSchema,
+} as const satisfies Partial<Record<RunbookName | 'releasePreviousDatabase', z.ZodType>>;
 export type RunbookWithInputSchema = keyof typeof INPUT_SCHEMAS;
 
 // One source of truth: the interfaces in common/types.ts must equal what the schemas accept.

@@ -24,7 +24,7 @@ import { restoreDatabaseNames } from '../common/commands/sql';
 import { parseDuration } from '../common/duration';
 import type { BackupPlan, DatabaseTarget, FleetContainer, HostSpec, RestoreBackupInput } from '../common/types';
 import { releasePreviousSignal } from './lib/definitions';
-import { parseInput, RestoreBackupInputSchema } from '../common/inputs';
+import { parseInput, ReleasePreviousDatabaseInputSchema, RestoreBackupInputSchema } from '../common/inputs';
 import { allSettled, rootFailure, withLock } from './lib/steps';
 import { pinIfPatched } from './lib/pins';
 import { errorMessage, Runbook } from './lib/runbook';
@@ -212,6 +212,7 @@ async function startFleet(rb: Runbook, plan: BackupPlan, running: RunningWeb[]):
  * window ends. Started by restoreBackup (through an activity), one per restore.
  */
 export async function releasePreviousDatabase(input: KeepPreviousInput): Promise<{ dropped: string; releasedBy: string }> {
+  parseInput(ReleasePreviousDatabaseInputSchema, input, 'releasePreviousDatabase');
   const rb = new Runbook('releasePreviousDatabase', { app: input.app, env: input.env });
   let releasedBy: string | undefined;
   setHandler(releasePreviousSignal, ({ by }) => {

@@ -16,6 +16,7 @@ const MINIMAL: Record<RunbookWithInputSchema, Record<string, unknown>> = {
   nightlyBackup: target,
   restoreBackup: target,
   issueCertificate: target,
+  releasePreviousDatabase: { ...target, database: 'main', runTag: '2026-11-26T14:42:52.219Z', keepFor: '7d' },
 };
 
 function failure(runbook: RunbookWithInputSchema, input: unknown): ApplicationFailure {
@@ -71,6 +72,10 @@ const BAD: [RunbookWithInputSchema, Record<string, unknown>, string][] = [
   ['issueCertificate', { selfSigned: true, staging: true }, 'selfSigned: excludes "staging"'],
   ['issueCertificate', { force: 'yes' }, 'force: must be true or false'],
   ['issueCertificate', { reason: 'x'.repeat(1001) }, 'reason: must be a string of at most 1000 characters'],
+  ['releasePreviousDatabase', { database: '' }, 'database: must be the logical name of a database'],
+  ['releasePreviousDatabase', { runTag: 5 }, 'runTag: must be a string, got 5'],
+  ['releasePreviousDatabase', { keepFor: undefined }, 'keepFor: is required (a duration like "15m" or "7d")'],
+  ['releasePreviousDatabase', { keepFor: 'a week' }, 'keepFor: "a week" is not a duration'],
 ];
 
 describe('runbook input schemas', () => {
@@ -113,7 +118,7 @@ describe('runbook input schemas', () => {
     const schema = inputJsonSchema(runbook) as { type: string; additionalProperties: boolean; required: string[]; properties: Record<string, { description?: string }> };
     expect(schema.type).toBe('object');
     expect(schema.additionalProperties).toBe(false);
-    expect(schema.required).toEqual(['app', 'env']);
+    expect(schema.required.slice(0, 2)).toEqual(['app', 'env']);
     for (const [field, prop] of Object.entries(schema.properties)) expect([field, prop.description ?? '']).toEqual([field, expect.stringMatching(/\S/)]);
   });
 });
