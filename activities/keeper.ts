@@ -5,14 +5,10 @@ import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { SA_APP, SA_AWAITING_APPROVAL, SA_ENV, SA_STEP } from '../common/search-attributes';
 import type { ActivityDeps } from './deps';
+import type { ReleasePreviousDatabaseInput } from '../common/inputs';
 
-export interface KeepPreviousInput {
-  app: string;
-  env: string;
-  database: string;
-  runTag: string;
-  keepFor: string;
-}
+/** The input of releasePreviousDatabase (its schema: common/inputs.ts). */
+export type KeepPreviousInput = ReleasePreviousDatabaseInput;
 
 export function createKeeperActivities(deps: ActivityDeps) {
   return {

@@ -6,6 +6,15 @@ import type { DecisionRecord, FirstDeployInput, IssueCertificateInput, LockHolde
 import { lockHolderQuery, releaseLockSignal } from '../common/lock';
 import { decideUpdate, releasePreviousSignal, rejectSignal, approveSignal, statusQuery } from '../workflows/lib/definitions';
 import { connectionSettings, type ConnectionSettings } from './connection';
+import { INPUT_SCHEMAS, parseInput, type RunbookWithInputSchema } from '../common/inputs';
+
+/**
+ * The input checked with its runbook's schema (the one the workflow checks again), before anything
+ * starts: throws `invalid input: <path>: <message>; ...` (the CLI prints it and exits 2).
+ */
+export function checkRunbookInput(runbook: RunbookName, input: unknown): void {
+  if (runbook in INPUT_SCHEMAS) parseInput(INPUT_SCHEMAS[runbook as RunbookWithInputSchema], input, runbook);
+}
 
 export class RunbookClient {
   private constructor(
@@ -29,6 +38,7 @@ export class RunbookClient {
 
   /** Starts a runbook as `<runbook>/<app>/<env>`; refuses while one runs on the same target. */
   async start(runbook: RunbookName, input: RunbookTarget & Record<string, unknown>, summary: string): Promise<WorkflowHandleWithFirstExecutionRunId> {
+    checkRunbookInput(runbook, input);
     const workflowId = runbookWorkflowId(runbook, input.app, input.env);
     try {
       return await this.client.workflow.start(runbook, {

@@ -7,7 +7,8 @@ import { labelsFor, LABEL } from '../common/naming';
 import { preflightRequests } from '../common/plan';
 import type { DeployPlan, FirstDeployInput, FirstDeployResult, HostSpec, PreflightReport } from '../common/types';
 import { errorMessage, Runbook } from './lib/runbook';
-import { allSettled, rootFailure, validateTarget, withLock } from './lib/steps';
+import { FirstDeployInputSchema, parseInput } from '../common/inputs';
+import { allSettled, rootFailure, withLock } from './lib/steps';
 
 const retry: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 6 };
 const quick = proxyActivities<Activities>({ startToCloseTimeout: '2 minutes', retry });
@@ -15,7 +16,7 @@ const quick = proxyActivities<Activities>({ startToCloseTimeout: '2 minutes', re
 const waiting = proxyActivities<Activities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds', retry });
 
 export async function firstDeploy(input: FirstDeployInput): Promise<FirstDeployResult> {
-  validateTarget(input);
+  parseInput(FirstDeployInputSchema, input, 'firstDeploy');
   const rb = new Runbook('firstDeploy', { app: input.app, env: input.env });
   try {
     const plan = await rb.step('plan', () => quick.resolveDeployPlan(input));

@@ -11,7 +11,8 @@ import type { Activities } from '../activities';
 import { judgeServed as judgeServedRule } from '../common/certificate-rules';
 import type { CertificateSummary } from '../common/certificates';
 import type { CertificateFacts, CertificatePlan, CertificateProxy, IssueCertificateInput, IssueCertificateResult } from '../common/types';
-import { rootFailure, validateTarget, withLock } from './lib/steps';
+import { IssueCertificateInputSchema, parseInput } from '../common/inputs';
+import { rootFailure, withLock } from './lib/steps';
 import { errorMessage, Runbook } from './lib/runbook';
 
 const retry: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 6 };
@@ -66,28 +67,13 @@ export async function servedOn(plan: CertificatePlan, proxy: CertificateProxy): 
   }
 }
 
-function invalid(problem: string): never {
-  throw ApplicationFailure.nonRetryable(`invalid input: ${problem}`, 'InvalidInput');
-}
-
 /**
- * The input's shape, before anything runs. The names themselves (LDH, wildcards, duplicates, what a
- * CA accepts) are checked by the plan step with common/certificates.ts validateDomains, which has no
- * side effect either: that module cannot be bundled into a workflow (node:net).
+ * The input's shape, before anything runs (common/inputs.ts). The names themselves (LDH, wildcards,
+ * duplicates, what a CA accepts) are checked by the plan step with common/certificates.ts
+ * validateDomains, which has no side effect either: that module cannot be bundled into a workflow (node:net).
  */
 export function validateCertificateInput(input: IssueCertificateInput): void {
-  validateTarget(input);
-  for (const field of ['staging', 'selfSigned', 'force'] as const) {
-    if (input[field] !== undefined && typeof input[field] !== 'boolean') invalid(`"${field}" must be true or false`);
-  }
-  if (input.selfSigned && input.staging) invalid('"selfSigned" and "staging" exclude each other (a self-signed certificate involves no CA)');
-  if (input.reason !== undefined && (typeof input.reason !== 'string' || input.reason.length > 1000)) invalid('"reason" must be a string of at most 1000 characters');
-  if (input.domains !== undefined) {
-    if (!Array.isArray(input.domains) || input.domains.length === 0) invalid('"domains" must be a non-empty list of names, e.g. ["example.com", "www.example.com"]');
-    if (input.domains.length > 100) invalid(`"domains": ${input.domains.length} names, at most 100 in one certificate`);
-    const bad = input.domains.filter((d) => typeof d !== 'string' || d.length === 0 || d.length > 253 || /\s/.test(d));
-    if (bad.length) invalid(`"domains": ${bad.map((d) => JSON.stringify(d)).join(', ')} ${bad.length === 1 ? 'is' : 'are'} not a name`);
-  }
+  parseInput(IssueCertificateInputSchema, input, 'issueCertificate');
 }
 
 export async function issueCertificate(input: IssueCertificateInput): Promise<IssueCertificateResult> {

@@ -10,8 +10,9 @@ import { ApplicationFailure, patched, proxyActivities, workflowInfo, type RetryP
 import type { Activities } from '../activities';
 import { applyRetention } from '../common/retention';
 import type { BackupPin, BackupPlan, DatabaseTarget, NightlyBackupInput } from '../common/types';
-import { BACKUP_PINS_PATCH, pinRequestProblems, requestedPin } from './lib/pins';
-import { rootFailure, validateTarget } from './lib/steps';
+import { BACKUP_PINS_PATCH, requestedPin } from './lib/pins';
+import { NightlyBackupInputSchema, parseInput } from '../common/inputs';
+import { rootFailure } from './lib/steps';
 import { errorMessage, Runbook } from './lib/runbook';
 
 const retry: RetryPolicy = { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 5 };
@@ -81,10 +82,7 @@ async function prune(rb: Runbook, plan: BackupPlan, target: DatabaseTarget): Pro
 }
 
 export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyBackupResult> {
-  validateTarget(input);
-  if (input.skipPrune !== undefined && typeof input.skipPrune !== 'boolean') throw ApplicationFailure.nonRetryable('invalid input: "skipPrune" must be true or false', 'InvalidInput');
-  const pinProblems = pinRequestProblems(input.pin);
-  if (pinProblems.length) throw ApplicationFailure.nonRetryable(`invalid input: ${pinProblems.join('; ')}`, 'InvalidInput');
+  parseInput(NightlyBackupInputSchema, input, 'nightlyBackup');
   const rb = new Runbook('nightlyBackup', { app: input.app, env: input.env });
   let plan: BackupPlan | undefined;
   try {

@@ -24,9 +24,10 @@ import { restoreDatabaseNames } from '../common/commands/scratch';
 import { parseDuration } from '../common/duration';
 import type { BackupPlan, DatabaseTarget, FleetContainer, HostSpec, RestoreBackupInput } from '../common/types';
 import { releasePreviousSignal } from './lib/definitions';
-import { allSettled, rootFailure, validateTarget, withLock } from './lib/steps';
+import { parseInput, ReleasePreviousDatabaseInputSchema, RestoreBackupInputSchema } from '../common/inputs';
+import { allSettled, rootFailure, withLock } from './lib/steps';
 import { pinIfPatched } from './lib/pins';
-import { approvalTimeoutMs, errorMessage, Runbook } from './lib/runbook';
+import { errorMessage, Runbook } from './lib/runbook';
 
 const retry: RetryPolicy = { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 };
 const quick = proxyActivities<Activities>({ startToCloseTimeout: '2 minutes', retry });
@@ -62,20 +63,7 @@ export interface RestoreBackupResult {
 }
 
 function validateRestoreInput(input: RestoreBackupInput): void {
-  validateTarget(input);
-  const problems: string[] = [];
-  if (input.database !== undefined && typeof input.database !== 'string') problems.push('"database" must be a string');
-  if (input.backup !== undefined && (typeof input.backup !== 'string' || input.backup === '')) problems.push('"backup" must be a backup file name or "latest"');
-  if (input.keepPrevious !== undefined && typeof input.keepPrevious !== 'boolean') problems.push('"keepPrevious" must be true or false');
-  if (input.keepPreviousFor !== undefined) {
-    try {
-      parseDuration(input.keepPreviousFor, 'keepPreviousFor');
-    } catch (err) {
-      problems.push(errorMessage(err));
-    }
-  }
-  if (problems.length) throw ApplicationFailure.nonRetryable(`invalid input: ${problems.join('; ')}`, 'InvalidInput');
-  approvalTimeoutMs(input.approvalTimeout);
+  parseInput(RestoreBackupInputSchema, input, 'restoreBackup');
 }
 
 function chooseTarget(plan: BackupPlan, name: string | undefined): DatabaseTarget {
@@ -224,6 +212,7 @@ async function startFleet(rb: Runbook, plan: BackupPlan, running: RunningWeb[]):
  * window ends. Started by restoreBackup (through an activity), one per restore.
  */
 export async function releasePreviousDatabase(input: KeepPreviousInput): Promise<{ dropped: string; releasedBy: string }> {
+  parseInput(ReleasePreviousDatabaseInputSchema, input, 'releasePreviousDatabase');
   const rb = new Runbook('releasePreviousDatabase', { app: input.app, env: input.env });
   let releasedBy: string | undefined;
   setHandler(releasePreviousSignal, ({ by }) => {

@@ -9,10 +9,10 @@
 import { ActivityFailure, ApplicationFailure, CancellationScope, executeChild, patched, proxyActivities, sleep, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { formatDuration, parseDuration } from '../common/duration';
-import { isValidVersion } from '../common/naming';
 import { hostProxyConfig } from '../common/plan';
 import type { ContainerSpec, HostSpec, RollingUpdateInput, RollingUpdateResult, SlotPlan, UpdatePlan } from '../common/types';
-import { rootFailure, validateTarget, withLock } from './lib/steps';
+import { parseInput, RollingUpdateInputSchema } from '../common/inputs';
+import { rootFailure, withLock } from './lib/steps';
 import { pinRequestIfPatched } from './lib/pins';
 import { approvalTimeoutMs, errorMessage, Runbook } from './lib/runbook';
 import { nightlyBackup } from './nightlyBackup';
@@ -36,15 +36,8 @@ function invalid(problem: string): never {
 }
 
 export function validateUpdateInput(input: RollingUpdateInput): Timing {
-  validateTarget(input);
-  if (input.version === undefined ? !input.isRollback : typeof input.version !== 'string' || !isValidVersion(input.version)) invalid('"version" must be an image tag, e.g. "v2"');
-  if (input.isRollback !== undefined && typeof input.isRollback !== 'boolean') invalid('"isRollback" must be true or false');
-  if (input.batchSize !== undefined && (!Number.isInteger(input.batchSize) || input.batchSize < 1)) invalid('"batchSize" must be a whole number ≥ 1');
-  if (input.backup !== undefined && typeof input.backup !== 'boolean') invalid('"backup" must be true or false');
-  if (input.surge !== undefined && (!Number.isInteger(input.surge) || input.surge < 0)) invalid('"surge" must be a whole number ≥ 0 (batches started ahead)');
-  if (input.maxErrorRate !== undefined && (typeof input.maxErrorRate !== 'number' || input.maxErrorRate < 0 || input.maxErrorRate >= 1)) invalid('"maxErrorRate" must be a number in [0, 1)');
+  parseInput(RollingUpdateInputSchema, input, 'rollingUpdate');
   const canary = input.canary ?? 'none';
-  if (canary !== 'none' && canary !== 'approve' && !(typeof canary === 'object' && canary !== null && typeof canary.bake === 'string')) invalid('"canary" must be "none", "approve" or {"bake": "10m"}');
   const ms = (value: string, field: string) => {
     try {
       return parseDuration(value, field);

@@ -283,7 +283,7 @@ describe('nightlyBackup', () => {
       expect(bad.type).toBe('InvalidInput');
       const pin = await failureOf(env.client.workflow.execute('nightlyBackup', { taskQueue, workflowId: `nb-${randomUUID()}`, args: [{ app: 'shop', env: 'production', pin: { reason: 'nightly', window: 'soon' } } as never] }));
       expect(pin.type).toBe('InvalidInput');
-      expect(pin.message).toMatch(/"pin\.reason" must be one of "safety", "pre-update".*pin\.window: "soon" is not a duration/);
+      expect(pin.message).toMatch(/pin\.reason: must be one of "safety", "pre-update"; pin\.window: "soon" is not a duration/);
       const none = await failureOf(env.client.workflow.execute('nightlyBackup', { taskQueue, workflowId: `nb-${randomUUID()}`, args: [{ app: 'nope', env: 'production' }] }));
       expect(none.message).toMatch(/unknown app "nope"/);
     });

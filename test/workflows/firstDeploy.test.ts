@@ -188,7 +188,10 @@ describe('firstDeploy runs', () => {
     await run(mocks, async (start) => {
       const failure = await failureOf(await start({ app: 'Shop!', env: 'production' }));
       expect(failure.type).toBe('InvalidInput');
-      expect(failure.message).toMatch(/"app": "Shop!" is not a valid name/);
+      expect(failure.message).toMatch(/^invalid input: app: "Shop!" is not a valid app name/);
+      // JSON typed in the UI: every bad field named, an unknown one refused, before any activity
+      const typed = await failureOf(await start({ app: 'shop', env: 'production', dryRun: 'yes', approvalTimeout: '10x', colour: 'blue' } as never));
+      expect(typed.message).toBe('invalid input: dryRun: must be true or false, got "yes"; approvalTimeout: "10x" is not a duration (use e.g. "90s", "15m", "48h", "7d"); colour: is not an option');
       const unknown = await failureOf(await start({ app: 'shop', env: 'qa' }));
       expect(unknown.message).toMatch(/app "shop" has no environment "qa" \(it has: production, staging\)/);
       expect(mocks.calls.map((c) => c.name)).toEqual(['resolveDeployPlan']);

@@ -1,27 +1,17 @@
-// Step helpers every runbook shares: input checks, the per-app/env lock, failures a human reads,
+// Step helpers every runbook shares: the target check, the per-app/env lock, failures a human reads,
 // and parallel steps that settle before anyone cleans up after them.
 import { ActivityFailure, ApplicationFailure, CancellationScope, log, proxyActivities, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
-import { NAME_PATTERN } from '../../common/naming';
-import type { FirstDeployInput } from '../../common/types';
-import { approvalTimeoutMs, errorMessage, type Runbook } from './runbook';
+import { parseInput, RunbookTargetSchema } from '../../common/inputs';
+import type { RunbookTarget } from '../../common/types';
+import { errorMessage, type Runbook } from './runbook';
 
 const retry: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 6 };
 const lockActivities = proxyActivities<Pick<Activities, 'acquireLock' | 'releaseLock'>>({ startToCloseTimeout: '2 minutes', retry });
 
-/** Checks the input's shape before anything runs; the inventory checks the rest in the plan step. */
-export function validateTarget(input: FirstDeployInput): void {
-  const problems: string[] = [];
-  if (!input || typeof input !== 'object') throw ApplicationFailure.nonRetryable('input must be a JSON object like {"app": "demo", "env": "production"}', 'InvalidInput');
-  for (const field of ['app', 'env'] as const) {
-    if (typeof input[field] !== 'string') problems.push(`"${field}" is required (a string)`);
-    else if (!NAME_PATTERN.test(input[field])) problems.push(`"${field}": "${input[field]}" is not a valid name`);
-  }
-  if (input.version !== undefined && typeof input.version !== 'string') problems.push('"version" must be a string');
-  if (input.dryRun !== undefined && typeof input.dryRun !== 'boolean') problems.push('"dryRun" must be true or false');
-  if (input.goLiveApproval !== undefined && typeof input.goLiveApproval !== 'boolean') problems.push('"goLiveApproval" must be true or false');
-  if (problems.length) throw ApplicationFailure.nonRetryable(`invalid input: ${problems.join('; ')}`, 'InvalidInput');
-  approvalTimeoutMs(input.approvalTimeout); // throws on a bad duration
+/** Checks the target (app, env) of any runbook input; each runbook checks its whole input with parseInput and its schema. */
+export function validateTarget(input: RunbookTarget): void {
+  parseInput(RunbookTargetSchema, input, 'this runbook');
 }
 
 /** The failure a human should read: an activity's own ApplicationFailure rather than its wrapper. */

@@ -1,0 +1,226 @@
+// What a runbook input may be: one zod schema per runbook, shared by the CLI (checked before a
+// start), the workflows (checked before the first command, so malformed JSON typed in the Temporal UI
+// fails at once naming the field), the docs (client/input-docs.ts renders docs/inputs.md) and the UI
+// (a JSON Schema per input). Pure: bundled into workflows. Defaults are stated in the descriptions
+// ("Default: ..." at the end); the workflows apply them, the schemas do not transform the input.
+import { ApplicationFailure } from '@temporalio/common';
+import { z } from 'zod';
+import { parseDuration } from './duration';
+import { NAME_PATTERN, VERSION_PATTERN, type RunbookName } from './naming';
+import {
+  PIN_REASONS,
+  type FirstDeployInput,
+  type IssueCertificateInput,
+  type NightlyBackupInput,
+  type RestoreBackupInput,
+  type RollingUpdateInput,
+} from './types';
+
+/** The longest approval gate wait. */
+export const MAX_APPROVAL_TIMEOUT = '30d';
+
+const typeError = (expected: string) => (iss: { input?: unknown }) => (iss.input === undefined ? `is required (${expected})` : `must be ${expected}, got ${JSON.stringify(iss.input) ?? String(iss.input)}`);
+
+const name = (what: string) =>
+  z.string({ error: typeError('a name') }).regex(NAME_PATTERN, { error: (iss) => `${JSON.stringify(iss.input)} is not a valid ${what} name (lower-case letters, digits and "-", starting with a letter, at most 30)` });
+const bool = () => z.boolean({ error: typeError('true or false') });
+const text = () => z.string({ error: typeError('a string') });
+const version = () => z.string({ error: typeError('an image tag, e.g. "v2"') }).regex(VERSION_PATTERN, { error: (iss) => `${JSON.stringify(iss.input)} is not an image tag (e.g. "v2")` });
+
+/** A duration ("90s", "15m", "48h", "7d"), checked with parseDuration; `min`/`max` in parseDuration terms. */
+const duration = (limits: { positive?: boolean; max?: string } = {}) =>
+  z.string({ error: typeError('a duration like "15m" or "7d"') }).superRefine((value, ctx) => {
+    let ms: number;
+    try {
+      ms = parseDuration(value);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(value)} is not a duration (use e.g. "90s", "15m", "48h", "7d")` });
+      return;
+    }
+    if (limits.positive && ms <= 0) ctx.addIssue({ code: 'custom', message: 'must be longer than 0' });
+    if (limits.max !== undefined && ms > parseDuration(limits.max)) ctx.addIssue({ code: 'custom', message: `${value} exceeds the maximum of ${limits.max}` });
+   })
+    .meta({ title: 'duration' });
+
+const int = (min: number) =>
+  z
+    .number({ error: typeError(`a whole number ≥ ${min}`) })
+    .int({ error: `must be a whole number ≥ ${min}` })
+    .min(min, { error: `must be a whole number ≥ ${min}` });
+
+const target = {
+  app: name('app').describe('The app, as named in the inventory.'),
+  env: name('environment').describe('The environment, as named in the inventory.'),
+};
+/** Just the target of a runbook input (other fields are the runbook's own schema's business). */
+export const RunbookTargetSchema = z.looseObject(target);
+
+const approvalTimeout = () =>
+  duration({ max: MAX_APPROVAL_TIMEOUT })
+    .optional()
+    .describe(`How long an approval gate waits before its safe default (do not proceed); at most ${MAX_APPROVAL_TIMEOUT}. Default: "7d".`);
+
+export const FirstDeployInputSchema = z
+  .strictObject({
+    ...target,
+    version: version().optional().describe("Image tag to deploy. Default: the environment's `version` in the inventory."),
+    dryRun: bool().optional().describe('Return the plan and the preflight results; change nothing. Default: false.'),
+    goLiveApproval: bool().optional().describe("Stop for approval before the proxy exposes the app. Default: the inventory's goLiveApproval."),
+    approvalTimeout: approvalTimeout(),
+  })
+  .describe('firstDeploy: the first deploy of an app to an environment.');
+
+const canary = z.union([z.literal('none'), z.literal('approve'), z.strictObject({ bake: duration({ positive: true }).describe('How long the canary is watched, e.g. "10m".') })], {
+  error: 'must be "none", "approve" or {"bake": "10m"}',
+});
+
+export const RollingUpdateInputSchema = z
+  .strictObject({
+    ...target,
+    version: version().optional().describe('The target version. Required unless isRollback (a rollback without it goes to the version before the running one).'),
+    batchSize: int(1).optional().describe('Replicas replaced at a time, across hosts. Default: 1.'),
+    canary: canary.optional().describe('After the first batch: "approve" (a gate), {"bake": "10m"} (health/error-rate watch) or "none". Default: "none".'),
+    backup: bool().optional().describe('Take a backup first (a child nightlyBackup, no pruning, pinned). Default: true when the app has a backup section.'),
+    approvalTimeout: approvalTimeout(),
+    drainTimeout: duration().optional().describe("After a switch, the longest wait for the proxy's previous workers to finish in-flight requests before SIGTERM. Default: \"30s\"."),
+    drainDelay: duration().optional().describe('An extra fixed wait after the drain, before SIGTERM (traffic that bypasses the proxy). Default: "0s".'),
+    surge: int(0).optional().describe('How many batches beyond the one being switched may boot meanwhile; 0: strictly one batch after the other. Default: all of them.'),
+    bakeInterval: duration().optional().describe('Bake: how often the proxies are probed (at least 1s). Default: "5s".'),
+    maxErrorRate: z
+      .number({ error: typeError('a number in [0, 1)') })
+      .min(0, { error: 'must be a number in [0, 1)' })
+      .lt(1, { error: 'must be a number in [0, 1)' })
+      .optional()
+      .describe('Bake: the error rate that fails the canary. Default: 0.01.'),
+    isRollback: bool().optional().describe('Set by `runbook rollback`: the update is a rollback (no canary, no backup unless asked). Default: false.'),
+  })
+  .superRefine((input, ctx) => {
+    if (input.version === undefined && !input.isRollback) ctx.addIssue({ code: 'custom', path: ['version'], message: 'is required (an image tag, e.g. "v2") unless isRollback' });
+  })
+  .describe('rollingUpdate: replace the web containers with another version, batch by batch.');
+
+const pin = z
+  .strictObject({
+    reason: z.enum(PIN_REASONS, { error: `must be one of ${PIN_REASONS.map((r) => `"${r}"`).join(', ')}` }).describe('Why the backup is kept outside the nightly retention.'),
+    window: duration({ positive: true }).optional().describe('How long from the backup until the pin ends by itself. Default: "30d".'),
+  }, { error: typeError('an object like {"reason": "pre-update"}') });
+
+export const NightlyBackupInputSchema = z
+  .strictObject({
+    ...target,
+    skipPrune: bool().optional().describe('Skip retention pruning this night (the backup and drill still run). Default: false.'),
+    pin: pin.optional().describe('Pin this run\'s backups, e.g. {"reason": "pre-update", "window": "30d"}: retention neither prunes nor counts them until released or until the window ends. Default: no pin.'),
+  })
+  .describe('nightlyBackup: back up the databases, volumes and config of an app/env, drill-restore, prune.');
+
+export const RestoreBackupInputSchema = z
+  .strictObject({
+    ...target,
+    database: text().optional().describe('The database (its logical name in the inventory). Default: the only one.'),
+    backup: text().min(1, { error: 'must be a backup file name or "latest"' }).optional().describe('A backup file name, or "latest" (the newest verified one). Default: "latest".'),
+    safetyPinWindow: duration({ positive: true }).optional().describe('How long the safety backup stays pinned (out of the nightly retention) unless released first. Default: "30d".'),
+    approvalTimeout: approvalTimeout(),
+    keepPrevious: bool().optional().describe('Keep the pre-restore copy of the database until someone drops it by hand (no window). Default: false.'),
+    keepPreviousFor: duration().optional().describe('How long the pre-restore copy (every write up to the stop) is kept before it is dropped, unless released earlier. Default: "7d".'),
+  })
+  .describe('restoreBackup: restore a database from a verified backup (after approval), keeping the previous one.');
+
+export const IssueCertificateInputSchema = z
+  .strictObject({
+    ...target,
+    domains: z
+      .array(
+        z.string({ error: typeError('a name') }).refine((d) => d.length > 0 && d.length <= 253 && !/\s/.test(d), { error: (iss) => `${JSON.stringify(iss.input)} is not a name` }),
+        { error: typeError('a list of names, e.g. ["example.com", "www.example.com"]') },
+      )
+      .min(1, { error: 'must be a non-empty list of names, e.g. ["example.com", "www.example.com"]' })
+      .max(100, { error: 'at most 100 names in one certificate' })
+      .optional()
+      .describe("Names to cover. Default: the inventory's proxy.tls.domains, or proxy.domain."),
+    staging: bool().optional().describe("Use the CA's staging directory (test certificates, generous rate limits). Default: false."),
+    selfSigned: bool().optional().describe('A self-signed certificate made on the host (development); no CA involved. Default: false.'),
+    force: bool().optional().describe('Issue even when the served certificate covers the names with more than a third of its lifetime left. Default: false.'),
+    reason: text().max(1000, { error: 'must be a string of at most 1000 characters' }).optional().describe('Set by renewCertificates: why this run was started. Default: none.'),
+  })
+  .superRefine((input, ctx) => {
+    if (input.selfSigned && input.staging) ctx.addIssue({ code: 'custom', path: ['selfSigned'], message: 'excludes "staging" (a self-signed certificate involves no CA)' });
+  })
+  .describe('issueCertificate: issue (or renew) the TLS certificate of an app/env and install it in its proxies.');
+
+export const ReleasePreviousDatabaseInputSchema = z
+  .strictObject({
+    ...target,
+    database: text().min(1, { error: 'must be the logical name of a database' }).describe('The database (its logical name in the inventory) that was restored.'),
+    runTag: text().min(1, { error: 'must be the restore\'s run tag' }).describe('The restore\'s run tag (part of the kept database\'s name).'),
+    keepFor: duration().describe('How long the pre-restore database is kept before it is dropped, unless released earlier (restoreBackup passes its keepPreviousFor, default "7d").'),
+  })
+  .describe('releasePreviousDatabase: keeps the database as it was before a restore, then drops it (started by restoreBackup).');
+export type ReleasePreviousDatabaseInput = z.infer<typeof ReleasePreviousDatabaseInputSchema>;
+
+/** The schema of each runbook's input, by workflow type (the runbooks that take one). */
+export const INPUT_SCHEMAS = {
+  firstDeploy: FirstDeployInputSchema,
+  rollingUpdate: RollingUpdateInputSchema,
+  nightlyBackup: NightlyBackupInputSchema,
+  restoreBackup: RestoreBackupInputSchema,
+  issueCertificate: IssueCertificateInputSchema,
+  releasePreviousDatabase: ReleasePreviousDatabaseInputSchema,
+} as const satisfies Partial<Record<RunbookName | 'releasePreviousDatabase', z.ZodType>>;
+export type RunbookWithInputSchema = keyof typeof INPUT_SCHEMAS;
+
+// One source of truth: the interfaces in common/types.ts must equal what the schemas accept.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const sameTypes: [
+  Same<z.infer<typeof FirstDeployInputSchema>, FirstDeployInput>,
+  Same<z.infer<typeof RollingUpdateInputSchema>, RollingUpdateInput>,
+  Same<z.infer<typeof NightlyBackupInputSchema>, NightlyBackupInput>,
+  Same<z.infer<typeof RestoreBackupInputSchema>, RestoreBackupInput>,
+  Same<z.infer<typeof IssueCertificateInputSchema>, IssueCertificateInput>,
+] = [true, true, true, true, true];
+void sameTypes;
+
+type Issue = z.core.$ZodIssue;
+
+/** Every problem as `<path>: <message>`; a union's problems come from the branch that got furthest. */
+export function inputProblems(issues: readonly Issue[], base: PropertyKey[] = []): string[] {
+  const out: string[] = [];
+  for (const iss of issues) {
+    const path = [...base, ...iss.path];
+    if (iss.code === 'invalid_union') {
+      const deep = iss.errors.filter((branch) => branch.some((b) => b.path.length > 0 || b.code === 'unrecognized_keys'));
+      if (deep.length === 1) {
+        out.push(...inputProblems(deep[0], path));
+        continue;
+      }
+    }
+    if (iss.code === 'unrecognized_keys') {
+      for (const key of iss.keys) out.push(`${formatPath([...path, key])}: is not an option`);
+      continue;
+    }
+    out.push(`${formatPath(path)}: ${iss.message}`);
+  }
+  return out;
+}
+
+function formatPath(path: PropertyKey[]): string {
+  if (path.length === 0) return '(input)';
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i ? '.' : ''}${String(p)}`)).join('');
+}
+
+/**
+ * The input, checked against its runbook's schema; else a non-retryable InvalidInput naming every
+ * failing field: `invalid input: canary.bake: "10x" is not a duration (...); batchSize: ...`.
+ */
+export function parseInput<S extends z.ZodType>(schema: S, input: unknown, runbook: string): z.infer<S> {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw ApplicationFailure.nonRetryable(`invalid input: ${runbook} takes a JSON object like {"app": "demo", "env": "production"}`, 'InvalidInput');
+  }
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  throw ApplicationFailure.nonRetryable(`invalid input: ${inputProblems(result.error.issues).join('; ')}`, 'InvalidInput');
+}
+
+/** The JSON Schema of a runbook's input (for the UI and the docs). */
+export function inputJsonSchema(runbook: RunbookWithInputSchema): Record<string, unknown> {
+  return z.toJSONSchema(INPUT_SCHEMAS[runbook]) as Record<string, unknown>;
+}
