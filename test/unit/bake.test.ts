@@ -140,9 +140,8 @@ describe('bakeCanary activity (fake probe, real timers)', () => {
   it('a retried attempt resumes from the last heartbeat: the counts go on, only the rest of the bake is probed', async () => {
     const { probe, seen } = fakeProbe();
     const before: BakeProgress = { rounds: 50, probes: 100, ok: 97, failed: 3, errorRate: 0.03, elapsedMs: 250, nextProbeAtMs: 260, lastErrors: ['http://two:8080/up: HTTP 503'] };
-    const started = Date.now();
     const verdict = await bakeIn(activityEnv({ attempt: 2, heartbeatDetails: before }), { probe }, req);
-    expect(Date.now() - started).toBeLessThan(250); // ~50 ms of bake were left
+    // ~50 ms of the 300 ms bake were left: a few rounds at 20 ms, not the 15 of a bake from the start
     expect(seen.length).toBeGreaterThanOrEqual(1);
     expect(seen.length).toBeLessThanOrEqual(3);
     expect(verdict).toMatchObject({ passed: false, rounds: 50 + seen.length, probes: 100 + 2 * seen.length, failed: 3 });
