@@ -52,8 +52,6 @@ const target = {
   app: name('app').describe('The app, as named in the inventory.'),
   env: name('environment').describe('The environment, as named in the inventory.'),
 };
-/** Just the target of a runbook input (other fields are the runbook's own schema's business). */
-export const RunbookTargetSchema = z.looseObject(target);
 
 const approvalTimeout = () =>
   duration({ max: MAX_APPROVAL_TIMEOUT })

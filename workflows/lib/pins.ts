@@ -3,7 +3,7 @@
 // the nightly retention keeps them outside its slots until released or until the window ends.
 import { ApplicationFailure, patched, workflowInfo } from '@temporalio/workflow';
 import { parseDuration } from '../../common/duration';
-import { DEFAULT_PIN_WINDOW, PIN_REASONS, type BackupPin, type BackupPinRequest, type PinReason } from '../../common/types';
+import { DEFAULT_PIN_WINDOW, type BackupPin, type BackupPinRequest, type PinReason } from '../../common/types';
 
 /**
  * patched() ID of pinned backups: the pin passed to backupDatabase and the pin-aware retention.
@@ -23,24 +23,6 @@ export function pinWindowMs(window: unknown, field = 'pin.window'): number {
   }
   if (ms <= 0) throw ApplicationFailure.nonRetryable(`invalid input: ${field}: must be longer than 0 (release the pin instead)`, 'InvalidInput');
   return ms;
-}
-
-/** Problems of a pin request in a runbook input (empty: fine). */
-export function pinRequestProblems(pin: unknown, field = 'pin'): string[] {
-  if (pin === undefined) return [];
-  if (typeof pin !== 'object' || pin === null || Array.isArray(pin)) return [`"${field}" must be an object like {"reason": "pre-update"}`];
-  const p = pin as Record<string, unknown>;
-  const problems: string[] = [];
-  if (!(PIN_REASONS as readonly unknown[]).includes(p.reason)) problems.push(`"${field}.reason" must be one of ${PIN_REASONS.map((r) => `"${r}"`).join(', ')}`);
-  if (p.window !== undefined) {
-    try {
-      pinWindowMs(p.window, `${field}.window`);
-    } catch (err) {
-      problems.push((err as Error).message.replace(/^invalid input: /, ''));
-    }
-  }
-  for (const key of Object.keys(p)) if (key !== 'reason' && key !== 'window') problems.push(`"${field}.${key}" is not an option (reason, window)`);
-  return problems;
 }
 
 /** The pin for a backup taken at `at` (default now) by this workflow (or `by`), ending `window` (default 30 d) later. */

@@ -1,18 +1,11 @@
-// Step helpers every runbook shares: the target check, the per-app/env lock, failures a human reads,
+// Step helpers every runbook shares: the per-app/env lock, failures a human reads,
 // and parallel steps that settle before anyone cleans up after them.
 import { ActivityFailure, ApplicationFailure, CancellationScope, log, proxyActivities, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
-import { parseInput, RunbookTargetSchema } from '../../common/inputs';
-import type { RunbookTarget } from '../../common/types';
 import { errorMessage, type Runbook } from './runbook';
 
 const retry: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 6 };
 const lockActivities = proxyActivities<Pick<Activities, 'acquireLock' | 'releaseLock'>>({ startToCloseTimeout: '2 minutes', retry });
-
-/** Checks the target (app, env) of any runbook input; each runbook checks its whole input with parseInput and its schema. */
-export function validateTarget(input: RunbookTarget): void {
-  parseInput(RunbookTargetSchema, input, 'this runbook');
-}
 
 /** The failure a human should read: an activity's own ApplicationFailure rather than its wrapper. */
 export function rootFailure(err: unknown): unknown {
