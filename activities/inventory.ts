@@ -1,6 +1,10 @@
 // Reads the inventory file and resolves the plan: the first activity of every runbook.
 import { readFile } from 'node:fs/promises';
 import { ApplicationFailure } from '@temporalio/common';
+import { DnsInputError } from '../common/commands/dns';
+import type { CutoverPlan } from '../common/cutover';
+import { buildCutoverPlan } from '../common/cutover-plan';
+import type { DnsCutoverInput } from '../common/inputs';
 import { InventoryError, parseInventory, type Inventory } from '../common/inventory';
 import { buildBackupPlan, buildDeployPlan, buildUpdatePlan, findTarget, hostSpec, PlanError } from '../common/plan';
 import type { BackupPlan, DeployPlan, FirstDeployInput, FleetContainer, RollingUpdateInput, RunbookTarget, UpdatePlan } from '../common/types';
@@ -65,6 +69,17 @@ export function createInventoryActivities(deps: ActivityDeps) {
         return buildBackupPlan(inventory, target);
       } catch (err) {
         if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
+        throw err;
+      }
+    },
+
+    /** The cutover plan: both sides, the zone and records, the databases (recorded in history). */
+    async resolveCutoverPlan(input: DnsCutoverInput): Promise<CutoverPlan> {
+      const inventory = await loadInventory(deps.inventoryPath);
+      try {
+        return buildCutoverPlan(inventory, input);
+      } catch (err) {
+        if (err instanceof PlanError || err instanceof DnsInputError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
         throw err;
       }
     },

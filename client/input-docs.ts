@@ -28,6 +28,7 @@ export const INPUT_EXAMPLES: Record<RunbookWithInputSchema, Record<string, unkno
   restoreBackup: { app: 'demo', env: 'production', database: 'main', backup: 'latest', keepPreviousFor: '7d' },
   issueCertificate: { app: 'demo', env: 'production', domains: ['demo.example.com'], staging: true },
   releasePreviousDatabase: { app: 'demo', env: 'production', database: 'main', runTag: '2026-11-26T14:42:52.219Z', keepFor: '7d' },
+  dnsCutover: { app: 'demo', from: 'production', to: 'green', ttlLeadTime: '48h', window: '7d' },
 };
 
 const DEFAULT_RE = /\s*Default: (.+?)\.?$/;

@@ -151,6 +151,8 @@ export interface CutoverPlan {
   storage?: StorageSpec;
   /** Whether the app has backups configured: the pre-switch backup is a child nightlyBackup. */
   backups: boolean;
+  /** Drift and rollbacks are posted here (the app's backup.notify webhook). */
+  notify?: { webhookUrlFile: string };
   rehearsal: boolean;
 }
 
@@ -238,4 +240,70 @@ export function snapshotMismatches(snapshot: DnsSnapshot, wanted: readonly DnsRe
 export function describeRecord(r: DnsRecordSet | undefined): string {
   if (!r || r.values.length === 0) return '(none)';
   return `${[...r.values].sort().join(',')} ttl ${r.ttl}`;
+}
+
+// ---- the activities the cutover calls (implemented in activities/dns, replication.ts, proxy.ts, health.ts) ----
+
+export type ReplicationRequest = { from: PgEndpoint; to: PgEndpoint; name: string };
+
+export interface CutoverActivityContract {
+  readAuthoritative(req: { zone: DnsZoneSpec; records: { name: string; type: DnsRecordSet['type'] }[] }): Promise<DnsSnapshot>;
+  /** One atomic change; nothing sent when the primary already serves exactly that. */
+  applyDnsRecords(req: { zone: DnsZoneSpec; records: DnsRecordSet[] }): Promise<{ changed: boolean }>;
+  /** Until every authoritative server serves exactly these records with one serial; else DnsNotConverged. */
+  awaitDnsRecords(req: { zone: DnsZoneSpec; records: DnsRecordSet[]; timeoutMs: number; intervalMs?: number }): Promise<DnsSnapshot>;
+  startReplication(req: ReplicationRequest & { copyData: boolean; copySchema: boolean }): Promise<{ tables: string[]; created: boolean }>;
+  replicationStatus(req: ReplicationRequest): Promise<{ tables: { table: string; state: string }[]; ready: boolean; lagBytes: number }>;
+  awaitReplicationCaughtUp(req: ReplicationRequest & { timeoutMs: number }): Promise<{ lagBytes: number; waitedMs: number }>;
+  removeReplication(req: ReplicationRequest): Promise<{ removed: boolean }>;
+  setAppWrites(req: { endpoint: PgEndpoint; writable: boolean }): Promise<{ terminatedSessions: number }>;
+  copySequences(req: { from: PgEndpoint; to: PgEndpoint }): Promise<{ sequences: { name: string; value: string }[] }>;
+  markTables(req: { endpoint: PgEndpoint }): Promise<TableMark[]>;
+  reconcileTables(req: { a: PgEndpoint; b: PgEndpoint; marks: TableMark[]; timeSeries: TimeSeriesTable[] }): Promise<ReconciliationReport>;
+  exportRowsAfter(req: { endpoint: PgEndpoint; marks: TableMark[]; storage: StorageSpec; prefix: string }): Promise<RowExport>;
+  countRowsAfter(req: { endpoint: PgEndpoint; marks: TableMark[] }): Promise<{ table: string; rows: number }[]>;
+  forwardProxy(req: { host: HostSpec; container: string; to: string }): Promise<{ changed: boolean }>;
+  unforwardProxy(req: { host: HostSpec; container: string }): Promise<{ changed: boolean }>;
+  measureEndpoint(req: { url: string; hostHeader?: string; path: string; durationMs: number; intervalMs: number; timeoutMs?: number }): Promise<ValidationSample & { statuses: Record<string, number> }>;
+}
+
+// ---- what the status query and the result say ----
+
+export type CutoverStage = 'plan' | 'ttl-staging' | 'replicating' | 'preflight' | 'go-no-go' | 'switching' | 'validating' | 'window' | 'decommission' | 'rolling-back' | 'done';
+
+export interface CutoverStatus {
+  stage: CutoverStage;
+  /** The switch: from then on a rollback moves data back. */
+  t0?: string;
+  /** The earliest switch (old TTL + lead time after the TTL was lowered). */
+  switchNotBefore?: string;
+  windowEndsAt?: string;
+  replication?: { direction: 'old→new' | 'new→old'; ready: boolean; lagBytes: number; at: string };
+  baseline?: ValidationSample;
+  writeFreezeMs?: number;
+  /** The last validation rounds (at most 20) with the decision tree's answer. */
+  rounds: (ValidationRound & { at: string; decision: CutoverDecision })[];
+  /** The last reconciliations (at most 28: 6-hourly over a week). */
+  reconciliations: { at: string; drift: boolean; differences: string[] }[];
+  rollbackRequest?: { by: string; reason?: string; at: string };
+  extensions: { by: string; extendBy: string; reason?: string; at: string; accepted: boolean; why?: string }[];
+  /** How long each stage took (ms), in the order they ran. */
+  stageDurations: { stage: CutoverStage; ms: number }[];
+}
+
+export interface DnsCutoverResult {
+  app: string;
+  from: string;
+  to: string;
+  outcome: 'completed' | 'rolled-back';
+  t0?: string;
+  records: DnsRecordSet[];
+  writeFreezeMs?: number;
+  /** Rolled back: who asked (or the decision tree), and where the rows written after T0 went. */
+  rollback?: { reason: string; by: string; export?: RowExport; sequencesCopied: number };
+  decommissioned?: boolean;
+  stageDurations: { stage: CutoverStage; ms: number }[];
+  /** Rehearsal: did the rollback restore the starting state (DNS as before, old database writable with every row). */
+  rehearsal?: { restored: boolean; problems: string[] };
+  notes: string[];
 }

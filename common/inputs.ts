@@ -155,6 +155,42 @@ export const ReleasePreviousDatabaseInputSchema = z
   .describe('releasePreviousDatabase: keeps the database as it was before a restore, then drops it (started by restoreBackup).');
 export type ReleasePreviousDatabaseInput = z.infer<typeof ReleasePreviousDatabaseInputSchema>;
 
+const recordName = () =>
+  z
+    .string({ error: typeError('a DNS name') })
+    .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+\.?$/, { error: (iss) => `${JSON.stringify(iss.input)} is not a DNS name (e.g. "app.example.com")` });
+
+export const DnsCutoverInputSchema = z
+  .strictObject({
+    app: target.app,
+    from: name('environment').describe('The environment that serves now (the old side).'),
+    to: name('environment').describe('The environment that takes over (the new side).'),
+    records: z
+      .array(recordName(), { error: typeError('a list of DNS names') })
+      .min(1, { error: 'must name at least one record' })
+      .optional()
+      .describe("The A/AAAA records moved. Default: the inventory's cutover.records."),
+    rehearse: bool().optional().describe("Rehearsal (seed Pitfall 5): the inventory's rehearsal record and databases, no go/no-go gate, and a rollback by itself after validation; reports each phase's duration and whether the rollback restored the starting state. Default: false."),
+    lowTtl: int(1).max(86400, { error: 'must be at most 86400' }).optional().describe('The TTL (seconds) the records carry around the switch. Default: 60.'),
+    ttlLeadTime: duration().optional().describe('How long before the switch the TTL is lowered; the switch waits at least this plus the old TTL. Default: "48h".'),
+    dnsTimeout: duration({ positive: true }).optional().describe('How long a DNS change may take to show at every authoritative server. Default: "15m".'),
+    catchUpTimeout: duration({ positive: true }).optional().describe('At the switch, how long replication may take to catch up once writes stop (the write freeze). Default: "5m".'),
+    validationDelay: duration().optional().describe('After the switch, when validation starts. Default: "15m".'),
+    validationWindow: duration({ positive: true }).optional().describe('After the switch, when validation ends. Default: "2h".'),
+    validationRound: duration({ positive: true }).optional().describe('Validation is judged once per round (the decision tree). Default: "15m".'),
+    probeInterval: duration({ positive: true }).optional().describe('How often a validation round probes the new side. Default: "5s".'),
+    ttlRestoreAfter: duration().optional().describe('After the switch, when the records get their old TTL back. Default: "24h".'),
+    reconcileEvery: duration({ positive: true }).optional().describe('How often the databases are reconciled inside the window. Default: "6h".'),
+    window: duration({ positive: true, max: '90d' }).optional().describe('The rollback window after the switch; then a gate decommissions the old side. Default: "7d".'),
+    backup: bool().optional().describe('Back up the old side (a child nightlyBackup, pinned): a fresh verified backup before the go/no-go gate, and a final one at decommission. Default: true when the app has backups.'),
+    approvalTimeout: approvalTimeout(),
+  })
+  .superRefine((input, ctx) => {
+    if (input.from === input.to) ctx.addIssue({ code: 'custom', path: ['to'], message: 'must differ from "from"' });
+  })
+  .describe('dnsCutover: move an app from one environment to another by DNS, with its data, and keep a rollback open for a week.');
+export type DnsCutoverInput = z.infer<typeof DnsCutoverInputSchema>;
+
 /** The schema of each runbook's input, by workflow type (the runbooks that take one). */
 export const INPUT_SCHEMAS = {
   firstDeploy: FirstDeployInputSchema,
@@ -163,6 +199,7 @@ export const INPUT_SCHEMAS = {
   restoreBackup: RestoreBackupInputSchema,
   issueCertificate: IssueCertificateInputSchema,
   releasePreviousDatabase: ReleasePreviousDatabaseInputSchema,
+  dnsCutover: DnsCutoverInputSchema,
 } as const satisfies Partial<Record<RunbookName | 'releasePreviousDatabase', z.ZodType>>;
 export type RunbookWithInputSchema = keyof typeof INPUT_SCHEMAS;
 

@@ -105,6 +105,63 @@ const tlsSchema = z.strictObject({
   notify: z.strictObject({ webhookUrlFile: absolutePath }).optional(),
 });
 
+const ipAddress = z.string().refine((a) => /^\d{1,3}(\.\d{1,3}){3}$/.test(a) || /^[0-9a-f:]+$/i.test(a), { error: 'must be an IPv4 or IPv6 address' });
+
+/** A PostgreSQL database reached by address: what a cutover moves by logical replication. */
+const cutoverDatabaseSchema = z.strictObject({
+  address: z.string().min(1),
+  port: port.default(5432),
+  database: z.string().min(1),
+  /** Sets replication up: a superuser, or a role with REPLICATION that owns the tables. */
+  user: z.string().min(1),
+  passwordFile: absolutePath.optional(),
+  /** The app's role, made read-only at the switch (default: user). */
+  appRole: z.string().min(1).optional(),
+  /** How the other side's database server reaches this one (default: address/port). */
+  peerAddress: z.string().min(1).optional(),
+  peerPort: port.optional(),
+});
+
+/** This environment as one side of a DNS cutover (runbook dnsCutover). */
+const environmentCutoverSchema = z.strictObject({
+  /** What the app's records hold while this environment serves (A for IPv4, AAAA for IPv6). */
+  addresses: z.array(ipAddress).min(1, { error: 'must list at least one address' }),
+  /** Where the worker reaches this side's proxy for probes (default: http://<first host's address>:<proxy.hostPort>). */
+  url: z.url().optional(),
+  database: cutoverDatabaseSchema.optional(),
+  /** A scratch database on the same server for `--rehearse`. */
+  rehearsalDatabase: cutoverDatabaseSchema.optional(),
+});
+
+const dnsZoneSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('rfc2136'),
+    zone: z.string().min(1),
+    server: hostPortString,
+    keyFile: absolutePath,
+    /** The authoritative servers to verify at (default: the zone's NS records). */
+    nameServers: z.array(hostPortString).min(1).optional(),
+  }),
+  z.strictObject({
+    type: z.literal('route53'),
+    zone: z.string().min(1),
+    hostedZoneId: z.string().min(1),
+    region: z.string().min(1).default('us-east-1'),
+    endpoint: z.url().optional(),
+    accessKeyIdFile: absolutePath.optional(),
+    secretAccessKeyFile: absolutePath.optional(),
+  }),
+]);
+
+/** The app's DNS cutover settings: the zone, the records moved, the tables reconciled per hour. */
+const appCutoverSchema = z.strictObject({
+  zone: dnsZoneSchema,
+  records: z.array(dnsName).min(1, { error: 'must list at least one record' }),
+  /** A record of its own for `--rehearse` (never the live ones). */
+  rehearsalRecord: dnsName.optional(),
+  timeSeries: z.array(z.strictObject({ table: z.string().min(1), keyColumn: z.string().min(1), timeColumn: z.string().min(1) })).default([]),
+});
+
 const environmentSchema = z.strictObject({
   hosts: z.array(name('host name')).min(1, { error: 'must list at least one host' }),
   /** Replicas per host. */
@@ -121,6 +178,7 @@ const environmentSchema = z.strictObject({
   approvers: z.array(z.string().min(1)).default([]),
   minApprovals: positiveInt.default(1),
   goLiveApproval: z.boolean().default(false),
+  cutover: environmentCutoverSchema.optional(),
 });
 
 const nonNegativeInt = z.number({ error: 'must be a number' }).int({ error: 'must be a whole number' }).min(0, { error: 'must be 0 or more' });
@@ -214,6 +272,7 @@ const appSchema = z.strictObject({
     .default({ path: '/', expectStatus: 200 }),
   stopTimeoutSeconds: positiveInt.default(30),
   backup: backupSchema.optional(),
+  cutover: appCutoverSchema.optional(),
   environments: z.record(name('environment name'), environmentSchema),
 });
 
@@ -228,6 +287,7 @@ export type AppConfig = z.infer<typeof appSchema>;
 export type EnvironmentConfig = z.infer<typeof environmentSchema>;
 export type DependencyConfig = z.infer<typeof dependencySchema>;
 export type BackupConfig = z.infer<typeof backupSchema>;
+export type CutoverDatabaseConfig = z.infer<typeof cutoverDatabaseSchema>;
 
 export class InventoryError extends Error {
   constructor(readonly problems: string[]) {

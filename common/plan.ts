@@ -1,6 +1,6 @@
 // Resolves an inventory + input into the fully explicit deploy plan that is recorded in history.
 import { PROXY_CONFIG_PATH, renderProxyConfig, TLS_DIR } from './commands/nginx';
-import type { Inventory } from './inventory';
+import type { BackupConfig, Inventory } from './inventory';
 import {
   dependencyContainerName,
   isValidVersion,
@@ -223,6 +223,25 @@ export function preflightRequests(plan: DeployPlan): PreflightRequest[] {
 }
 
 /** The backup plan of an app/env: databases with their location, storage, retention. The schedule lives in Temporal (`runbook schedule backup`). */
+/** Where the app's backups (and a cutover's rollback export) are written. */
+export function backupStorageSpec(inventory: Inventory, backup: BackupConfig): StorageSpec {
+  const s = backup.storage;
+  if (s.type === 'directory') {
+    const host = s.host !== undefined ? hostSpec(inventory, s.host) : undefined;
+    return { type: 'directory', path: s.path, ...(host?.ssh ? { host } : {}) };
+  }
+  return {
+    type: 's3',
+    bucket: s.bucket,
+    prefix: s.prefix,
+    region: s.region,
+    forcePathStyle: s.forcePathStyle,
+    ...(s.endpoint !== undefined ? { endpoint: s.endpoint } : {}),
+    ...(s.accessKeyIdFile !== undefined ? { accessKeyIdFile: s.accessKeyIdFile } : {}),
+    ...(s.secretAccessKeyFile !== undefined ? { secretAccessKeyFile: s.secretAccessKeyFile } : {}),
+  };
+}
+
 export function buildBackupPlan(inventory: Inventory, target: RunbookTarget): BackupPlan {
   const { app, env } = findTarget(inventory, target);
   const backup = app.backup;
@@ -237,23 +256,7 @@ export function buildBackupPlan(inventory: Inventory, target: RunbookTarget): Ba
       ? { kind: 'server' as const, address: db.server.address, port: db.server.port }
       : { kind: 'container' as const, host: firstHost, container: dependencyContainerName(target.app, target.env, db.dependency!), port: db.port },
   }));
-  const s = backup.storage;
-  let storage: StorageSpec;
-  if (s.type === 'directory') {
-    const host = s.host !== undefined ? hostSpec(inventory, s.host) : undefined;
-    storage = { type: 'directory', path: s.path, ...(host?.ssh ? { host } : {}) };
-  } else {
-    storage = {
-      type: 's3',
-      bucket: s.bucket,
-      prefix: s.prefix,
-      region: s.region,
-      forcePathStyle: s.forcePathStyle,
-      ...(s.endpoint !== undefined ? { endpoint: s.endpoint } : {}),
-      ...(s.accessKeyIdFile !== undefined ? { accessKeyIdFile: s.accessKeyIdFile } : {}),
-      ...(s.secretAccessKeyFile !== undefined ? { secretAccessKeyFile: s.secretAccessKeyFile } : {}),
-    };
-  }
+  const storage = backupStorageSpec(inventory, backup);
   const retention: BackupPolicy = Object.fromEntries(Object.entries(backup.retention).filter(([, v]) => v !== undefined));
   const web = env.hosts.map((h) => ({
     host: hostSpec(inventory, h),

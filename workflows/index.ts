@@ -5,4 +5,5 @@ export { appLock } from './lock';
 export { nightlyBackup } from './nightlyBackup';
 export { renewCertificates } from './renewCertificates';
 export { releasePreviousDatabase, restoreBackup } from './restoreBackup';
+export { dnsCutover } from './dnsCutover';
 export { rollingUpdate } from './rollingUpdate';

@@ -17,6 +17,7 @@ const MINIMAL: Record<RunbookWithInputSchema, Record<string, unknown>> = {
   restoreBackup: target,
   issueCertificate: target,
   releasePreviousDatabase: { ...target, database: 'main', runTag: '2026-11-26T14:42:52.219Z', keepFor: '7d' },
+  dnsCutover: { app: 'shop', from: 'production', to: 'green' },
 };
 
 function failure(runbook: RunbookWithInputSchema, input: unknown): ApplicationFailure {
@@ -114,11 +115,18 @@ describe('runbook input schemas', () => {
     expect(() => checkRunbookInput('renewCertificates', {})).not.toThrow();
   });
 
+  it('dnsCutover: "to" must differ from "from"; records are DNS names', () => {
+    expect(failure('dnsCutover', { app: 'shop', from: 'blue', to: 'blue' }).message).toBe('invalid input: to: must differ from "from"');
+    expect(failure('dnsCutover', { app: 'shop', from: 'blue', to: 'green', records: ['not a name'], window: '100d' }).message).toBe(
+      'invalid input: records[0]: "not a name" is not a DNS name (e.g. "app.example.com"); window: 100d exceeds the maximum of 90d',
+    );
+  });
+
   it.each(RUNBOOKS)('%s has a JSON Schema: a strict object with a description per field', (runbook) => {
     const schema = inputJsonSchema(runbook) as { type: string; additionalProperties: boolean; required: string[]; properties: Record<string, { description?: string }> };
     expect(schema.type).toBe('object');
     expect(schema.additionalProperties).toBe(false);
-    expect(schema.required.slice(0, 2)).toEqual(['app', 'env']);
+    expect(schema.required.slice(0, 2)).toEqual(runbook === 'dnsCutover' ? ['app', 'from'] : ['app', 'env']);
     for (const [field, prop] of Object.entries(schema.properties)) expect([field, prop.description ?? '']).toEqual([field, expect.stringMatching(/\S/)]);
   });
 });

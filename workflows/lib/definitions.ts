@@ -1,5 +1,6 @@
 // Message definitions shared by workflows and clients (pure: safe in the workflow bundle).
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { CutoverStatus } from '../../common/cutover';
 import type { ApprovalDecisionInput, DecisionRecord, RunbookStatus } from '../../common/types';
 
 /** Approve a pending gate: `{ gate, by, comment }`. From the UI, `temporal workflow signal`, or the CLI. */
@@ -16,3 +17,9 @@ export { acquireLockUpdate, lockHolderQuery, releaseLockSignal } from '../../com
 
 // The kept pre-restore database (releasePreviousDatabase): drop it now instead of at the window's end.
 export const releasePreviousSignal = defineSignal<[{ by: string }]>('release');
+
+// The DNS cutover (dnsCutover): a rollback asked for inside the window (it opens the "rollback"
+// approval gate), a longer window (from an approver), and the cutover's own status.
+export const requestRollbackSignal = defineSignal<[{ by: string; reason?: string }]>('rollback');
+export const extendWindowSignal = defineSignal<[{ by: string; extendBy: string; reason?: string }]>('extendWindow');
+export const cutoverStatusQuery = defineQuery<CutoverStatus>('cutoverStatus');
