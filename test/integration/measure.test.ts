@@ -15,13 +15,15 @@ beforeAll(async () => {
     hosts.push(req.headers.host ?? '');
     if (req.url === '/mixed') {
       count++;
-      if (count % 4 === 0) return res.writeHead(500).end('boom');
-      if (count % 5 === 0) return void setTimeout(() => res.writeHead(200).end('slow'), 120);
-      if (count % 7 === 0) return res.writeHead(404).end('missing');
-      return res.writeHead(200).end('ok');
+      if (count % 4 === 0) res.writeHead(500).end('boom');
+      else if (count % 5 === 0) setTimeout(() => res.writeHead(200).end('slow'), 120);
+      else if (count % 7 === 0) res.writeHead(404).end('missing');
+      else res.writeHead(200).end('ok');
+    } else if (req.url === '/slow') {
+      setTimeout(() => res.writeHead(200).end('too late'), 1000);
+    } else {
+      res.writeHead(200).end('ok');
     }
-    if (req.url === '/slow') return void setTimeout(() => res.writeHead(200).end('too late'), 1000);
-    res.writeHead(200).end('ok');
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
