@@ -4,8 +4,9 @@ import https from 'node:https';
 import { ApplicationFailure } from '@temporalio/common';
 import { Context } from '@temporalio/activity';
 import { bakeVerdict, nextBakeStep, recordRound, resumeBake, type BakeSpec, type BakeVerdict, type ProbeRound } from '../common/bake';
+import { isErrorMeasurement, summarizeMeasurements, type MeasuredSample, type Measurement } from '../common/measure';
 import type { HostSpec, SmokeTestSpec } from '../common/types';
-import { activityInfoOrUndefined, heartbeat, sleep } from './context';
+import { activityInfoOrUndefined, cancellationSignal, heartbeat, sleep } from './context';
 import { diagnostics, engineFailure, inspectContainer, type DockerEngines } from './docker';
 
 export interface HttpAnswer {
@@ -120,10 +121,115 @@ export async function runBake(req: BakeRequest, deps: BakeDeps, resumeFrom?: unk
   return bakeVerdict(progress, spec);
 }
 
+export interface MeasureRequest {
+  /** Where the endpoint is reached, e.g. http://10.0.0.5:80 (a side's proxy). */
+  url: string;
+  hostHeader?: string;
+  /** Appended to `url`, e.g. "/health". */
+  path: string;
+  /** Requests are sent for this long (at least one)... */
+  durationMs: number;
+  /** ...one every intervalMs (sequentially: a slow answer delays the next, skipped ticks are not made up). */
+  intervalMs: number;
+  /** Per request, to the end of the body (default 5 s): longer is a timeout, an error. */
+  timeoutMs?: number;
+}
+
+/** One GET timed to the end of its body; the answer's status, or `timeout` / `failed`. Cancelled: rejects with the signal's reason. */
+export function timedGet(url: string, options: { hostHeader?: string; timeoutMs: number; signal?: AbortSignal }): Promise<Measurement> {
+  const started = performance.now();
+  const elapsed = () => performance.now() - started;
+  return new Promise((resolve, reject) => {
+    if (options.signal?.aborted) return reject(options.signal.reason);
+    const secure = url.startsWith('https:');
+    const tls = secure ? { rejectUnauthorized: false, ...(options.hostHeader ? { servername: options.hostHeader.replace(/:\d+$/, '') } : {}) } : {};
+    let settled = false;
+    const finish = (m: Measurement | { cancelled: unknown }) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+      if ('cancelled' in m) reject(m.cancelled);
+      else resolve(m);
+    };
+    const req = (secure ? https : http).request(url, { method: 'GET', headers: options.hostHeader ? { Host: options.hostHeader } : {}, agent: false, ...tls }, (res) => {
+      res.on('data', () => undefined);
+      res.on('end', () => finish({ status: res.statusCode ?? 0, ms: elapsed() }));
+      res.on('error', () => finish({ error: 'failed', ms: elapsed() }));
+    });
+    const timer = setTimeout(() => {
+      finish({ error: 'timeout', ms: elapsed() });
+      req.destroy();
+    }, options.timeoutMs);
+    const onAbort = () => {
+      finish({ cancelled: options.signal?.reason });
+      req.destroy();
+    };
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    req.on('error', () => finish({ error: 'failed', ms: elapsed() }));
+    req.end();
+  });
+}
+
+function sleepUnlessAborted(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const done = () => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * GETs url+path every intervalMs for durationMs and summarizes (common/measure.ts): errors are
+ * failures, timeouts and 5xx; p50/p95 are of the others. Heartbeats its progress at least every
+ * second (cancellation arrives with heartbeats); cancelled, it stops at once and rejects with the
+ * cancellation. A retried attempt measures again from the start.
+ */
+export async function measureEndpoint(req: MeasureRequest, options: { signal?: AbortSignal; heartbeatEveryMs?: number } = {}): Promise<MeasuredSample> {
+  if (typeof req.url !== 'string' || !/^https?:\/\//.test(req.url)) throw ApplicationFailure.nonRetryable(`measureEndpoint: not an http(s) URL: ${JSON.stringify(req.url)}`, 'InvalidInput');
+  if (!(req.intervalMs > 0) || !(req.durationMs >= 0) || !Number.isFinite(req.durationMs) || (req.timeoutMs !== undefined && !(req.timeoutMs > 0))) {
+    throw ApplicationFailure.nonRetryable(`measureEndpoint: ${req.durationMs} ms every ${req.intervalMs} ms (timeout ${req.timeoutMs}) is not a measurement`, 'InvalidInput');
+  }
+  const target = req.url.replace(/\/+$/, '') + (req.path.startsWith('/') ? req.path : `/${req.path}`);
+  const timeoutMs = req.timeoutMs ?? 5000;
+  const beatEvery = options.heartbeatEveryMs ?? 1000;
+  const measurements: Measurement[] = [];
+  const started = performance.now();
+  const progress = () => ({ url: target, requests: measurements.length, errors: measurements.filter(isErrorMeasurement).length, elapsedMs: Math.round(performance.now() - started) });
+  for (let tick = 0; tick === 0 || tick * req.intervalMs < req.durationMs; ) {
+    for (let wait = started + tick * req.intervalMs - performance.now(); wait > 0; wait = started + tick * req.intervalMs - performance.now()) {
+      await sleepUnlessAborted(Math.min(wait, beatEvery), options.signal);
+      heartbeat(progress());
+    }
+    measurements.push(await timedGet(target, { timeoutMs, ...(req.hostHeader ? { hostHeader: req.hostHeader } : {}), ...(options.signal ? { signal: options.signal } : {}) }));
+    heartbeat(progress());
+    // the next tick not yet begun (a slow answer skips ticks instead of bunching requests)
+    tick = Math.max(tick + 1, Math.ceil((performance.now() - started) / req.intervalMs));
+  }
+  return summarizeMeasurements(measurements);
+}
+
 export function createHealthActivities(engines: DockerEngines, bake: Partial<BakeDeps> = {}) {
   return {
     /** One GET of each URL: how many answered 2xx, and the failures (for bake checks during a canary). */
     probeUrls,
+
+    /**
+     * The DNS cutover's baseline and validation rounds: GETs url+path every intervalMs for
+     * durationMs; requests, errors (failed, timed out, 5xx), p50/p95 latency, and the count of each answer.
+     */
+    async measureEndpoint(req: MeasureRequest): Promise<MeasuredSample> {
+      const signal = cancellationSignal();
+      return measureEndpoint(req, signal ? { signal } : {});
+    },
 
     /**
      * A canary bake in one activity (a loop of probe activities and timers in the workflow would grow

@@ -1,8 +1,20 @@
 // The reverse proxy (nginx in a container): one exec places the rendered config, runs `nginx -t`
 // and reloads gracefully; a config that fails `nginx -t` is rolled back and never reloaded. The
 // drain then waits for the workers of the previous config to finish their in-flight requests.
+// During a DNS cutover a proxy can forward everything to the other side, its own config kept aside.
 import { ApplicationFailure } from '@temporalio/common';
-import { NGINX_DRAIN_TIMED_OUT, NGINX_SWITCH_EXIT, nginxSwitchArgv, nginxTestAndReloadArgv, nginxWorkersGoneArgv, parseSwitchedWorkers } from '../common/commands/nginx';
+import {
+  NGINX_DRAIN_TIMED_OUT,
+  NGINX_FORWARD_EXIT,
+  NGINX_SWITCH_EXIT,
+  nginxForwardArgv,
+  nginxSwitchArgv,
+  nginxTestAndReloadArgv,
+  nginxUnforwardArgv,
+  nginxWorkersGoneArgv,
+  parseSwitchedWorkers,
+  renderForwardConfig,
+} from '../common/commands/nginx';
 import type { HostSpec } from '../common/types';
 import { heartbeat } from './context';
 import { engineFailure, execInContainer, type DockerEngines } from './docker';
@@ -28,6 +40,58 @@ export function createProxyActivities(engines: DockerEngines) {
         return { changed: true, previousWorkers: parseSwitchedWorkers(r.stdout) };
       } catch (err) {
         throw engineFailure(req.host, `configure proxy ${req.container}`, err);
+      }
+    },
+
+    /**
+     * Makes the proxy forward every request to the other side of a DNS cutover (`to`, e.g.
+     * http://10.0.0.7:80): its own config is kept beside the live file (only if no copy is kept yet,
+     * so a retry or a new target never loses it), then the forward config is switched in (`nginx -t`,
+     * graceful reload, the previous file back on failure). `app`/`env` name the upstream the HTTPS
+     * snippets proxy to. Idempotent: the same forward again is `changed: false`.
+     */
+    async forwardProxy(req: { host: HostSpec; container: string; to: string; app: string; env: string; serverName?: string }): Promise<ProxySwitch> {
+      let config: string;
+      try {
+        config = renderForwardConfig({ app: req.app, env: req.env, to: req.to, ...(req.serverName ? { serverName: req.serverName } : {}) });
+      } catch (err) {
+        throw ApplicationFailure.nonRetryable(`forwardProxy: ${(err as Error).message}`, 'InvalidInput');
+      }
+      try {
+        const docker = await engines.engine(req.host);
+        const r = await execInContainer(docker, req.container, nginxForwardArgv(config));
+        const output = (r.stdout + r.stderr).trim();
+        if (r.exitCode === NGINX_SWITCH_EXIT.unchanged) return { changed: false };
+        if (r.exitCode === NGINX_FORWARD_EXIT.forwardWithoutKept || r.exitCode === NGINX_FORWARD_EXIT.noConfig) {
+          throw ApplicationFailure.nonRetryable(`${req.container} on ${req.host.name} cannot forward: ${output}`, 'ProxyForwardRefused');
+        }
+        if (r.exitCode === NGINX_SWITCH_EXIT.testFailed) {
+          throw ApplicationFailure.nonRetryable(`nginx -t rejected the forward config in ${req.container} on ${req.host.name}; its own config was restored:\n${output}`, 'ProxyConfigInvalid');
+        }
+        if (r.exitCode !== 0) throw new Error(`switching ${req.container} to forward failed (exit ${r.exitCode}); its own config was restored: ${output}`);
+        return { changed: true, previousWorkers: parseSwitchedWorkers(r.stdout) };
+      } catch (err) {
+        throw engineFailure(req.host, `forward proxy ${req.container} to ${req.to}`, err);
+      }
+    },
+
+    /**
+     * Undoes {@link forwardProxy}: the kept config goes back (same switch) and the copy is removed.
+     * Nothing kept: nothing to do (`changed: false`), so a retry or an undo without a forward is fine.
+     */
+    async unforwardProxy(req: { host: HostSpec; container: string }): Promise<ProxySwitch> {
+      try {
+        const docker = await engines.engine(req.host);
+        const r = await execInContainer(docker, req.container, nginxUnforwardArgv());
+        const output = (r.stdout + r.stderr).trim();
+        if (r.exitCode === NGINX_FORWARD_EXIT.nothingKept || r.exitCode === NGINX_SWITCH_EXIT.unchanged) return { changed: false };
+        if (r.exitCode === NGINX_SWITCH_EXIT.testFailed) {
+          throw ApplicationFailure.nonRetryable(`nginx -t rejected the kept config of ${req.container} on ${req.host.name}; it still forwards and the copy is kept:\n${output}`, 'ProxyConfigInvalid');
+        }
+        if (r.exitCode !== 0) throw new Error(`putting the kept config of ${req.container} back failed (exit ${r.exitCode}): ${output}`);
+        return { changed: true, previousWorkers: parseSwitchedWorkers(r.stdout) };
+      } catch (err) {
+        throw engineFailure(req.host, `unforward proxy ${req.container}`, err);
       }
     },
 

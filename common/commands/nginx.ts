@@ -131,6 +131,21 @@ export const NGINX_SWITCH_EXIT = { unchanged: 10, testFailed: 11, reloadFailed: 
 // Lists the pids of nginx worker processes (also those already shutting down) on one line.
 const LIST_WORKERS = `for p in /proc/[0-9]*; do case "$(tr '\\000' ' ' < "$p/cmdline" 2>/dev/null)" in "nginx: worker process"*) printf '%s ' "\${p#/proc/}";; esac; done`;
 
+/** The script of {@link nginxSwitchArgv}: `$1` the config file, `$2` the new content. */
+const NGINX_SWITCH_SCRIPT = [
+  'conf=$1; next="$conf.next"; prev="$conf.previous"',
+  `printf '%s' "$2" > "$next" || exit ${NGINX_SWITCH_EXIT.writeFailed}`,
+  `if [ -f "$conf" ] && cmp -s "$next" "$conf"; then rm -f "$next"; exit ${NGINX_SWITCH_EXIT.unchanged}; fi`,
+  'had=0; if [ -f "$conf" ]; then cp -p "$conf" "$prev" && had=1; fi',
+  'restore() { if [ $had = 1 ]; then mv -f "$prev" "$conf"; else rm -f "$conf"; fi; }',
+  `mv -f "$next" "$conf" || exit ${NGINX_SWITCH_EXIT.writeFailed}`,
+  `if ! nginx -t 2>&1; then restore; exit ${NGINX_SWITCH_EXIT.testFailed}; fi`,
+  `workers=$(${LIST_WORKERS})`,
+  `if ! nginx -s reload 2>&1; then restore; exit ${NGINX_SWITCH_EXIT.reloadFailed}; fi`,
+  'rm -f "$prev"',
+  'echo "workers: $workers"',
+].join('\n');
+
 /**
  * One exec that switches the proxy to `config`: nothing happens if the file already holds it;
  * otherwise it is written beside the live file, moved into place, checked by `nginx -t` (on
@@ -141,20 +156,155 @@ const LIST_WORKERS = `for p in /proc/[0-9]*; do case "$(tr '\\000' ' ' < "$p/cmd
  */
 export function nginxSwitchArgv(config: string, configPath = PROXY_CONFIG_PATH): string[] {
   if (config.includes('\0')) throw new Error('an nginx config cannot contain NUL bytes');
+  return ['sh', '-c', NGINX_SWITCH_SCRIPT, 'nginx-switch', configPath, config];
+}
+
+// ---- forwarding to the other side (DNS cutover) ----
+
+export interface ForwardConfigInput {
+  /** App and env of the proxy: the HTTPS snippets in TLS_DIR proxy to the upstream named after them. */
+  app: string;
+  env: string;
+  /** The other side's public address, `http://host[:port]` (no path). */
+  to: string;
+  serverName?: string;
+}
+
+/** First line of every forward config: how the forward scripts know a live config is one. */
+export const FORWARD_MARKER = '# temporal-runbooks: forward';
+
+/** The `host:port` of a forward target, or an error saying what is wrong with it. */
+export function forwardTarget(to: string): string {
+  let url: URL;
+  try {
+    url = new URL(to);
+  } catch {
+    throw new Error(`not a URL to forward to: ${JSON.stringify(to)}`);
+  }
+  if (url.protocol !== 'http:') throw new Error(`forwarding goes to an http:// address, not ${JSON.stringify(to)}`);
+  if (url.username || url.password || url.search || url.hash || (url.pathname !== '/' && url.pathname !== '')) {
+    throw new Error(`a forward target is http://host[:port] only, not ${JSON.stringify(to)}`);
+  }
+  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)$/.test(url.hostname)) throw new Error(`not a host to forward to: ${JSON.stringify(url.hostname)}`);
+  return `${url.hostname}:${url.port || '80'}`;
+}
+
+/**
+ * The proxy's config while it forwards every request to the other side (clients that still hold
+ * the old DNS answer reach the side that now serves). The same skeleton as {@link renderProxyConfig}:
+ * the HTTPS snippets stay included, the ACME path is still answered here, and the upstream keeps
+ * its name (the HTTPS server block proxies to it) but holds only the other side. Host is passed
+ * on as the client sent it, WebSockets are upgraded, and a request is never sent twice: with
+ * `proxy_next_upstream off` and one server that is never marked down, a failure is the client's 502.
+ */
+export function renderForwardConfig(input: ForwardConfigInput): string {
+  const target = forwardTarget(input.to);
+  if (input.serverName !== undefined && !/^[A-Za-z0-9.*_-]+( [A-Za-z0-9.*_-]+)*$/.test(input.serverName)) {
+    throw new Error(`not a server_name: ${JSON.stringify(input.serverName)}`);
+  }
+  const upstreamName = proxyUpstreamName(input.app, input.env);
+  return `${FORWARD_MARKER} to ${target}
+# Managed by temporal-runbooks for ${input.app}/${input.env}: this proxy forwards every request to
+# the other side of a DNS cutover (${input.to}). Its own config is kept beside this file and put back
+# when the forward is undone.
+include ${TLS_DIR}/*.server.conf;
+
+# "Connection: upgrade" only for WebSocket handshakes; other requests reuse kept-alive connections
+map $http_upgrade $runbook_forward_connection {
+    default upgrade;
+    '' '';
+}
+
+upstream ${upstreamName} {
+    # the only server: never marked down, so a failed request is answered 502 and the next one tried again
+    server ${target} max_fails=0;
+    keepalive 16;
+}
+
+server {
+    listen 80 default_server;
+    server_name ${input.serverName ?? '_'};
+
+    location /.well-known/acme-challenge/ {
+        root ${ACME_WEBROOT};
+    }
+
+    location / {
+        include ${TLS_DIR}/*.redirect.conf;
+        proxy_pass http://${upstreamName};
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $runbook_forward_connection;
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        # a request that failed or timed out is not sent again (a POST must never run twice)
+        proxy_next_upstream off;
+        proxy_connect_timeout 5s;
+        proxy_send_timeout 60s;
+        # also how long an idle WebSocket stays open
+        proxy_read_timeout 300s;
+    }
+}
+`;
+}
+
+/** Where the forward scripts keep the proxy's own config while it forwards (not matched by `*.conf`). */
+export const keptConfigPath = (configPath = PROXY_CONFIG_PATH): string => `${configPath}.before-forward`;
+
+/** Exit codes of the forward scripts besides {@link NGINX_SWITCH_EXIT}'s. */
+export const NGINX_FORWARD_EXIT = {
+  /** unforward: no config is kept, nothing to put back. */
+  nothingKept: 20,
+  /** forward: the live config is already a forward config but none is kept (it would be lost). */
+  forwardWithoutKept: 21,
+  /** forward: there is no live config to keep. */
+  noConfig: 22,
+} as const;
+
+/**
+ * One exec that makes the proxy forward: the live config is copied to {@link keptConfigPath} unless
+ * a copy is already there (a retry, or a change of target, never overwrites the proxy's own config
+ * with a forward config), then the switch of {@link nginxSwitchArgv} (`nginx -t`, graceful reload,
+ * the previous file back on failure). A copy made by this exec is removed again when the switch
+ * fails, so a failed forward leaves the proxy as it was.
+ */
+export function nginxForwardArgv(forwardConfig: string, configPath = PROXY_CONFIG_PATH): string[] {
+  if (forwardConfig.includes('\0')) throw new Error('an nginx config cannot contain NUL bytes');
+  if (!forwardConfig.startsWith(FORWARD_MARKER)) throw new Error('not a forward config (see renderForwardConfig)');
   const script = [
-    'conf=$1; next="$conf.next"; prev="$conf.previous"',
-    `printf '%s' "$2" > "$next" || exit ${NGINX_SWITCH_EXIT.writeFailed}`,
-    `if [ -f "$conf" ] && cmp -s "$next" "$conf"; then rm -f "$next"; exit ${NGINX_SWITCH_EXIT.unchanged}; fi`,
-    'had=0; if [ -f "$conf" ]; then cp -p "$conf" "$prev" && had=1; fi',
-    'restore() { if [ $had = 1 ]; then mv -f "$prev" "$conf"; else rm -f "$conf"; fi; }',
-    `mv -f "$next" "$conf" || exit ${NGINX_SWITCH_EXIT.writeFailed}`,
-    `if ! nginx -t 2>&1; then restore; exit ${NGINX_SWITCH_EXIT.testFailed}; fi`,
-    `workers=$(${LIST_WORKERS})`,
-    `if ! nginx -s reload 2>&1; then restore; exit ${NGINX_SWITCH_EXIT.reloadFailed}; fi`,
-    'rm -f "$prev"',
-    'echo "workers: $workers"',
+    `conf=$1; kept="$conf${keptConfigPath('')}"; made=0`,
+    'if [ ! -f "$kept" ]; then',
+    `  [ -f "$conf" ] || { echo "no config at $conf to keep"; exit ${NGINX_FORWARD_EXIT.noConfig}; }`,
+    `  if head -n 1 "$conf" | grep -q '^${FORWARD_MARKER}'; then echo "$conf already forwards and no config is kept at $kept"; exit ${NGINX_FORWARD_EXIT.forwardWithoutKept}; fi`,
+    `  cp -p "$conf" "$kept.tmp" && mv -f "$kept.tmp" "$kept" || { rm -f "$kept.tmp"; exit ${NGINX_SWITCH_EXIT.writeFailed}; }`,
+    '  made=1',
+    'fi',
+    'sh -c "$3" nginx-switch "$conf" "$2"; rc=$?',
+    `if [ $rc -ne 0 ] && [ $rc -ne ${NGINX_SWITCH_EXIT.unchanged} ] && [ $made = 1 ]; then rm -f "$kept"; fi`,
+    'exit $rc',
   ].join('\n');
-  return ['sh', '-c', script, 'nginx-switch', configPath, config];
+  return ['sh', '-c', script, 'nginx-forward', configPath, forwardConfig, NGINX_SWITCH_SCRIPT];
+}
+
+/**
+ * One exec that undoes {@link nginxForwardArgv}: the kept config goes back with the same switch,
+ * then the copy is removed (also when the live file already held it: a retry after a lost
+ * answer). Exits {@link NGINX_FORWARD_EXIT.nothingKept} when no config is kept.
+ */
+export function nginxUnforwardArgv(configPath = PROXY_CONFIG_PATH): string[] {
+  const script = [
+    `conf=$1; kept="$conf${keptConfigPath('')}"`,
+    `[ -f "$kept" ] || exit ${NGINX_FORWARD_EXIT.nothingKept}`,
+    // the x keeps trailing newlines that command substitution would strip
+    `content=$(cat "$kept" && printf x) || exit ${NGINX_SWITCH_EXIT.writeFailed}`,
+    'content=${content%x}',
+    'sh -c "$2" nginx-switch "$conf" "$content"; rc=$?',
+    `if [ $rc -eq 0 ] || [ $rc -eq ${NGINX_SWITCH_EXIT.unchanged} ]; then rm -f "$kept" || exit ${NGINX_SWITCH_EXIT.writeFailed}; fi`,
+    'exit $rc',
+  ].join('\n');
+  return ['sh', '-c', script, 'nginx-unforward', configPath, NGINX_SWITCH_SCRIPT];
 }
 
 /** `nginx -t`, then a graceful reload only if the test passed (to load files changed under the same config, e.g. a renewed certificate). */

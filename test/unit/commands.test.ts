@@ -4,7 +4,22 @@ import os from 'node:os';
 import path from 'node:path';
 import { containerCreateBody, containerDrift, demuxDockerStream, labelFilter, lastLines, splitImageReference, summarizeHealthLog } from '../../common/commands/docker';
 import { missingVariables, parseEnvFile, toDockerEnv } from '../../common/commands/envfile';
-import { NGINX_DRAIN_TIMED_OUT, NGINX_SWITCH_EXIT, nginxSwitchArgv, nginxTestAndReloadArgv, nginxWorkersGoneArgv, parseSwitchedWorkers, renderProxyConfig } from '../../common/commands/nginx';
+import {
+  FORWARD_MARKER,
+  forwardTarget,
+  keptConfigPath,
+  NGINX_DRAIN_TIMED_OUT,
+  NGINX_FORWARD_EXIT,
+  NGINX_SWITCH_EXIT,
+  nginxForwardArgv,
+  nginxSwitchArgv,
+  nginxTestAndReloadArgv,
+  nginxUnforwardArgv,
+  nginxWorkersGoneArgv,
+  parseSwitchedWorkers,
+  renderForwardConfig,
+  renderProxyConfig,
+} from '../../common/commands/nginx';
 import { fileReadableArgv, freeDiskArgv, parseDfAvailableMb, portIsListening, shellQuote } from '../../common/commands/shell';
 import { tarFiles, tarSingleFile } from '../../common/commands/tar';
 import type { ContainerSpec } from '../../common/types';
@@ -134,6 +149,47 @@ describe('nginx', () => {
   });
 });
 
+describe('nginx forward config', () => {
+  const conf = renderForwardConfig({ app: 'shop', env: 'prod', to: 'http://10.0.0.7:80', serverName: 'shop.example.com' });
+  const normal = renderProxyConfig({ app: 'shop', env: 'prod', upstreams: ['shop-prod-web-1:8080'], serverName: 'shop.example.com' });
+
+  it('keeps the normal skeleton: HTTPS snippets, the ACME path, the upstream name the HTTPS block uses', () => {
+    expect(conf.split('\n')[0]).toBe(`${FORWARD_MARKER} to 10.0.0.7:80`);
+    for (const line of ['include /etc/nginx/tls/*.server.conf;', 'listen 80 default_server;', 'server_name shop.example.com;', 'location /.well-known/acme-challenge/ {', 'root /var/www/acme;', 'include /etc/nginx/tls/*.redirect.conf;', 'upstream shop_prod {', 'proxy_pass http://shop_prod;']) {
+      expect(normal).toContain(line);
+      expect(conf).toContain(line);
+    }
+    expect(conf).toContain('server 10.0.0.7:80 max_fails=0;');
+    expect(conf).not.toContain('shop-prod-web-1');
+  });
+
+  it('passes Host and the forwarding headers on, upgrades WebSockets, never retries a request', () => {
+    expect(conf).toContain('proxy_set_header Host $host;');
+    expect(conf).toContain('proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;');
+    expect(conf).toContain('proxy_set_header X-Forwarded-Proto $scheme;');
+    expect(conf).toContain('proxy_http_version 1.1;');
+    expect(conf).toContain('proxy_set_header Upgrade $http_upgrade;');
+    expect(conf).toMatch(/map \$http_upgrade \$runbook_forward_connection \{\n\s+default upgrade;\n\s+'' '';\n\s*\}/);
+    expect(conf).toContain('proxy_set_header Connection $runbook_forward_connection;');
+    expect(conf).toContain('proxy_next_upstream off;');
+    expect(conf).toMatch(/proxy_connect_timeout \d+s;/);
+    expect(conf).toMatch(/proxy_read_timeout \d+s;/);
+    expect(conf).not.toContain('http_502');
+  });
+
+  it('takes http://host[:port] only', () => {
+    expect(forwardTarget('http://10.0.0.7')).toBe('10.0.0.7:80');
+    expect(forwardTarget('http://new.example.com:8080/')).toBe('new.example.com:8080');
+    expect(forwardTarget('http://[2001:db8::7]:81')).toBe('[2001:db8::7]:81');
+    expect(() => forwardTarget('https://10.0.0.7')).toThrow(/http:\/\//);
+    expect(() => forwardTarget('http://10.0.0.7/app')).toThrow(/host\[:port\] only/);
+    expect(() => forwardTarget('http://u:p@10.0.0.7')).toThrow(/host\[:port\] only/);
+    expect(() => forwardTarget('10.0.0.7:80')).toThrow();
+    expect(() => renderForwardConfig({ app: 'a', env: 'b', to: 'http://x', serverName: 'a; evil' })).toThrow(/server_name/);
+    expect(renderForwardConfig({ app: 'a', env: 'b', to: 'http://x' })).toContain('server_name _;');
+  });
+});
+
 describe('nginx switch and drain scripts (run by sh, with a stand-in nginx on PATH)', () => {
   let dir: string;
   const run = (argv: string[], env: Record<string, string> = {}) =>
@@ -202,6 +258,78 @@ describe('nginx switch and drain scripts (run by sh, with a stand-in nginx on PA
     expect(run(nginxWorkersGoneArgv([], 0)).status).toBe(0);
     expect(() => nginxWorkersGoneArgv([0], 1)).toThrow(/not a pid/);
     expect(() => nginxWorkersGoneArgv([1], 1.5)).toThrow(/whole number/);
+  });
+
+  describe('forward and unforward', () => {
+    const forward = (to: string) => renderForwardConfig({ app: 'shop', env: 'prod', to });
+    const files = () => readdirSync(dir).filter((f) => f !== 'bin' && f !== 'nginx.log').sort();
+
+    it('keeps the own config once, switches, and a retry or a new target never overwrites the copy', () => {
+      const conf = `${dir}/default.conf`;
+      const own = 'upstream shop_prod { server web:8080; }\n\n';
+      writeFileSync(conf, own);
+      const first = run(nginxForwardArgv(forward('http://10.0.0.7'), conf), { CONF: conf });
+      expect(first.status).toBe(0);
+      expect(first.stdout).toMatch(/^workers:/m);
+      expect(readFileSync(conf, 'utf8')).toBe(forward('http://10.0.0.7'));
+      expect(readFileSync(keptConfigPath(conf), 'utf8')).toBe(own);
+      expect(calls()).toEqual(['-t', '-s reload']);
+      expect(run(nginxForwardArgv(forward('http://10.0.0.7'), conf), { CONF: conf }).status).toBe(NGINX_SWITCH_EXIT.unchanged);
+      expect(calls()).toEqual(['-t', '-s reload']);
+      expect(run(nginxForwardArgv(forward('http://10.0.0.8'), conf), { CONF: conf }).status).toBe(0);
+      expect(readFileSync(conf, 'utf8')).toBe(forward('http://10.0.0.8'));
+      expect(readFileSync(keptConfigPath(conf), 'utf8')).toBe(own);
+      expect(files()).toEqual(['default.conf', 'default.conf.before-forward']);
+
+      const back = run(nginxUnforwardArgv(conf), { CONF: conf });
+      expect(back.status).toBe(0);
+      expect(readFileSync(conf, 'utf8')).toBe(own); // byte for byte, trailing newlines too
+      expect(files()).toEqual(['default.conf']);
+      expect(calls()).toEqual(['-t', '-s reload', '-t', '-s reload', '-t', '-s reload']);
+      expect(run(nginxUnforwardArgv(conf), { CONF: conf }).status).toBe(NGINX_FORWARD_EXIT.nothingKept);
+      expect(calls()).toHaveLength(6);
+    });
+
+    it('unforward after a lost answer: the own config is live already, the copy is removed', () => {
+      const conf = `${dir}/default.conf`;
+      writeFileSync(conf, 'own\n');
+      writeFileSync(keptConfigPath(conf), 'own\n');
+      expect(run(nginxUnforwardArgv(conf), { CONF: conf }).status).toBe(NGINX_SWITCH_EXIT.unchanged);
+      expect(files()).toEqual(['default.conf']);
+      expect(calls()).toEqual([]);
+    });
+
+    it('a forward config that nginx -t rejects leaves the proxy as it was, without a copy', () => {
+      const conf = `${dir}/default.conf`;
+      writeFileSync(conf, 'own\n');
+      const r = run(nginxForwardArgv(`${FORWARD_MARKER}\nbroken\n`, conf), { CONF: conf });
+      expect(r.status).toBe(NGINX_SWITCH_EXIT.testFailed);
+      expect(readFileSync(conf, 'utf8')).toBe('own\n');
+      expect(files()).toEqual(['default.conf']);
+      expect(calls()).toEqual(['-t']);
+    });
+
+    it('a kept config that nginx -t rejects stays kept, the forward stays live', () => {
+      const conf = `${dir}/default.conf`;
+      writeFileSync(conf, forward('http://10.0.0.7'));
+      writeFileSync(keptConfigPath(conf), 'broken\n');
+      expect(run(nginxUnforwardArgv(conf), { CONF: conf }).status).toBe(NGINX_SWITCH_EXIT.testFailed);
+      expect(readFileSync(conf, 'utf8')).toBe(forward('http://10.0.0.7'));
+      expect(readFileSync(keptConfigPath(conf), 'utf8')).toBe('broken\n');
+    });
+
+    it('refuses to keep a forward config as the own one, or nothing', () => {
+      const conf = `${dir}/default.conf`;
+      expect(run(nginxForwardArgv(forward('http://10.0.0.7'), conf), { CONF: conf }).status).toBe(NGINX_FORWARD_EXIT.noConfig);
+      writeFileSync(conf, forward('http://10.0.0.7'));
+      const r = run(nginxForwardArgv(forward('http://10.0.0.8'), conf), { CONF: conf });
+      expect(r.status).toBe(NGINX_FORWARD_EXIT.forwardWithoutKept);
+      expect(r.stdout).toMatch(/already forwards/);
+      expect(readFileSync(conf, 'utf8')).toBe(forward('http://10.0.0.7'));
+      expect(files()).toEqual(['default.conf']);
+      expect(calls()).toEqual([]);
+      expect(() => nginxForwardArgv('server {}')).toThrow(/not a forward config/);
+    });
   });
 });
 
