@@ -125,12 +125,23 @@ export function publicationTablesSql(): string {
   return 'SELECT schemaname AS schema, tablename AS name FROM pg_catalog.pg_publication_tables WHERE pubname = $1 ORDER BY schemaname COLLATE "C", tablename COLLATE "C"';
 }
 
-/** The slot of a subscription on the publisher: parameter $1 = slot name; columns active, active_pid, lag (bytes, text; null before the first confirmation). */
+/**
+ * The slot of a subscription on the publisher: parameter $1 = slot name; columns active,
+ * active_pid, lag (bytes, text; null before the first confirmation). The lag is measured from the
+ * WAL insert position, not pg_current_wal_lsn (the write position): a commit made with
+ * synchronous_commit = off is not written yet for up to 3 × wal_writer_delay, and the write
+ * position would call the replication caught up without it. When the last record ends exactly on
+ * a WAL page boundary, the insert position points past the next page's header while the slot can
+ * only confirm the boundary: that header (24 bytes, 40 at a segment start) is no lag.
+ */
 export function slotSql(): string {
   return [
-    'SELECT active, active_pid,',
-    '  pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), confirmed_flush_lsn)::bigint::text AS lag',
-    'FROM pg_catalog.pg_replication_slots WHERE slot_name = $1',
+    'SELECT active, active_pid, (CASE',
+    "  WHEN d.diff > 0 AND d.diff <= 40 AND d.confirmed % current_setting('wal_block_size')::numeric = 0 THEN 0",
+    '  ELSE d.diff END)::bigint::text AS lag',
+    'FROM pg_catalog.pg_replication_slots s,',
+    "  LATERAL (SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_insert_lsn(), s.confirmed_flush_lsn) AS diff, pg_catalog.pg_wal_lsn_diff(s.confirmed_flush_lsn, '0/0') AS confirmed) AS d",
+    'WHERE s.slot_name = $1',
   ].join('\n');
 }
 
@@ -268,6 +279,11 @@ export function sequencesSql(): string {
   ].join('\n');
 }
 
+/** One sequence's last value (parameters $1 = schema, $2 = name): column value; no row: no such sequence. */
+export function sequenceValueSql(): string {
+  return 'SELECT last_value::text AS value FROM pg_catalog.pg_sequences WHERE schemaname = $1 AND sequencename = $2';
+}
+
 /**
  * Moves a sequence forward to $1 (bigint as text) unless it is already there or beyond (in its own
  * direction); parameters $2 = schema, $3 = name. Column: value, the sequence's last value after.
@@ -308,7 +324,8 @@ export function tableKeysSql(): string {
  */
 export function markSql(table: TableRef, key: string | undefined): string {
   const t = qualifiedName(table);
-  const max = key ? `(SELECT ${quoteIdent(key)}::text FROM ${t} ORDER BY ${quoteIdent(key)} DESC LIMIT 1)` : 'NULL::text';
+  // ORDER BY the qualified column: a bare name would sort by the text output column of that name
+  const max = key ? `(SELECT k.${quoteIdent(key)}::text FROM ${t} AS k ORDER BY k.${quoteIdent(key)} DESC LIMIT 1)` : 'NULL::text';
   return `SELECT ${max} AS max_key, (SELECT count(*) FROM ${t}) AS rows`;
 }
 
@@ -363,6 +380,17 @@ export function copyRowsAfterSql(table: TableRef, mark: TableMark): string {
   const order = mark.key ? ` ORDER BY ${quoteIdent(mark.key)}` : '';
   return `COPY (SELECT * FROM ${qualifiedName(table)} WHERE ${inlined}${order}) TO STDOUT (FORMAT csv, HEADER)`;
 }
+
+/** psql running one COPY ... TO STDOUT (the CSV on its stdout); password only in its environment. */
+export function psqlCopyOutArgv(conn: Pick<PgConnection, 'host' | 'port' | 'user' | 'database'>, copySql: string): string[] {
+  return [
+    'psql', '--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', `--command=${copySql}`,
+    `--host=${conn.host}`, `--port=${conn.port}`, `--username=${conn.user}`, `--dbname=${dbnameArg(conn.database)}`, '--no-password',
+  ];
+}
+
+/** PGOPTIONS of our client programs: adminSessionSql's setting, for a psql that cannot send it first. */
+export const ADMIN_PGOPTIONS = '-c default_transaction_read_only=off';
 
 // ---- reconciliation ----
 

@@ -23,6 +23,7 @@ import {
   rangeChecksumSql,
   replicaIdentityProblem,
   replicationNameProblem,
+  slotSql,
   storageUnder,
   subscriptionStateName,
   tableReconciliation,
@@ -77,6 +78,12 @@ describe('publisher and subscriber statements', () => {
     expect(sql).toBe(`CREATE SUBSCRIPTION "cut" CONNECTION 'host=''h'' password=''it''''s''' PUBLICATION "cut" WITH (copy_data = true)`);
     expect(createSubscriptionSql('cut', 'x', false)).toMatch(/copy_data = false/);
   });
+  it('measures the lag from the WAL insert position (async commits count), forgiving a page header', () => {
+    const sql = slotSql();
+    expect(sql).toMatch(/pg_wal_lsn_diff\(pg_catalog\.pg_current_wal_insert_lsn\(\), s\.confirmed_flush_lsn\)/);
+    expect(sql).toMatch(/d\.diff <= 40 AND d\.confirmed % current_setting\('wal_block_size'\)::numeric = 0 THEN 0/);
+    expect(sql).toMatch(/WHERE s\.slot_name = \$1$/);
+  });
   it('names sync states and reads lags', () => {
     expect(['i', 'd', 'f', 's', 'r', 'z'].map(subscriptionStateName)).toEqual(['init', 'copying', 'copied', 'synchronized', 'ready', 'z']);
     expect(parseLag('1234')).toBe(1234);
@@ -114,7 +121,7 @@ describe('app writes and sessions', () => {
 describe('marks', () => {
   const mark: TableMark = { table: 'public.items', key: 'id', maxKey: '42', rows: 40 };
   it('reads the highest key through the index and counts', () => {
-    expect(markSql(items, 'id')).toBe('SELECT (SELECT "id"::text FROM "public"."items" ORDER BY "id" DESC LIMIT 1) AS max_key, (SELECT count(*) FROM "public"."items") AS rows');
+    expect(markSql(items, 'id')).toBe('SELECT (SELECT k."id"::text FROM "public"."items" AS k ORDER BY k."id" DESC LIMIT 1) AS max_key, (SELECT count(*) FROM "public"."items") AS rows');
     expect(markSql(items, undefined)).toMatch(/^SELECT NULL::text AS max_key/);
   });
   it('splits rows at the mark', () => {
