@@ -129,6 +129,8 @@ async function withSession<T>(ep: Endpoint, what: string, deps: ReplicationDeps,
     return await fn(client);
   } catch (err) {
     const e = err as { code?: string; message?: string };
+    // undefined_object: a role (the app role) or a subscription's object that is not there
+    if (e?.code === '42704') throw scrubFailure(ApplicationFailure.nonRetryable(`${what} on ${describe(ep)}: ${e.message}`, 'ReplicationBadRequest'), all);
     if (e?.code === '08006' && PUBLISHER_REJECTS.test(e.message ?? '')) {
       throw scrubFailure(ApplicationFailure.nonRetryable(`${what} on ${describe(ep)}: ${e.message}`, 'ReplicationPublisherRejected'), all);
     }

@@ -23,6 +23,7 @@ const timeSeries: TimeSeriesTable[] = [{ table: 'public.readings', keyColumn: 's
 
 let oldDb: PgCluster;
 let newDb: PgCluster;
+let physicalOnly: PgCluster;
 let tmp: string;
 let old: PgEndpoint;
 let neu: PgEndpoint;
@@ -38,7 +39,8 @@ async function rejection(p: Promise<unknown>): Promise<Error> {
 
 function noSecrets(err: Error): void {
   const text = `${err.message}\n${err.stack ?? ''}\n${JSON.stringify(err)}`;
-  for (const secret of [OLD_PW, NEW_PW, APP_PW]) expect(text).not.toContain(secret);
+  // the passwords' distinctive parts too: inside a conninfo and an SQL literal they appear escaped
+  for (const secret of [OLD_PW, NEW_PW, APP_PW, 'S3cret']) expect(text).not.toContain(secret);
 }
 
 const count = async (db: PgCluster, table: string) => Number((await db.query<{ n: string }>('shop', `SELECT count(*) AS n FROM ${table}`))[0].n);
@@ -52,7 +54,11 @@ async function until(what: string, check: () => Promise<boolean>, ms = 10_000): 
 }
 
 beforeAll(async () => {
-  [oldDb, newDb] = await Promise.all([startPgCluster({ name: 'old', password: OLD_PW }), startPgCluster({ name: 'new', password: NEW_PW })]);
+  [oldDb, newDb, physicalOnly] = await Promise.all([
+    startPgCluster({ name: 'old', password: OLD_PW }),
+    startPgCluster({ name: 'new', password: NEW_PW }),
+    startPgCluster({ name: 'replica-wal', password: NEW_PW, settings: { wal_level: 'replica' } }),
+  ]);
   tmp = await mkdtemp(path.join(os.tmpdir(), 'replication-test-'));
   for (const db of [oldDb, newDb]) {
     await db.query('postgres', `CREATE ROLE app LOGIN PASSWORD '${APP_PW}'`);
@@ -71,12 +77,20 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all([oldDb?.remove(), newDb?.remove()]);
+  await Promise.all([oldDb?.remove(), newDb?.remove(), physicalOnly?.remove()]);
   if (tmp) await rm(tmp, { recursive: true, force: true });
 });
 
 describe('dnsCutover data move', () => {
   let marks: TableMark[];
+
+  it('refuses a publisher whose wal_level is not logical, saying what to set', async () => {
+    const from = { label: 'old', address: '127.0.0.1', port: physicalOnly.port, database: 'postgres', user: 'admin', passwordFile: physicalOnly.passwordFile };
+    const err = await rejection(act.startReplication({ from, to: neu, name: 'cut_fwd', copyData: true, copySchema: true }));
+    expect((err as ApplicationFailure).nonRetryable).toBe(true);
+    expect(err.message).toMatch(/wal_level is replica on old .*ALTER SYSTEM SET wal_level = logical.*restart the server/);
+    await physicalOnly.remove();
+  });
 
   it('refuses a publisher with a table that cannot replicate updates, naming it', async () => {
     await oldDb.query('shop', 'CREATE TABLE scratch_log (line text)');
@@ -111,6 +125,18 @@ describe('dnsCutover data move', () => {
       { id: 51, name: 'new one', price: null },
     ]);
     expect(await count(newDb, 'readings')).toBe(2060);
+
+    // a stopped subscriber: still lagging after the timeout, retryably, with the lag
+    await newDb.query('shop', 'ALTER SUBSCRIPTION cut_fwd DISABLE');
+    await oldDb.query('shop', "UPDATE readings SET value = -1 WHERE id = 1");
+    const lagging = await rejection(act.awaitReplicationCaughtUp({ from: old, to: neu, name: 'cut_fwd', timeoutMs: 300 }));
+    expect(lagging).toBeInstanceOf(ApplicationFailure);
+    expect((lagging as ApplicationFailure).type).toBe('ReplicationLagging');
+    expect((lagging as ApplicationFailure).nonRetryable).toBeFalsy();
+    expect(lagging.message).toMatch(/has not caught up after \d+ ms: lag [1-9]\d* bytes/);
+    await newDb.query('shop', 'ALTER SUBSCRIPTION cut_fwd ENABLE');
+    await act.awaitReplicationCaughtUp({ from: old, to: neu, name: 'cut_fwd', timeoutMs: 10_000 });
+    expect(await newDb.query('shop', 'SELECT value FROM readings WHERE id = 1')).toEqual([{ value: -1 }]);
   });
 
   it('a read-only subscriber database refuses the app but still applies replication', async () => {
@@ -140,6 +166,7 @@ describe('dnsCutover data move', () => {
       { table: 'public.readings', key: 'id', maxKey: '2060', rows: 2060 },
     ]);
     expect(await act.markTables({ endpoint: old })).toEqual(marks);
+    expect(await act.markTables({ endpoint: neu })).toEqual(marks);
 
     expect(await act.removeReplication({ from: old, to: neu, name: 'cut_fwd' })).toEqual({ removed: true });
     expect(await act.removeReplication({ from: old, to: neu, name: 'cut_fwd' })).toEqual({ removed: false });
@@ -169,6 +196,7 @@ describe('dnsCutover data move', () => {
     expect(await oldDb.query('shop', 'SELECT id, name FROM items WHERE id > 52 ORDER BY id')).toEqual([{ id: 54, name: 'after T0' }, { id: 55, name: 'after T0 too' }]);
 
     expect(await act.countRowsAfter({ endpoint: neu, marks })).toEqual([{ table: 'public.items', rows: 3 }, { table: 'public.readings', rows: 1 }]);
+    expect(await act.countRowsAfter({ endpoint: old, marks })).toEqual([{ table: 'public.items', rows: 2 }, { table: 'public.readings', rows: 1 }]);
     expect(await act.countRowsAfter({ endpoint: old, marks })).toEqual([{ table: 'public.items', rows: 2 }, { table: 'public.readings', rows: 1 }]);
   });
 
@@ -230,7 +258,7 @@ describe('dnsCutover data move', () => {
     // nor in the subscriber's server log, which keeps the statement of an error by default
     const log = await readFile(path.join(newDb.dir, 'log', 'server.log'), 'utf8');
     expect(log).toMatch(/could not connect to the publisher/);
-    expect(log).not.toContain(OLD_PW);
+    expect(log).not.toContain('old-S3cret');
     // a wrong password for the publisher: refused for good, still no password in the message
     const wrongFile = path.join(tmp, 'wrong-password');
     await writeFile(wrongFile, 'not-the-password\n');
@@ -242,7 +270,9 @@ describe('dnsCutover data move', () => {
   });
 
   it('removes a replication whose publisher is down: subscription at once, slot and publication once it is back', async () => {
-    await act.startReplication({ from: old, to: neu, name: 'cut_gone', copyData: false, copySchema: false });
+    // a slot of that name left behind by an attempt that died: dropped, not a failure
+    await oldDb.query('shop', "SELECT pg_create_logical_replication_slot('cut_gone', 'pgoutput')");
+    expect((await act.startReplication({ from: old, to: neu, name: 'cut_gone', copyData: false, copySchema: false })).created).toBe(true);
     await act.awaitReplicationCaughtUp({ from: old, to: neu, name: 'cut_gone', timeoutMs: 10_000 });
     await oldDb.stop();
     const err = await rejection(act.removeReplication({ from: old, to: neu, name: 'cut_gone' }));
@@ -256,6 +286,12 @@ describe('dnsCutover data move', () => {
     expect(await oldDb.query('shop', 'SELECT slot_name FROM pg_replication_slots')).toEqual([]);
     expect(await oldDb.query('shop', 'SELECT pubname FROM pg_publication')).toEqual([]);
     expect(await act.removeReplication({ from: old, to: neu, name: 'cut_gone' })).toEqual({ removed: false });
+  });
+
+  it('refuses for good to change the writes of a role that does not exist', async () => {
+    const err = await rejection(act.setAppWrites({ endpoint: { ...old, appRole: 'nobody' }, writable: false }));
+    expect((err as ApplicationFailure).nonRetryable).toBe(true);
+    expect(err.message).toMatch(/role "nobody" does not exist/);
   });
 
   it('old writable again lets the app write', async () => {
