@@ -199,9 +199,13 @@ export function detachSubscriptionSql(name: string): string[] {
   return [`ALTER SUBSCRIPTION ${quoteIdent(name)} DISABLE`, `ALTER SUBSCRIPTION ${quoteIdent(name)} SET (slot_name = NONE)`];
 }
 
-/** The server log would otherwise keep a failed CREATE SUBSCRIPTION, password and all (superuser only: best effort). */
+/**
+ * Sent before CREATE SUBSCRIPTION, whose text holds the publisher's password: the server log would
+ * keep it on an error (log_min_error_statement) or always (log_statement = ddl/all), and
+ * pg_stat_statements keeps utility statements' text. Superuser settings: best effort, one by one.
+ */
 export function quietStatementLogSql(): string[] {
-  return ["SET log_min_error_statement = 'panic'", "SET log_statement = 'none'"];
+  return ["SET log_min_error_statement = 'panic'", "SET log_statement = 'none'", 'SET pg_stat_statements.track_utility = off'];
 }
 
 /** Per-table sync state of a subscription: parameter $1 = name; columns schema, name, state (one letter). */

@@ -20,6 +20,7 @@ import {
   parseLag,
   parseTableName,
   pgSchemaDumpArgv,
+  quietStatementLogSql,
   rangeChecksumSql,
   replicaIdentityProblem,
   replicationNameProblem,
@@ -83,6 +84,9 @@ describe('publisher and subscriber statements', () => {
     expect(sql).toMatch(/pg_wal_lsn_diff\(pg_catalog\.pg_current_wal_insert_lsn\(\), s\.confirmed_flush_lsn\)/);
     expect(sql).toMatch(/d\.diff <= 40 AND d\.confirmed % current_setting\('wal_block_size'\)::numeric = 0 THEN 0/);
     expect(sql).toMatch(/WHERE s\.slot_name = \$1$/);
+  });
+  it('keeps the statement with the password out of the server log and pg_stat_statements', () => {
+    expect(quietStatementLogSql()).toEqual(["SET log_min_error_statement = 'panic'", "SET log_statement = 'none'", 'SET pg_stat_statements.track_utility = off']);
   });
   it('names sync states and reads lags', () => {
     expect(['i', 'd', 'f', 's', 'r', 'z'].map(subscriptionStateName)).toEqual(['init', 'copying', 'copied', 'synchronized', 'ready', 'z']);
