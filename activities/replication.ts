@@ -452,11 +452,12 @@ export function createReplicationActivities(deps: ReplicationDeps = {}) {
     async setAppWrites(req: { endpoint: Endpoint; writable: boolean }): Promise<{ terminatedSessions: number }> {
       const ep = req.endpoint;
       const role = ep.appRole ?? ep.user;
-      return withSession(ep, `${req.writable ? 'writable' : 'read-only'} for ${role}`, deps, [], async (client) => {
-        await client.query(appWritesSql(role, ep.database, req.writable));
-        const r = await client.query<{ terminated: number }>(terminateRoleSessionsSql(), [role, ep.database]);
-        return { terminatedSessions: r.rows[0].terminated };
-      });
+      return whileHeartbeating(() =>
+        withSession(ep, `${req.writable ? 'writable' : 'read-only'} for ${role}`, deps, [], async (client) => {
+          await client.query(appWritesSql(role, ep.database, req.writable));
+          const r = await client.query<{ terminated: number }>(terminateRoleSessionsSql(), [role, ep.database]);
+          return { terminatedSessions: r.rows[0].terminated };
+        }), heartbeatMs);
     },
 
     /**
@@ -466,7 +467,7 @@ export function createReplicationActivities(deps: ReplicationDeps = {}) {
      */
     async copySequences(req: { from: Endpoint; to: Endpoint }): Promise<{ sequences: { name: string; value: string }[] }> {
       const seqs = await withSession(req.from, 'read sequences', deps, [], async (client) => (await client.query<{ schema: string; name: string; value: string | null }>(sequencesSql())).rows);
-      return withSession(req.to, 'set sequences', deps, [], async (client) => {
+      return whileHeartbeating(() => withSession(req.to, 'set sequences', deps, [], async (client) => {
         const out: { name: string; value: string }[] = [];
         const missing: string[] = [];
         for (const s of seqs) {
@@ -483,7 +484,7 @@ export function createReplicationActivities(deps: ReplicationDeps = {}) {
         }
         if (missing.length) throw badRequest(`sequences of ${describe(req.from)} missing on ${describe(req.to)}: ${missing.join(', ')}; create them (copy the schema) first`);
         return { sequences: out };
-      });
+      }), heartbeatMs);
     },
 
     /**
@@ -492,7 +493,7 @@ export function createReplicationActivities(deps: ReplicationDeps = {}) {
      * it is listed with key '' and maxKey null, counted only (reconciliation compares it whole).
      */
     async markTables(req: { endpoint: Endpoint }): Promise<TableMark[]> {
-      return withSession(req.endpoint, 'mark tables', deps, [], async (client) =>
+      return whileHeartbeating(() => withSession(req.endpoint, 'mark tables', deps, [], async (client) =>
         inSnapshot(client, async () => {
           const tables = (await client.query<{ schema: string; name: string; key: string | null }>(tableKeysSql())).rows;
           const marks: TableMark[] = [];
@@ -503,7 +504,7 @@ export function createReplicationActivities(deps: ReplicationDeps = {}) {
           }
           return marks;
         }),
-      );
+      ), heartbeatMs);
     },
 
     /**
@@ -596,7 +597,7 @@ export function createReplicationActivities(deps: ReplicationDeps = {}) {
     async countRowsAfter(req: { endpoint: Endpoint; marks: TableMark[] }): Promise<{ table: string; rows: number }[]> {
       const keyed = req.marks.filter((m) => m.key);
       const refs = keyed.map(markRef);
-      return withSession(req.endpoint, 'count rows after the mark', deps, [], async (client) => {
+      return whileHeartbeating(() => withSession(req.endpoint, 'count rows after the mark', deps, [], async (client) => {
         const out: { table: string; rows: number }[] = [];
         for (const [i, mark] of keyed.entries()) {
           const { where, params } = markFilter(mark, 'after', 1, 't.');
@@ -604,7 +605,7 @@ export function createReplicationActivities(deps: ReplicationDeps = {}) {
           out.push({ table: mark.table, rows: Number(r.rows[0].rows) });
         }
         return out;
-      });
+      }), heartbeatMs);
     },
   };
 }
