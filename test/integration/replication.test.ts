@@ -101,6 +101,18 @@ describe('dnsCutover data move', () => {
     await oldDb.query('shop', 'DROP TABLE scratch_log');
   });
 
+  it('refuses a target with part of the schema, or none and no schema copy asked', async () => {
+    await newDb.query('postgres', 'CREATE DATABASE partial');
+    await newDb.query('partial', 'CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, price numeric(10,2), note text)');
+    const partial = await rejection(act.startReplication({ from: old, to: { ...neu, database: 'partial' }, name: 'cut_partial', copyData: true, copySchema: true }));
+    expect((partial as ApplicationFailure).nonRetryable).toBe(true);
+    expect(partial.message).toMatch(/has some of the published tables but not public\.readings/);
+    const empty = await rejection(act.startReplication({ from: old, to: { ...neu, database: 'postgres' }, name: 'cut_partial', copyData: true, copySchema: false }));
+    expect(empty.message).toMatch(/has none of the published tables \(public\.items, public\.readings\): create the schema there or ask for copySchema/);
+    expect(await act.removeReplication({ from: old, to: { ...neu, database: 'partial' }, name: 'cut_partial' })).toEqual({ removed: true });
+    await newDb.query('postgres', 'DROP DATABASE partial');
+  });
+
   it('copies the schema and the data, and a retry creates nothing', async () => {
     const first = await act.startReplication({ from: old, to: neu, name: 'cut_fwd', copyData: true, copySchema: true });
     expect(first).toEqual({ tables: ['public.items', 'public.readings'], created: true });
