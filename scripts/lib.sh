@@ -87,7 +87,11 @@ S3_REGION=us-east-1
 # start, root-only, kept) is in the format `nsupdate -k` and named's `include` read. The zone
 # (names in scripts/bind9.sh) is rebuilt from the script whenever named starts: dynamic records do
 # not survive a restart. Only this server knows these names (not the system resolver).
+# A second named on $BIND9_SECONDARY_ADDRESS is a secondary for the zone (transfers from the primary
+# on its NOTIFY): the zone's NS records name both (ns -> the primary, ns2 -> the secondary), so the
+# DNS cutover's "every authoritative server" means two. 127.0.0.2 is loopback too (Linux: no set-up).
 BIND9_ADDRESS=127.0.0.1:5353
+BIND9_SECONDARY_ADDRESS=127.0.0.2:5353
 BIND9_ZONE=runbooks.test
 BIND9_HOME=$RUNBOOK_HOME/bind9
 BIND9_TSIG_KEY_NAME=runbook-acme
@@ -257,6 +261,16 @@ wait_daemon() {
     fi
     sleep 0.2
   done
+}
+
+# ensure_loopback_address IP: IP (127.x.y.z) is an address of lo. The kernel answers all of
+# 127.0.0.0/8 without it, but named listens only on the addresses interfaces have.
+ensure_loopback_address() {
+  [[ $1 == 127.* ]] || die "ensure_loopback_address: $1 is not a loopback address"
+  [[ $1 == 127.0.0.1 ]] && return 0
+  ip -4 -o addr show dev lo | grep -q " inet $1/" && return 0
+  log "adding $1/32 to lo (named listens only on interface addresses)"
+  ip addr add "$1/32" dev lo || die "could not add $1 to lo (needs root or CAP_NET_ADMIN)"
 }
 
 # tcp_open HOST PORT: something accepts TCP connections there.
