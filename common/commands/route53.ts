@@ -94,6 +94,13 @@ export function findRoute53RecordSet(sets: readonly Route53RecordSet[], name: st
   return sets.find((s) => decodeRoute53Name(s.Name) === n && s.Type === type && s.SetIdentifier === undefined);
 }
 
+/** The values (normalized, sorted) and TTL of the plain RRset of `type` at `name`; `[]` and 0 when none. */
+export function route53RecordValues(sets: readonly Route53RecordSet[], name: string, type: DnsRecordType): { values: string[]; ttl: number } {
+  const set = findRoute53RecordSet(sets, name, type);
+  if (!set?.ResourceRecords?.length) return { values: [], ttl: 0 };
+  return { values: [...new Set(set.ResourceRecords.map((r) => valueFromRoute53(type, r.Value)))].sort(), ttl: set.TTL ?? 0 };
+}
+
 /**
  * What `sets` hold at `name`/`type`, normalized: values sorted, the TTL; `[]` and 0 when there is
  * none. An alias or routed RRset there is an input error: this runbook changes plain records only.
@@ -102,9 +109,7 @@ export function recordSetFromRoute53(sets: readonly Route53RecordSet[], name: st
   const n = normalizeDnsName(name);
   const odd = sets.find((s) => decodeRoute53Name(s.Name) === n && s.Type === type && (s.AliasTarget !== undefined || s.SetIdentifier !== undefined));
   if (odd) throw new DnsInputError(`${type} ${n} is an alias or routing-policy record in Route 53: change it there, not with this runbook`);
-  const set = findRoute53RecordSet(sets, n, type);
-  if (!set?.ResourceRecords?.length) return { name: n, type, values: [], ttl: 0 };
-  return { name: n, type, values: [...new Set(set.ResourceRecords.map((r) => valueFromRoute53(type, r.Value)))].sort(), ttl: set.TTL ?? 0 };
+  return { name: n, type, ...route53RecordValues(sets, n, type) };
 }
 
 /** The serial in the zone's SOA RRset (`mname rname serial refresh retry expire minimum`), or undefined. */
@@ -136,11 +141,12 @@ export function route53ChangeBatch(zone: string, wanted: readonly WantedRecordSe
     if (type === 'CNAME' && values.length > 1) throw new DnsInputError('a name has at most one CNAME');
     const ttl = assertTtl(w.ttl);
     const existing = findRoute53RecordSet(current, name, type);
+    if (existing?.AliasTarget !== undefined) throw new DnsInputError(`${type} ${name} is an alias record in Route 53: change it there, not with this runbook`);
     if (values.length === 0) {
       if (existing) deletes.push({ Action: 'DELETE', ResourceRecordSet: existing });
       continue;
     }
-    if (existing && !existing.AliasTarget) {
+    if (existing) {
       const have = [...new Set((existing.ResourceRecords ?? []).map((r) => valueFromRoute53(type, r.Value)))].sort();
       if (existing.TTL === ttl && have.join('\n') === [...values].sort().join('\n')) continue;
     }
