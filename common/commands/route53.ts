@@ -116,8 +116,9 @@ export function recordSetFromRoute53(sets: readonly Route53RecordSet[], name: st
 export function soaSerialFromRoute53(sets: readonly Route53RecordSet[], zone: string): number | undefined {
   const z = normalizeDnsName(zone, 'zone', false);
   const soa = sets.find((s) => decodeRoute53Name(s.Name) === z && s.Type === 'SOA');
-  const serial = soa?.ResourceRecords?.[0]?.Value.split(/\s+/)[2];
-  return serial !== undefined && /^\d+$/.test(serial) ? Number(serial) : undefined;
+  // matched, not split: moto (5.2.5) returns the value wrapped in a Python repr, `{'Value': '...'}`
+  const m = /(?:^|[\s'"])\S+\.?\s+\S+\.?\s+(\d+)\s+\d+\s+\d+\s+\d+\s+\d+(?:$|[\s'"])/.exec(soa?.ResourceRecords?.[0]?.Value ?? '');
+  return m ? Number(m[1]) : undefined;
 }
 
 /**

@@ -28,6 +28,9 @@ describe('reading RRsets', () => {
     expect(recordSetFromRoute53(current, '*.wild.example.test', 'A').values).toEqual(['10.0.0.9']);
     expect(recordSetFromRoute53(current, 'none.example.test', 'A')).toEqual({ name: 'none.example.test', type: 'A', values: [], ttl: 0 });
     expect(soaSerialFromRoute53(current, ZONE)).toBe(7);
+    // moto's server wraps the value in a Python repr
+    expect(soaSerialFromRoute53([{ Name: 'example.test.', Type: 'SOA', TTL: 900, ResourceRecords: [{ Value: "{'Value': 'ns-2048.awsdns-64.com. hostmaster.example.com. 1 7200 900 1209600 86400'}" }] }], ZONE)).toBe(1);
+    expect(soaSerialFromRoute53([{ Name: 'example.test.', Type: 'SOA', ResourceRecords: [{ Value: 'garbage' }] }], ZONE)).toBeUndefined();
   });
   it('refuses alias records: not ours to change', () => {
     expect(() => recordSetFromRoute53(current, 'alias.example.test', 'A')).toThrow(/alias or routing-policy/);
