@@ -73,8 +73,12 @@ PG_SERVER_PASSWORD_FILE=$RUNBOOK_HOME/pg-server/password
 
 # S3-compatible server for the storage tests: moto in server mode (PyPI, pip --target;
 # buckets live in memory and are gone after a restart). Tests create their own buckets
-# and credential files (moto accepts any key).
-S3_SERVER_PIP_SPEC="moto[s3]==5.2.5 flask==3.1.3 flask-cors==6.0.5"
+# and credential files (moto accepts any key). The same server is Route 53 for the DNS tests
+# (hosted zones made by the tests): moto picks the service from the SigV4 credential scope of
+# a request, so requests must be signed (the SDK does); an unsigned one goes to S3 (a POST to
+# /2013-04-01/hostedzone then fails there with a 500). The route53 extra needs nothing more in
+# 5.2.5; it is listed so that a later moto's needs come with it.
+S3_SERVER_PIP_SPEC="moto[s3,route53]==5.2.5 flask==3.1.3 flask-cors==6.0.5"
 S3_SERVER_HOME=$RUNBOOK_HOME/moto
 S3_SERVER_BIN=$S3_SERVER_HOME/bin/moto_server
 S3_ADDRESS=127.0.0.1:9000
