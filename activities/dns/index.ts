@@ -3,7 +3,7 @@
 // A provider is one file implementing DnsZone (zone.ts) plus one line in ZONE_OPENERS.
 import { ApplicationFailure } from '@temporalio/common';
 import { snapshotDisagreements, snapshotMismatches, type DnsRecordSet, type DnsSnapshot, type DnsZoneSpec } from '../../common/cutover';
-import { cancellationSignal, heartbeat, sleep } from '../context';
+import { cancellationSignal, heartbeat, sleep, whileHeartbeating } from '../context';
 import { Rfc2136Zone } from './rfc2136-zone';
 import { Route53Zone } from './route53';
 import { validateRecordSets, type DnsZone, type RecordQuery } from './zone';
@@ -52,16 +52,23 @@ export function convergenceProblems(snapshot: DnsSnapshot, wanted: readonly DnsR
   return [...mismatches, ...serials];
 }
 
-export function createDnsActivities() {
+export interface DnsActivityDeps {
+  /** The zone behind a spec (tests give a fake). */
+  openZone?: (spec: DnsZoneSpec) => DnsZone;
+}
+
+export function createDnsActivities(deps: DnsActivityDeps = {}) {
+  const open = deps.openZone ?? openZone;
   return {
     /** Each authoritative server's values, TTLs (as served) and SOA serial; a server that does not answer: retryable, named. */
     async readAuthoritative(req: ReadAuthoritativeRequest): Promise<DnsSnapshot> {
-      return openZone(req.zone).readAuthoritative(req.records);
+      // heartbeats: servers that time out make a read take seconds each
+      return whileHeartbeating(() => open(req.zone).readAuthoritative(req.records));
     },
 
     /** Every record exactly its values+TTL in one atomic change; nothing sent when the primary already serves that. */
     async applyDnsRecords(req: ApplyDnsRecordsRequest): Promise<{ changed: boolean }> {
-      return openZone(req.zone).apply(req.records);
+      return whileHeartbeating(() => open(req.zone).apply(req.records));
     },
 
     /**
@@ -69,7 +76,7 @@ export function createDnsActivities() {
      * After `timeoutMs`: a retryable 'DnsNotConverged' naming each lagging server and what it serves.
      */
     async awaitDnsRecords(req: AwaitDnsRecordsRequest): Promise<DnsSnapshot> {
-      const zone = openZone(req.zone);
+      const zone = open(req.zone);
       const wanted = validateRecordSets(zone.zone, req.records);
       const timeoutMs = req.timeoutMs;
       const intervalMs = req.intervalMs ?? 2000;
