@@ -84,30 +84,38 @@ export function createDnsActivities(deps: DnsActivityDeps = {}) {
       if (!Number.isInteger(intervalMs) || intervalMs < 100 || intervalMs > 600_000) throw ApplicationFailure.nonRetryable(`intervalMs must be 100 to 600000 ms (got ${JSON.stringify(intervalMs)})`, 'DnsInvalidInput');
       const queries = wanted.map(({ name, type }) => ({ name, type }));
       const started = Date.now();
-      for (let rounds = 1; ; rounds++) {
-        let problems: string[];
-        let snapshot: DnsSnapshot | undefined;
-        try {
-          snapshot = await zone.readAuthoritative(queries);
-          problems = convergenceProblems(snapshot, wanted);
-        } catch (err) {
-          // a server that does not answer (yet) is lagging too; one that refuses is not going to change
-          if (!(err instanceof ApplicationFailure) || err.nonRetryable) throw err;
-          problems = [err.message];
+      // between rounds and during a slow one (servers timing out): the last round's problems
+      let progress: unknown = { rounds: 0 };
+      const timer = setInterval(() => heartbeat(progress), 2000);
+      try {
+        for (let rounds = 1; ; rounds++) {
+          let problems: string[];
+          let snapshot: DnsSnapshot | undefined;
+          try {
+            snapshot = await zone.readAuthoritative(queries);
+            problems = convergenceProblems(snapshot, wanted);
+          } catch (err) {
+            // a server that does not answer (yet) is lagging too; one that refuses is not going to change
+            if (!(err instanceof ApplicationFailure) || err.nonRetryable) throw err;
+            problems = [err.message];
+          }
+          if (problems.length === 0 && snapshot) return snapshot;
+          progress = { rounds, problems };
+          heartbeat(progress);
+          if (cancellationSignal()?.aborted) throw ApplicationFailure.nonRetryable(`waiting for DNS in ${zone.zone} was cancelled`, 'Cancelled');
+          const elapsed = Date.now() - started;
+          if (elapsed >= timeoutMs) {
+            throw ApplicationFailure.create({
+              message: `DNS of ${zone.zone} has not converged after ${Math.round(elapsed / 1000)}s (${rounds} rounds): ${problems.join('; ')}`,
+              type: 'DnsNotConverged',
+              nonRetryable: false,
+              details: [{ problems, snapshot }],
+            });
+          }
+          await sleep(Math.min(intervalMs, Math.max(0, timeoutMs - elapsed)));
         }
-        if (problems.length === 0 && snapshot) return snapshot;
-        heartbeat({ rounds, problems });
-        if (cancellationSignal()?.aborted) throw ApplicationFailure.nonRetryable(`waiting for DNS in ${zone.zone} was cancelled`, 'Cancelled');
-        const elapsed = Date.now() - started;
-        if (elapsed >= timeoutMs) {
-          throw ApplicationFailure.create({
-            message: `DNS of ${zone.zone} has not converged after ${Math.round(elapsed / 1000)}s (${rounds} rounds): ${problems.join('; ')}`,
-            type: 'DnsNotConverged',
-            nonRetryable: false,
-            details: [{ problems, snapshot }],
-          });
-        }
-        await sleep(Math.min(intervalMs, Math.max(0, timeoutMs - elapsed)));
+      } finally {
+        clearInterval(timer);
       }
     },
   };
