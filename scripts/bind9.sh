@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Authoritative DNS server for the certificate (DNS-01) and DNS tests: Debian's named (bind9) in the
+# Authoritative DNS servers for the certificate (DNS-01) and DNS tests: Debian's named (bind9) in the
 # foreground, not as a system service, on $BIND9_ADDRESS (UDP and TCP, loopback only, IPv4),
 # primary for $BIND9_ZONE and nothing else (no recursion). Dynamic updates (RFC 2136) are accepted
 # only when signed with the TSIG key $BIND9_TSIG_KEY_NAME (hmac-sha256), which may change any name
-# in the zone. All state under $BIND9_HOME:
+# in the zone. A second named on $BIND9_SECONDARY_ADDRESS is a secondary for the zone: the primary
+# NOTIFYs it of every change (and only it: `notify explicit`) and it transfers the zone (IXFR/AXFR;
+# the primary allows transfers to 127.0.0.0/8, so a test may start a third secondary of its own).
+# All state under $BIND9_HOME:
 #   tsig.key              the key (tsig-keygen, on first start; mode 0600, kept across restarts),
 #                         in the format `nsupdate -k` reads; named includes the same file
 #   named.conf            written on every start
@@ -11,9 +14,12 @@
 #                         removed): records added by dynamic updates do NOT survive a restart, so
 #                         every start begins from the same zone. A start while named runs changes
 #                         nothing.
+#   secondary/            the secondary's named.conf and its copy of the zone (removed on every
+#                         start of the secondary: it transfers the zone anew)
 # The zone (every name -> 127.0.0.1 unless said otherwise; TTL 60):
-#   runbooks.test                 SOA, NS ns.runbooks.test., A
-#   ns.runbooks.test              A      the name server itself
+#   runbooks.test                 SOA, NS ns.runbooks.test. and ns2.runbooks.test., A
+#   ns.runbooks.test              A      the primary
+#   ns2.runbooks.test             A      127.0.0.2: the secondary ($BIND9_SECONDARY_ADDRESS)
 #   app.runbooks.test             A      an app's domain (HTTP-01 and DNS-01 issuance)
 #   www.runbooks.test             A      a second name on the same certificate
 #   wild.runbooks.test            A      apex of the wildcard below (a "wild + *.wild" certificate)
@@ -21,7 +27,7 @@
 #   elsewhere.runbooks.test       A      192.0.2.10 (TEST-NET-1): a name that does NOT point here
 #   host2.runbooks.test           A      $HOST2_ADDRESS: "host 2" (scripts/host2.sh)
 # Challenge records (_acme-challenge.<name> TXT) are added and removed by the tests.
-# Check: dig @127.0.0.1 -p 5353 runbooks.test SOA
+# Check: dig @127.0.0.1 -p 5353 runbooks.test SOA (and @127.0.0.2: the same serial)
 # Update: nsupdate -k $BIND9_TSIG_KEY_FILE (server 127.0.0.1 5353 / zone runbooks.test / update ... / send)
 # Usage: bind9.sh start|stop|status|restart
 set -euo pipefail
@@ -35,11 +41,19 @@ PORT=${BIND9_ADDRESS##*:}
 CONF=$BIND9_HOME/named.conf
 ZONE_DIR=$BIND9_HOME/zones
 ZONE_FILE=$ZONE_DIR/$BIND9_ZONE.db
+SEC_PIDFILE=$RUNBOOK_RUN/bind9-secondary.pid
+SEC_LOGFILE=$RUNBOOK_LOGS/bind9-secondary.log
+SEC_IP=${BIND9_SECONDARY_ADDRESS%:*}
+SEC_PORT=${BIND9_SECONDARY_ADDRESS##*:}
+SEC_HOME=$BIND9_HOME/secondary
+SEC_CONF=$SEC_HOME/named.conf
+SEC_ZONE_FILE=$SEC_HOME/$BIND9_ZONE.db
 
 # owner-relative name, type, value
 ZONE_RECORDS=(
   "@ A 127.0.0.1"
   "ns A 127.0.0.1"
+  "ns2 A $SEC_IP"
   "app A 127.0.0.1"
   "www A 127.0.0.1"
   "wild A 127.0.0.1"
@@ -49,8 +63,11 @@ ZONE_RECORDS=(
 )
 
 # The SOA answers, authoritatively: named is up and serves the zone.
-healthy() {
-  dig @"$IP" -p "$PORT" +norecurse +time=1 +tries=1 "$BIND9_ZONE" SOA 2>/dev/null |
+healthy() { serves_zone "$IP" "$PORT"; }
+# The secondary answers only once it has transferred the zone (SERVFAIL before).
+sec_healthy() { serves_zone "$SEC_IP" "$SEC_PORT"; }
+serves_zone() {
+  dig @"$1" -p "$2" +norecurse +time=1 +tries=1 "$BIND9_ZONE" SOA 2>/dev/null |
     grep -q 'status: NOERROR'
 }
 
@@ -78,6 +95,7 @@ write_zone() {
     # serial: seconds since the epoch, so it grows from one start to the next
     printf '@ IN SOA ns.%s. hostmaster.%s. ( %s 3600 600 86400 60 )\n' "$BIND9_ZONE" "$BIND9_ZONE" "$(date +%s)"
     printf '@ IN NS ns.%s.\n' "$BIND9_ZONE"
+    printf '@ IN NS ns2.%s.\n' "$BIND9_ZONE"
     for r in "${ZONE_RECORDS[@]}"; do
       read -r name type value <<<"$r"
       printf '%s IN %s %s\n' "$name" "$type" "$value"
@@ -102,8 +120,12 @@ options {
   listen-on-v6 { none; };
   recursion no;
   allow-query { any; };
-  allow-transfer { none; };
-  notify no;
+  // the secondary, and secondaries a test starts on other loopback addresses
+  allow-transfer { 127.0.0.0/8; };
+  // NOTIFY only the secondary (the NS addresses would be port 53), from the primary's address
+  notify explicit;
+  also-notify { $SEC_IP port $SEC_PORT; };
+  notify-source $IP;
   dnssec-validation no;
 };
 
@@ -122,6 +144,11 @@ CONF
 }
 
 start() {
+  start_primary
+  start_secondary
+}
+
+start_primary() {
   ensure_dirs
   [[ -x $NAMED ]] || die "$NAMED missing: run scripts/install.sh (bind9)"
   command -v dig >/dev/null || die "dig missing: run scripts/install.sh (bind9-dnsutils)"
@@ -156,15 +183,87 @@ start() {
   log "bind9: up ($BIND9_ADDRESS, zone $BIND9_ZONE, key $BIND9_TSIG_KEY_FILE, pid $(<"$PIDFILE"))"
 }
 
-stop() { stop_pidfile "$PIDFILE" "bind9" 15; }
+write_secondary_conf() {
+  mkdir -p "$SEC_HOME"
+  cat >"$SEC_CONF.tmp" <<CONF
+// Generated by scripts/bind9.sh on every start: the secondary for $BIND9_ZONE.
+options {
+  directory "$SEC_HOME";
+  pid-file none;
+  lock-file "$RUNBOOK_RUN/bind9-secondary-named.lock";
+  session-keyfile "$SEC_HOME/session.key";
+  managed-keys-directory "$SEC_HOME";
+  listen-on port $SEC_PORT { $SEC_IP; };
+  listen-on-v6 { none; };
+  recursion no;
+  allow-query { any; };
+  allow-transfer { none; };
+  notify no;
+  // from its own address: the primary sees 127.0.0.2 asking
+  transfer-source $SEC_IP;
+  query-source address $SEC_IP;
+  dnssec-validation no;
+};
+
+controls { };
+
+zone "$BIND9_ZONE" {
+  type secondary;
+  primaries { $IP port $PORT; };
+  file "$SEC_ZONE_FILE";
+  // text, so a person can read what it holds
+  masterfile-format text;
+};
+CONF
+  mv "$SEC_CONF.tmp" "$SEC_CONF"
+}
+
+start_secondary() {
+  if pid_alive "$SEC_PIDFILE"; then
+    wait_daemon "$SEC_PIDFILE" 20 "bind9 secondary on $BIND9_SECONDARY_ADDRESS" sec_healthy ||
+      die "the secondary named (pid $(<"$SEC_PIDFILE")) runs but does not serve $BIND9_ZONE on $BIND9_SECONDARY_ADDRESS (log: $SEC_LOGFILE)"
+    log "bind9: secondary up ($BIND9_SECONDARY_ADDRESS, pid $(<"$SEC_PIDFILE"))"
+    return 0
+  fi
+  if tcp_open "$SEC_IP" "$SEC_PORT"; then
+    die "something else already listens on $BIND9_SECONDARY_ADDRESS (not our named: no live pid in $SEC_PIDFILE)"
+  fi
+  ensure_loopback_address "$SEC_IP"
+  write_secondary_conf
+  # a fresh copy of the zone: the primary's was rebuilt too
+  rm -f "$SEC_ZONE_FILE" "$SEC_ZONE_FILE.jnl"
+  named-checkconf "$SEC_CONF" >>"$SEC_LOGFILE" 2>&1 ||
+    { tail -n 20 "$SEC_LOGFILE" >&2; die "named-checkconf rejected $SEC_CONF (log: $SEC_LOGFILE)"; }
+  log "bind9: starting the secondary named on $BIND9_SECONDARY_ADDRESS (log: $SEC_LOGFILE)"
+  start_daemon "$SEC_PIDFILE" "$SEC_LOGFILE" "$NAMED" -g -4 -n 1 -c "$SEC_CONF"
+  if ! wait_daemon "$SEC_PIDFILE" 30 "bind9 secondary on $BIND9_SECONDARY_ADDRESS" sec_healthy; then
+    tail -n 30 "$SEC_LOGFILE" >&2
+    pid_alive "$SEC_PIDFILE" || die "the secondary named exited (log: $SEC_LOGFILE)"
+    die "the secondary named does not serve $BIND9_ZONE on $BIND9_SECONDARY_ADDRESS (log: $SEC_LOGFILE)"
+  fi
+  log "bind9: secondary up ($BIND9_SECONDARY_ADDRESS, zone $BIND9_ZONE from $BIND9_ADDRESS, pid $(<"$SEC_PIDFILE"))"
+}
+
+stop() {
+  stop_pidfile "$SEC_PIDFILE" "bind9 secondary" 15
+  stop_pidfile "$PIDFILE" "bind9" 15
+}
 
 status() {
+  local rc=0
   if pid_alive "$PIDFILE" && healthy; then
     echo "bind9: running (pid $(<"$PIDFILE")), $BIND9_ADDRESS, zone $BIND9_ZONE, TSIG key $BIND9_TSIG_KEY_NAME in $BIND9_TSIG_KEY_FILE"
   else
     echo "bind9: not running"
-    return 1
+    rc=1
   fi
+  if pid_alive "$SEC_PIDFILE" && sec_healthy; then
+    echo "bind9 secondary: running (pid $(<"$SEC_PIDFILE")), $BIND9_SECONDARY_ADDRESS, zone $BIND9_ZONE from $BIND9_ADDRESS"
+  else
+    echo "bind9 secondary: not running"
+    rc=1
+  fi
+  return $rc
 }
 
 dispatch "${1:-}" start stop status restart

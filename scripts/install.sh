@@ -101,8 +101,9 @@ install_temporal() {
   log "temporal: $("$TEMPORAL_CLI" --version)"
 }
 
-# moto (S3-compatible server for the storage tests) with only the s3 extra and the server's
-# flask dependencies (moto[server] pulls in every AWS service's dependencies).
+# moto (S3-compatible server for the storage tests, Route 53 for the DNS tests) with only the
+# s3 and route53 extras and the server's flask dependencies (moto[server] pulls in every AWS
+# service's dependencies). Reinstalled whenever $S3_SERVER_PIP_SPEC (or python) changes: the stamp.
 install_s3_server() {
   local py
   py=$(command -v python3 || true)
@@ -127,7 +128,7 @@ install_s3_server() {
     die "pip install of the S3 server failed"
   fi
   [[ -x $tmp/bin/moto_server ]] || die "pip installed moto but $tmp/bin has no moto_server"
-  PYTHONPATH=$tmp "$py" -c 'import moto.server, flask, flask_cors' ||
+  PYTHONPATH=$tmp "$py" -c 'import moto.server, moto.s3.urls, moto.route53.urls, flask, flask_cors' ||
     die "moto in $tmp does not import (log: $RUNBOOK_LOGS/pip-s3.log)"
   echo "$want" >"$tmp/.installed"
   rm -rf "$S3_SERVER_HOME"

@@ -73,8 +73,12 @@ PG_SERVER_PASSWORD_FILE=$RUNBOOK_HOME/pg-server/password
 
 # S3-compatible server for the storage tests: moto in server mode (PyPI, pip --target;
 # buckets live in memory and are gone after a restart). Tests create their own buckets
-# and credential files (moto accepts any key).
-S3_SERVER_PIP_SPEC="moto[s3]==5.2.5 flask==3.1.3 flask-cors==6.0.5"
+# and credential files (moto accepts any key). The same server is Route 53 for the DNS tests
+# (hosted zones made by the tests): moto picks the service from the SigV4 credential scope of
+# a request, so requests must be signed (the SDK does); an unsigned one goes to S3 (a POST to
+# /2013-04-01/hostedzone then fails there with a 500). The route53 extra needs nothing more in
+# 5.2.5; it is listed so that a later moto's needs come with it.
+S3_SERVER_PIP_SPEC="moto[s3,route53]==5.2.5 flask==3.1.3 flask-cors==6.0.5"
 S3_SERVER_HOME=$RUNBOOK_HOME/moto
 S3_SERVER_BIN=$S3_SERVER_HOME/bin/moto_server
 S3_ADDRESS=127.0.0.1:9000
@@ -87,7 +91,11 @@ S3_REGION=us-east-1
 # start, root-only, kept) is in the format `nsupdate -k` and named's `include` read. The zone
 # (names in scripts/bind9.sh) is rebuilt from the script whenever named starts: dynamic records do
 # not survive a restart. Only this server knows these names (not the system resolver).
+# A second named on $BIND9_SECONDARY_ADDRESS is a secondary for the zone (transfers from the primary
+# on its NOTIFY): the zone's NS records name both (ns -> the primary, ns2 -> the secondary), so the
+# DNS cutover's "every authoritative server" means two. 127.0.0.2 is loopback too (Linux: no set-up).
 BIND9_ADDRESS=127.0.0.1:5353
+BIND9_SECONDARY_ADDRESS=127.0.0.2:5353
 BIND9_ZONE=runbooks.test
 BIND9_HOME=$RUNBOOK_HOME/bind9
 BIND9_TSIG_KEY_NAME=runbook-acme
@@ -257,6 +265,16 @@ wait_daemon() {
     fi
     sleep 0.2
   done
+}
+
+# ensure_loopback_address IP: IP (127.x.y.z) is an address of lo. The kernel answers all of
+# 127.0.0.0/8 without it, but named listens only on the addresses interfaces have.
+ensure_loopback_address() {
+  [[ $1 == 127.* ]] || die "ensure_loopback_address: $1 is not a loopback address"
+  [[ $1 == 127.0.0.1 ]] && return 0
+  ip -4 -o addr show dev lo | grep -q " inet $1/" && return 0
+  log "adding $1/32 to lo (named listens only on interface addresses)"
+  ip addr add "$1/32" dev lo || die "could not add $1 to lo (needs root or CAP_NET_ADMIN)"
 }
 
 # tcp_open HOST PORT: something accepts TCP connections there.

@@ -2,7 +2,8 @@
 # S3-compatible server for the storage tests: moto in server mode (from the pinned PyPI
 # wheels that install.sh puts in $S3_SERVER_HOME), plain HTTP on $S3_ADDRESS
 # ($S3_ENDPOINT), any credentials accepted, path-style buckets. Its data lives in memory:
-# a restart empties it (tests create a bucket per run).
+# a restart empties it (tests create a bucket per run). The same server answers Route 53
+# requests (SigV4-signed for the route53 service; see lib.sh) for the DNS tests.
 # Usage: s3.sh start|stop|status
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"

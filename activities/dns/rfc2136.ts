@@ -293,6 +293,11 @@ export class Rfc2136Provider implements DnsProvider {
     return this.resolverServer;
   }
 
+  /** Sends `changes` as one update message (all or nothing at the server). */
+  async applyChanges(changes: readonly DnsChange[]): Promise<void> {
+    await this.update(() => [...changes]);
+  }
+
   /** Sends one update message with `changes()` (built inside, so bad input becomes a failure). */
   private async update(changes: () => DnsChange[]): Promise<void> {
     const script = inputChecked(() => nsupdateScript({ server: this.server, zone: this.zone, changes: changes() }));

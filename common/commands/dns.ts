@@ -320,3 +320,111 @@ export function recordsMatch(type: DnsRecordType, actual: readonly string[], exp
   if (![...want].every((v) => have.has(v))) return false;
   return match === 'includes' || have.size === want.size;
 }
+
+// ---- reading authoritative servers with dig ----
+
+/** What `dig` may ask: the cutover's record types, and the zone's SOA and NS. */
+export type DigQueryType = 'A' | 'AAAA' | 'CNAME' | 'TXT' | 'SOA' | 'NS';
+
+/**
+ * `dig` asking `server` directly, without recursion (+norecurse: an authoritative server answers
+ * from its zone, with the TTL as served, not a cache's countdown), once (+tries=1, +time: a server
+ * that does not answer is reported, not retried here), printing only the header and the answer.
+ */
+export function digArgv(server: string, name: string, type: DigQueryType, timeoutSeconds = 2): string[] {
+  const s = parseDnsServer(server);
+  const n = normalizeDnsName(name);
+  if (!['A', 'AAAA', 'CNAME', 'TXT', 'SOA', 'NS'].includes(type)) throw new DnsInputError(`dig: record type ${JSON.stringify(type)} is not supported`);
+  if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1 || timeoutSeconds > 30) throw new DnsInputError('dig timeout must be 1-30 seconds');
+  return ['dig', `@${s.host}`, '-p', String(s.port), '+norecurse', `+time=${timeoutSeconds}`, '+tries=1', '+noall', '+comments', '+answer', `${n}.`, type];
+}
+
+export interface DigRecord {
+  name: string;
+  ttl: number;
+  type: string;
+  /** The record's data as dig prints it (names with their final dot). */
+  data: string;
+}
+
+export interface DigAnswer {
+  /** NOERROR, NXDOMAIN, SERVFAIL, REFUSED, ... */
+  status: string;
+  /** The AA flag: the server answered from a zone it is authoritative for. */
+  authoritative: boolean;
+  records: DigRecord[];
+}
+
+/** dig's output (digArgv's options) → status, AA flag and answer records; undefined when no server answered. */
+export function parseDigOutput(output: string): DigAnswer | undefined {
+  const header = /->>HEADER<<-.*status: ([A-Z]+)/.exec(output);
+  if (!header) return undefined;
+  const flags = /;; flags:([^;]*);/.exec(output)?.[1] ?? '';
+  const records: DigRecord[] = [];
+  for (const line of output.split('\n')) {
+    if (line.startsWith(';') || line.trim() === '') continue;
+    const m = /^(\S+)\s+(\d+)\s+IN\s+(\S+)\s+(.*)$/.exec(line.trim());
+    if (!m) continue;
+    records.push({ name: m[1].toLowerCase().replace(/\.$/, ''), ttl: Number(m[2]), type: m[3].toUpperCase(), data: m[4].trim() });
+  }
+  return { status: header[1], authoritative: flags.trim().split(/\s+/).includes('aa'), records };
+}
+
+/** Why dig got no answer (its output, exit code): for an error message. */
+export function digFailureText(output: string, code: number | null): string {
+  const line = output.split('\n').map((l) => l.replace(/^;;\s*/, '').trim()).find((l) => /timed out|refused|unreachable|no servers|error|couldn't/i.test(l));
+  return line ?? `dig exited with code ${code}`;
+}
+
+/**
+ * One RRset of `type` at `name` from an answer: values normalized (CNAME targets without the final
+ * dot, AAAA canonical), sorted; the TTL as served (the lowest, should the records differ); `[]` and
+ * TTL 0 when the server has none (NXDOMAIN, no such type, or a CNAME where an address was asked).
+ */
+export function rrsetFromAnswer(answer: DigAnswer, name: string, type: 'A' | 'AAAA' | 'CNAME'): { values: string[]; ttl: number } {
+  const n = normalizeDnsName(name);
+  const mine = answer.records.filter((r) => r.name === n && r.type === type);
+  if (mine.length === 0) return { values: [], ttl: 0 };
+  const values = [...new Set(mine.map((r) => normalizeRecordValue(type, type === 'CNAME' ? r.data.replace(/\.$/, '') : r.data)))].sort();
+  return { values, ttl: Math.min(...mine.map((r) => r.ttl)) };
+}
+
+/** The serial of the zone's SOA in an answer, or undefined. */
+export function soaSerialFromAnswer(answer: DigAnswer, zone: string): number | undefined {
+  const z = normalizeDnsName(zone, 'zone', false);
+  const soa = answer.records.find((r) => r.name === z && r.type === 'SOA');
+  const serial = soa?.data.split(/\s+/)[2];
+  return serial !== undefined && /^\d+$/.test(serial) ? Number(serial) : undefined;
+}
+
+/** The zone's NS names in an answer (normalized, sorted, distinct). */
+export function nsNamesFromAnswer(answer: DigAnswer, zone: string): string[] {
+  const z = normalizeDnsName(zone, 'zone', false);
+  return [...new Set(answer.records.filter((r) => r.name === z && r.type === 'NS').map((r) => normalizeDnsName(r.data, 'NS name', false)))].sort();
+}
+
+/**
+ * The authoritative servers "ip:port" from the zone's NS names and their addresses (IPv4 and IPv6,
+ * all of them), on `port` (the primary's: a test zone's servers all listen on one port). Sorted,
+ * distinct. Throws DnsInputError naming an NS name without an address.
+ */
+export function authoritativeServers(nsNames: readonly string[], addresses: Readonly<Record<string, readonly string[]>>, port: number): string[] {
+  if (nsNames.length === 0) throw new DnsInputError('the zone has no NS records: give its authoritative servers (nameServers)');
+  const servers = new Set<string>();
+  for (const ns of nsNames) {
+    const list = addresses[ns] ?? [];
+    if (list.length === 0) throw new DnsInputError(`the zone's name server ${ns} has no address: give the zone's authoritative servers (nameServers)`);
+    for (const a of list) servers.add(resolverServerString({ host: a, port }));
+  }
+  return [...servers].sort();
+}
+
+/**
+ * The changes that make each RRset exactly its values and TTL, as one update message: every RRset
+ * deleted first, then the values added (so an A at a name can become a CNAME in the same message:
+ * bind ignores a CNAME added beside other data). An RRset with no values is only deleted.
+ */
+export function replaceRecordSetsChanges(records: readonly { name: string; type: DnsRecordType; values: readonly string[]; ttl: number }[]): DnsChange[] {
+  const sets = records.map((r) => replaceRecordSetChanges(r.name, r.type, r.values, assertTtl(r.ttl)));
+  return [...sets.flatMap((s) => s.filter((c) => c.op === 'delete')), ...sets.flatMap((s) => s.filter((c) => c.op === 'add'))];
+}

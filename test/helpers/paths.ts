@@ -10,6 +10,7 @@ export const SSH_HOST_FINGERPRINT_FILE = `${RUNBOOK_HOME}/ssh/host_fingerprint`;
 export const REGISTRY = '127.0.0.1:5000';
 // Authoritative DNS (scripts/bind9.sh) and the ACME test server (scripts/pebble.sh); see scripts/lib.sh.
 export const BIND9_ADDRESS = process.env.BIND9_ADDRESS ?? '127.0.0.1:5353';
+export const BIND9_SECONDARY_ADDRESS = process.env.BIND9_SECONDARY_ADDRESS ?? '127.0.0.2:5353';
 export const BIND9_ZONE = process.env.BIND9_ZONE ?? 'runbooks.test';
 export const BIND9_TSIG_KEY_FILE = process.env.BIND9_TSIG_KEY_FILE ?? `${RUNBOOK_HOME}/bind9/tsig.key`;
 export const PEBBLE_DIRECTORY_URL = process.env.PEBBLE_DIRECTORY_URL ?? 'https://127.0.0.1:14000/dir';
