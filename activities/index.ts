@@ -5,6 +5,7 @@ import { createBackupActivities } from './backup';
 import { createCertificateActivities } from './certificates';
 import { whileHeartbeating } from './context';
 import type { ActivityDeps } from './deps';
+import { createDnsActivities } from './dns';
 import { createDockerActivities } from './docker';
 import { dockerEnvFrom } from './envfiles';
 import { createHealthActivities } from './health';
@@ -14,6 +15,7 @@ import { createLockActivities } from './lock';
 import { createNotifyActivities } from './notify';
 import { createPreflightActivities } from './preflight';
 import { createProxyActivities } from './proxy';
+import { createReplicationActivities } from './replication';
 import { createTlsActivities } from './tls';
 
 /**
@@ -46,6 +48,8 @@ function allActivities(deps: ActivityDeps) {
     ...createNotifyActivities(),
     ...createTlsActivities(),
     ...createCertificateActivities(deps),
+    ...createDnsActivities(),
+    ...createReplicationActivities({ ssh: deps.ssh }),
   };
 }
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // `runbook`: start, watch, approve and list runbooks. Exit code 0 only on success.
 import { Command } from 'commander';
-import { isValidVersion, NAME_PATTERN } from '../common/naming';
+import { isValidVersion, NAME_PATTERN, runbookWorkflowId } from '../common/naming';
 import { parseDuration } from '../common/duration';
 import type { CanaryMode, FirstDeployResult, IssueCertificateResult, RunbookStatus, StepRecord } from '../common/types';
-import { formatPlan, formatPreflight, formatStatus, formatStep, stepChanges } from './format';
+import { formatCutoverStatus, formatPlan, formatPreflight, formatStatus, formatStep, stepChanges } from './format';
 import { failureText, RunbookClient } from './runbooks';
 import { backupScheduleId, certScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, DEFAULT_CERT_CATCHUP_WINDOW, DEFAULT_CERT_EVERY, describeBackupSchedule, describeCertSchedule, hasBackupSchedule, triggerBackupSchedule, triggerCertSchedule, upsertBackupSchedule, upsertCertSchedule } from './schedules';
 import { formatSchedule } from './schedule-format';
@@ -71,6 +71,30 @@ export async function watch(rc: RunbookClient, workflowId: string, print: (line:
   }
   print(`${workflowId}: FAILED\n  ${failureText(outcome.error).split('\n').join('\n  ')}`);
   return 1;
+}
+
+interface CutoverCliOptions {
+  from?: string;
+  to?: string;
+  record?: string[];
+  rehearse?: boolean;
+  lowTtl?: string;
+  ttlLeadTime?: string;
+  validationDelay?: string;
+  validationWindow?: string;
+  validationRound?: string;
+  probeInterval?: string;
+  ttlRestoreAfter?: string;
+  reconcileEvery?: string;
+  window?: string;
+  backup?: boolean;
+  approvalTimeout?: string;
+  by: string;
+  reason?: string;
+  approve?: boolean;
+  extendBy?: string;
+  json?: boolean;
+  detach?: boolean;
 }
 
 /** `approve`, `none` or `bake=10m`. */
@@ -346,6 +370,109 @@ export function buildCli(): Command {
           for (const h of r.hosts) console.log(`  ${h.host}: ${h.outcome === 'issued' ? 'issued' : 'unchanged'} serial ${h.certificate.serial}, valid until ${h.certificate.notAfter} (${h.certificate.issuer}) — ${h.reason}`);
         }
         return code;
+      }),
+    );
+
+  program
+    .command('cutover <appOrAction> [app]')
+    .description(
+      'staged DNS cutover of an app from one environment to another, with a rollback window (dnsCutover).\n' +
+        '  runbook cutover <app> --from E --to E          start (waits for gate "go-no-go")\n' +
+        '  runbook cutover rollback <app> --to E --by N   ask for a rollback (gate "rollback"; --approve also approves it as N)\n' +
+        '  runbook cutover extend <app> --to E --by N --extend-by 2d\n' +
+        '  runbook cutover status <app> --to E [--json]',
+    )
+    .option('--from <env>', 'the environment that serves now')
+    .option('--to <env>', 'the environment that takes over')
+    .option('--record <name...>', "records to move (default: the inventory's cutover.records)")
+    .option('--rehearse', 'rehearsal: the rehearsal record and databases; rolls back by itself and reports whether the start state came back')
+    .option('--ttl-lead-time <duration>', 'how long before the switch the TTL is lowered (default 48h)')
+    .option('--low-ttl <seconds>', 'the TTL around the switch (default 60)')
+    .option('--validation-delay <duration>', 'when validation starts after the switch (default 15m)')
+    .option('--validation-window <duration>', 'when validation ends after the switch (default 2h)')
+    .option('--validation-round <duration>', 'one decision per round (default 15m)')
+    .option('--probe-interval <duration>', 'probe interval within a round (default 5s)')
+    .option('--ttl-restore-after <duration>', 'when the old TTL comes back after the switch (default 24h)')
+    .option('--reconcile-every <duration>', 'reconciliation interval in the window (default 6h)')
+    .option('--window <duration>', 'the rollback window (default 7d)')
+    .option('--no-backup', 'no backups of the old side (before the switch and at decommission)')
+    .option('--approval-timeout <duration>', 'how long each gate waits (default 7d, at most 30d)')
+    .option('--by <name>', 'who asks (rollback, extend)', process.env.USER ?? 'cli')
+    .option('--reason <text>', 'why (rollback, extend)')
+    .option('--approve', 'rollback: also approve the rollback gate as --by')
+    .option('--extend-by <duration>', 'extend: how much longer the window stays open')
+    .option('--json', 'status: the raw status')
+    .option('--detach', 'start and return; do not watch')
+    .action(
+      withClient(async (rc, first: string, second: string | undefined, opts: CutoverCliOptions) => {
+        const action = second === undefined ? 'start' : first;
+        const app = checkName('app', second ?? first);
+        if (!['start', 'rollback', 'extend', 'status'].includes(action)) throw new Error(`unknown cutover action "${action}" (rollback, extend or status; or: runbook cutover <app> --from E --to E)`);
+        if (!opts.to) throw new Error('--to <env> is required (the environment that takes over)');
+        const id = runbookWorkflowId('dnsCutover', app, checkName('env', opts.to));
+        if (action === 'status') {
+          const [st, cut] = await Promise.all([rc.status(id), rc.cutoverStatus(id)]);
+          console.log(opts.json ? JSON.stringify({ ...st, cutover: cut }, null, 2) : `${formatStatus(id, st)}\n${formatCutoverStatus(cut)}`);
+          return 0;
+        }
+        if (action === 'extend') {
+          if (!opts.extendBy) throw new Error('--extend-by <duration> is required');
+          await rc.extendCutoverWindow(id, opts.by, opts.extendBy, opts.reason);
+          const cut = await rc.cutoverStatus(id);
+          const last = cut.extensions.at(-1);
+          if (!last?.accepted) {
+            console.error(`extension not accepted: ${last?.why ?? 'unknown'}`);
+            return 1;
+          }
+          console.log(`window of ${id} now ends at ${cut.windowEndsAt}`);
+          return 0;
+        }
+        if (action === 'rollback') {
+          await rc.requestCutoverRollback(id, opts.by, opts.reason);
+          console.log(`rollback requested by ${opts.by}; it waits for approval of gate "rollback"`);
+          if (!opts.approve) {
+            console.log(`  approve: runbook approve ${id} --gate rollback --by <name>`);
+            return 0;
+          }
+          const deadline = Date.now() + 60_000;
+          while (!(await rc.status(id)).pendingGates.some((g) => g.gate === 'rollback')) {
+            if (Date.now() > deadline) throw new Error('the rollback gate did not open within 60 s (is the cutover past its switch, or already ended?)');
+            await new Promise((r) => setTimeout(r, 250));
+          }
+          try {
+            await rc.decide(id, 'approve', 'rollback', opts.by, opts.reason);
+          } catch (err) {
+            console.error(`approval not allowed: ${failureText((err as { cause?: unknown }).cause ?? err)}`);
+            return 1;
+          }
+          console.log(`rollback approved by ${opts.by}`);
+          return opts.detach ? 0 : watch(rc, id);
+        }
+        if (!opts.from) throw new Error('--from <env> is required (the environment that serves now)');
+        const handle = await rc.startCutover({
+          app,
+          from: checkName('env', opts.from),
+          to: opts.to,
+          ...(opts.record ? { records: opts.record } : {}),
+          ...(opts.rehearse ? { rehearse: true } : {}),
+          ...(opts.lowTtl !== undefined ? { lowTtl: Number(opts.lowTtl) } : {}),
+          ...(opts.ttlLeadTime ? { ttlLeadTime: opts.ttlLeadTime } : {}),
+          ...(opts.validationDelay ? { validationDelay: opts.validationDelay } : {}),
+          ...(opts.validationWindow ? { validationWindow: opts.validationWindow } : {}),
+          ...(opts.validationRound ? { validationRound: opts.validationRound } : {}),
+          ...(opts.probeInterval ? { probeInterval: opts.probeInterval } : {}),
+          ...(opts.ttlRestoreAfter ? { ttlRestoreAfter: opts.ttlRestoreAfter } : {}),
+          ...(opts.reconcileEvery ? { reconcileEvery: opts.reconcileEvery } : {}),
+          ...(opts.window ? { window: opts.window } : {}),
+          ...(opts.backup === false ? { backup: false } : {}),
+          ...(opts.approvalTimeout ? { approvalTimeout: opts.approvalTimeout } : {}),
+        });
+        console.log(
+          `started ${handle.workflowId} (run ${handle.firstExecutionRunId})\n  UI: ${uiUrl(rc, handle.workflowId)}` +
+            (opts.rehearse ? '' : `\n  go/no-go: runbook approve ${handle.workflowId} --gate go-no-go --by <name>`) +
+            `\n  roll back: runbook cutover rollback ${app} --to ${opts.to} --by <name> [--approve]`,
+        );
+        return opts.detach ? 0 : watch(rc, handle.workflowId);
       }),
     );
 

@@ -1,4 +1,5 @@
 // Human-readable output for the CLI (pure, unit-tested).
+import type { CutoverStatus } from '../common/cutover';
 import type { DeployPlan, PreflightReport, RunbookStatus, StepRecord } from '../common/types';
 
 export function formatStep(s: StepRecord): string {
@@ -53,4 +54,19 @@ export function stepChanges(previous: StepRecord[], current: StepRecord[]): Step
     const p = previous[i];
     return !p || p.step !== s.step || p.state !== s.state;
   });
+}
+
+/** The cutover's own status: stage, T0, window, replication, validation rounds, reconciliations. */
+export function formatCutoverStatus(c: CutoverStatus): string {
+  const lines = [`  cutover stage: ${c.stage}`];
+  if (c.switchNotBefore && !c.t0) lines.push(`  switch not before: ${c.switchNotBefore}`);
+  if (c.t0) lines.push(`  T0: ${c.t0}${c.writeFreezeMs !== undefined ? ` (writes frozen ${c.writeFreezeMs} ms)` : ''}`);
+  if (c.windowEndsAt) lines.push(`  rollback window until: ${c.windowEndsAt}`);
+  if (c.replication) lines.push(`  replication ${c.replication.direction}: ${c.replication.ready ? 'ready' : 'initial copy'}, lag ${c.replication.lagBytes} bytes (at ${c.replication.at})`);
+  if (c.baseline) lines.push(`  baseline: median ${c.baseline.p50Ms} ms, p95 ${c.baseline.p95Ms} ms, ${c.baseline.errors}/${c.baseline.requests} errors`);
+  for (const r of c.rounds.slice(-3)) lines.push(`  validation ${r.at}: ${r.decision.action} — ${r.decision.reason}`);
+  const last = c.reconciliations.at(-1);
+  if (last) lines.push(`  reconciled ${c.reconciliations.length}× (last ${last.at}): ${last.drift ? `DRIFT — ${last.differences.join('; ')}` : 'no drift'}`);
+  if (c.rollbackRequest) lines.push(`  rollback requested by ${c.rollbackRequest.by} at ${c.rollbackRequest.at}${c.rollbackRequest.reason ? `: ${c.rollbackRequest.reason}` : ''}`);
+  return lines.join('\n');
 }

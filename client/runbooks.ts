@@ -4,9 +4,10 @@ import { lockWorkflowId, runbookWorkflowId, type RunbookName } from '../common/n
 import { SA_APP, SA_AWAITING_APPROVAL, SA_ENV, SA_STEP } from '../common/search-attributes';
 import type { DecisionRecord, FirstDeployInput, IssueCertificateInput, LockHolder, NightlyBackupInput, RestoreBackupInput, RollingUpdateInput, RunbookStatus, RunbookTarget } from '../common/types';
 import { lockHolderQuery, releaseLockSignal } from '../common/lock';
-import { decideUpdate, releasePreviousSignal, rejectSignal, approveSignal, statusQuery } from '../workflows/lib/definitions';
+import { approveSignal, cutoverStatusQuery, decideUpdate, extendWindowSignal, releasePreviousSignal, rejectSignal, requestRollbackSignal, statusQuery } from '../workflows/lib/definitions';
+import type { CutoverStatus } from '../common/cutover';
 import { connectionSettings, type ConnectionSettings } from './connection';
-import { INPUT_SCHEMAS, parseInput, type RunbookWithInputSchema } from '../common/inputs';
+import { INPUT_SCHEMAS, parseInput, type DnsCutoverInput, type RunbookWithInputSchema } from '../common/inputs';
 
 /**
  * The input checked with its runbook's schema (the one the workflow checks again), before anything
@@ -37,9 +38,9 @@ export class RunbookClient {
   }
 
   /** Starts a runbook as `<runbook>/<app>/<env>`; refuses while one runs on the same target. */
-  async start(runbook: RunbookName, input: RunbookTarget & Record<string, unknown>, summary: string): Promise<WorkflowHandleWithFirstExecutionRunId> {
+  async start(runbook: RunbookName, input: { app: string } & Record<string, unknown>, summary: string, target: RunbookTarget = { app: input.app, env: String(input.env) }): Promise<WorkflowHandleWithFirstExecutionRunId> {
     checkRunbookInput(runbook, input);
-    const workflowId = runbookWorkflowId(runbook, input.app, input.env);
+    const workflowId = runbookWorkflowId(runbook, target.app, target.env);
     try {
       return await this.client.workflow.start(runbook, {
         workflowId,
@@ -53,8 +54,8 @@ export class RunbookClient {
           'Approve a gate: signal `approve` (or `reject`) with `{"gate": "<gate>", "by": "<name>", "comment": "..."}`.',
         ].join('\n\n'),
         typedSearchAttributes: [
-          { key: SA_APP, value: input.app },
-          { key: SA_ENV, value: input.env },
+          { key: SA_APP, value: target.app },
+          { key: SA_ENV, value: target.env },
           { key: SA_STEP, value: 'starting' },
           { key: SA_AWAITING_APPROVAL, value: false },
         ],
@@ -65,6 +66,25 @@ export class RunbookClient {
       }
       throw err;
     }
+  }
+
+  /** `dnsCutover/<app>/<to>`: the staged DNS cutover of an app from one environment to another. */
+  startCutover(input: DnsCutoverInput): Promise<WorkflowHandleWithFirstExecutionRunId> {
+    const what = input.rehearse ? 'Rehearsal of the DNS cutover' : 'DNS cutover';
+    return this.start('dnsCutover', { ...input }, `${what} of ${input.app} from ${input.from} to ${input.to}`, { app: input.app, env: input.to });
+  }
+
+  /** Asks a running cutover to roll back: it opens the "rollback" gate, which approvers decide. */
+  async requestCutoverRollback(workflowId: string, by: string, reason?: string): Promise<void> {
+    await this.handle(workflowId).signal(requestRollbackSignal, { by, ...(reason ? { reason } : {}) });
+  }
+
+  async extendCutoverWindow(workflowId: string, by: string, extendBy: string, reason?: string): Promise<void> {
+    await this.handle(workflowId).signal(extendWindowSignal, { by, extendBy, ...(reason ? { reason } : {}) });
+  }
+
+  cutoverStatus(workflowId: string): Promise<CutoverStatus> {
+    return this.handle(workflowId).query(cutoverStatusQuery);
   }
 
   startFirstDeploy(input: FirstDeployInput): Promise<WorkflowHandleWithFirstExecutionRunId> {

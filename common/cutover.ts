@@ -242,31 +242,6 @@ export function describeRecord(r: DnsRecordSet | undefined): string {
   return `${[...r.values].sort().join(',')} ttl ${r.ttl}`;
 }
 
-// ---- the activities the cutover calls (implemented in activities/dns, replication.ts, proxy.ts, health.ts) ----
-
-export type ReplicationRequest = { from: PgEndpoint; to: PgEndpoint; name: string };
-
-export interface CutoverActivityContract {
-  readAuthoritative(req: { zone: DnsZoneSpec; records: { name: string; type: DnsRecordSet['type'] }[] }): Promise<DnsSnapshot>;
-  /** One atomic change; nothing sent when the primary already serves exactly that. */
-  applyDnsRecords(req: { zone: DnsZoneSpec; records: DnsRecordSet[] }): Promise<{ changed: boolean }>;
-  /** Until every authoritative server serves exactly these records with one serial; else DnsNotConverged. */
-  awaitDnsRecords(req: { zone: DnsZoneSpec; records: DnsRecordSet[]; timeoutMs: number; intervalMs?: number }): Promise<DnsSnapshot>;
-  startReplication(req: ReplicationRequest & { copyData: boolean; copySchema: boolean }): Promise<{ tables: string[]; created: boolean }>;
-  replicationStatus(req: ReplicationRequest): Promise<{ tables: { table: string; state: string }[]; ready: boolean; lagBytes: number }>;
-  awaitReplicationCaughtUp(req: ReplicationRequest & { timeoutMs: number }): Promise<{ lagBytes: number; waitedMs: number }>;
-  removeReplication(req: ReplicationRequest): Promise<{ removed: boolean }>;
-  setAppWrites(req: { endpoint: PgEndpoint; writable: boolean }): Promise<{ terminatedSessions: number }>;
-  copySequences(req: { from: PgEndpoint; to: PgEndpoint }): Promise<{ sequences: { name: string; value: string }[] }>;
-  markTables(req: { endpoint: PgEndpoint }): Promise<TableMark[]>;
-  reconcileTables(req: { a: PgEndpoint; b: PgEndpoint; marks: TableMark[]; timeSeries: TimeSeriesTable[] }): Promise<ReconciliationReport>;
-  exportRowsAfter(req: { endpoint: PgEndpoint; marks: TableMark[]; storage: StorageSpec; prefix: string }): Promise<RowExport>;
-  countRowsAfter(req: { endpoint: PgEndpoint; marks: TableMark[] }): Promise<{ table: string; rows: number }[]>;
-  forwardProxy(req: { host: HostSpec; container: string; to: string }): Promise<{ changed: boolean }>;
-  unforwardProxy(req: { host: HostSpec; container: string }): Promise<{ changed: boolean }>;
-  measureEndpoint(req: { url: string; hostHeader?: string; path: string; durationMs: number; intervalMs: number; timeoutMs?: number }): Promise<ValidationSample & { statuses: Record<string, number> }>;
-}
-
 // ---- what the status query and the result say ----
 
 export type CutoverStage = 'plan' | 'ttl-staging' | 'replicating' | 'preflight' | 'go-no-go' | 'switching' | 'validating' | 'window' | 'decommission' | 'rolling-back' | 'done';

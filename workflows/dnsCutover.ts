@@ -16,7 +16,6 @@ import type { Activities } from '../activities';
 import {
   decideValidation,
   describeRecord,
-  type CutoverActivityContract,
   type CutoverPlan,
   type CutoverStage,
   type CutoverStatus,
@@ -33,14 +32,13 @@ import { formatDuration, parseDuration } from '../common/duration';
 import { DnsCutoverInputSchema, parseInput, type DnsCutoverInput } from '../common/inputs';
 import { cutoverStatusQuery, extendWindowSignal, requestRollbackSignal } from './lib/definitions';
 import { errorMessage, Runbook } from './lib/runbook';
-import { rootFailure, withLock } from './lib/steps';
+import { allSettled, rootFailure, withLock } from './lib/steps';
 import { nightlyBackup } from './nightlyBackup';
 
-type CutoverActivities = Activities & CutoverActivityContract;
 const retry: RetryPolicy = { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 6 };
-const quick = proxyActivities<CutoverActivities>({ startToCloseTimeout: '2 minutes', retry });
+const quick = proxyActivities<Activities>({ startToCloseTimeout: '2 minutes', retry });
 /** Waits and measurements: they heartbeat, so a dead worker is noticed in a minute. */
-const watching = proxyActivities<CutoverActivities>({ startToCloseTimeout: '4 hours', heartbeatTimeout: '1 minute', retry });
+const watching = proxyActivities<Activities>({ startToCloseTimeout: '4 hours', heartbeatTimeout: '1 minute', retry });
 
 export const CUTOVER_DEFAULTS = {
   lowTtl: 60,
@@ -311,7 +309,7 @@ class Cutover {
     } else {
       this.reached = 'new-writable';
     }
-    await this.rb.step('old proxies forward to the new side', () => Promise.all(plan.from.proxies.map((p) => quick.forwardProxy({ host: p.host, container: p.container, to: plan.to.url }))));
+    await this.rb.step('old proxies forward to the new side', () => this.forward(plan.from, plan.to.url));
     this.reached = 'old-forwarding';
     const flipped = this.flipped((r) => lowered.find((l) => l.name === r.name && l.type === r.type)!.ttl);
     this.reached = 'dns-flipped'; // set before the change: a change that fails half-way is undone too
@@ -476,7 +474,7 @@ class Cutover {
     const done: string[] = [];
     const undoing = async () => {
       if (atLeast(this.reached, 'new-writable')) {
-        await this.rb.step('new proxies forward to the old side', () => Promise.all(plan.to.proxies.map((p) => quick.forwardProxy({ host: p.host, container: p.container, to: plan.from.url }))));
+        await this.rb.step('new proxies forward to the old side', () => this.forward(plan.to, plan.from.url));
         done.push(`${plan.to.env}'s proxies forward to ${plan.from.env} (clients still holding the new address)`);
       }
       if (db) {
@@ -503,7 +501,7 @@ class Cutover {
         }
       }
       if (atLeast(this.reached, 'old-forwarding')) {
-        await this.rb.step('old proxies serve again', () => Promise.all(plan.from.proxies.map((p) => quick.unforwardProxy({ host: p.host, container: p.container }))));
+        await this.rb.step('old proxies serve again', () => this.forward(plan.from, undefined));
         done.push(`${plan.from.env}'s proxies serve it again`);
       }
       await this.rb.step('records back', () => quick.applyDnsRecords({ zone: plan.zone, records: this.original }));
@@ -523,6 +521,19 @@ class Cutover {
         );
       }
     });
+  }
+
+  /**
+   * Makes a side's proxies forward every request to `to` (or serve the side again: undefined), then
+   * waits until the workers of the previous config are gone: until then they still answer the old way.
+   */
+  private async forward(side: CutoverPlan['from'], to: string | undefined): Promise<void> {
+    await allSettled(
+      side.proxies.map(async (p) => {
+        const r = to === undefined ? await quick.unforwardProxy({ host: p.host, container: p.container }) : await quick.forwardProxy({ host: p.host, container: p.container, to, app: this.plan.app, env: side.env });
+        if (r.previousWorkers?.length) await quick.waitProxyDrained({ host: p.host, container: p.container, workers: r.previousWorkers, timeoutSeconds: 60 });
+      }),
+    );
   }
 
   /** Rehearsal: is everything as it was (DNS as before, the old database writable with every row)? */
