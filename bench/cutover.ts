@@ -555,6 +555,7 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 const secs = (ms: number) => (ms / 1000).toFixed(2);
+const ms0 = (ms: number) => ms.toFixed(0);
 const mb = (bytes: number) => `${(bytes / MiB).toFixed(0)} MB`;
 
 interface Row {
@@ -634,13 +635,15 @@ function textTable(rows: Row[]): string {
 }
 
 const markdownTable = (rows: Row[]) =>
-  [`| ${HEADER.join(' | ')} |`, `|${HEADER.map((_, i) => (i < 2 ? ' --- ' : ' ---: ')).join('|')}|`, ...rows.map((r) => `| ${cells(r).join(' | ')} |`)].join('\n');
+  [`| ${HEADER.join(' | ')} |`, `|${HEADER.map((_, i) => (i < 2 ? ' --- ' : ' ---: ')).join('|')}|`, ...rows.map((r) => `| ${cells(r).map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`)].join('\n');
 
 /** Median duration of every step of a variant, in order: where the switch's time goes. */
 function stepBreakdown(results: RunResult[], v: VariantId): string {
   const rs = results.filter((r) => r.variant === v);
   if (!rs.length) return '';
-  return rs[0].steps.map((s, i) => `${s.step} ${secs(median(rs.map((r) => r.steps[i].endAt - r.steps[i].startAt)))} s`).join(' → ');
+  const copies = rs.flatMap((r) => (r.initialCopyMs === undefined ? [] : [r.initialCopyMs]));
+  const before = copies.length ? `(before the switch, writes flowing: initial copy ${secs(median(copies))} s) ` : '';
+  return before + rs[0].steps.map((s, i) => `${s.step} ${secs(median(rs.map((r) => r.steps[i].endAt - r.steps[i].startAt)))} s`).join(' → ');
 }
 
 const loadavg = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
@@ -702,6 +705,7 @@ async function main(): Promise<void> {
       const stepsText = res.steps.map((x) => `${x.step} ${secs(x.endAt - x.startAt)}`).join(', ');
       process.stdout.write(
         `  freeze ${secs(res.freezeMs)} s (switch ${secs(res.switchMs)} s${res.initialCopyMs !== undefined ? `, initial copy before it ${secs(res.initialCopyMs)} s` : ''}): ${stepsText}\n` +
+          `  last acknowledgement before the freeze +${ms0(res.freezeFrom - res.steps[0].startAt)} ms after the first step's start, first after it +${ms0(res.freezeTo - res.flipAt)} ms after the flip (+${ms0(res.flipAt - res.steps[0].startAt)} ms); terminated app sessions ${res.steps.filter((x) => x.step.startsWith('setAppWrites')).map((x) => (x.result as { terminatedSessions: number }).terminatedSessions).join(' / ')}\n` +
           `  writes ${res.issued} issued, ${res.acked} acked, ${res.unacked} unacked; lost ${res.lost}, duplicated ${res.duplicated}, phantom ${res.phantoms}, ambiguous commits ${res.ambiguousCommits}, sequence conflicts ${res.sequenceConflicts}, unique violations ${res.uniqueViolations}, sequences ahead ${res.sequencesAhead}\n` +
           `  failed attempts ${JSON.stringify(res.failedAttempts)}\n`,
       );
