@@ -17,6 +17,7 @@ import { Pool, type PoolClient } from 'pg';
 import { createReplicationActivities } from '../activities/replication';
 import type { PgEndpoint, TableMark } from '../common/cutover';
 import { PG_BIN, startPgCluster, type PgCluster } from '../test/helpers/pg-cluster';
+import { ackGaps, backlogMs, checkWrites, median, type Side, type Table, type Write, type WriteChecks } from './cutover-figures';
 
 const MiB = 2 ** 20;
 const REPO = path.resolve(__dirname, '..', '..');
@@ -202,29 +203,6 @@ async function loadTemplate(old: PgCluster, targetBytes: number): Promise<Loaded
 
 // ---- the writer ----
 
-type Side = 'old' | 'new';
-type Table = 'items' | 'events';
-
-interface Attempt {
-  at: number;
-  side: Side;
-  ms: number;
-  /** 'ok', or the SQLSTATE / error message of the failure. */
-  outcome: string;
-  /** Where it failed: connect, begin, insert, commit (a failed COMMIT may still have committed). */
-  phase?: string;
-}
-
-interface Write {
-  ref: string;
-  table: Table;
-  scheduledAt: number;
-  attempts: Attempt[];
-  ackAt?: number;
-  ackSide?: Side;
-  id?: string;
-}
-
 const SESSION_GONE = /^(57P|08)/;
 const listening = new WeakSet<PoolClient>();
 
@@ -357,7 +335,7 @@ interface Step {
   result?: unknown;
 }
 
-interface RunResult {
+interface RunResult extends WriteChecks {
   variant: VariantId;
   run: number;
   prefix: string;
@@ -379,24 +357,8 @@ interface RunResult {
   /** Flip → the last write that was pending at the flip acknowledged. */
   backlogMs: number;
   issued: number;
-  acked: number;
-  /** Issued, never acknowledged before the writer gave up (drain timeout). */
-  unacked: number;
-  /** Acknowledged, absent from the new database. */
-  lost: number;
-  /** Writes whose row is on the new database more than once. */
-  duplicated: number;
-  /** Rows on the new database of writes that were never acknowledged (a COMMIT cut off after committing). */
-  phantoms: number;
-  /** Writes with an attempt whose COMMIT failed (it may or may not have committed). */
-  ambiguousCommits: number;
-  /** Attempts refused with unique_violation (23505), i.e. a key the sequence handed out twice. */
-  uniqueViolations: number;
-  /** Writes acknowledged on the new side whose id is not above the table's highest id at the switch. */
-  sequenceConflicts: number;
   /** Per table: the sequence's last_value on the new database ≥ its max(id). */
   sequencesAhead: boolean;
-  failedAttempts: Record<string, number>;
   writes: Write[];
 }
 
@@ -482,10 +444,10 @@ async function runVariant(variant: VariantId, runNo: number, s: Servers, o: Opti
 
 async function check(variant: VariantId, runNo: number, prefix: string, s: Servers, writer: Writer, steps: Step[], flipAt: number, marks: TableMark[] | undefined, initialCopyMs: number | undefined): Promise<RunResult> {
   const writes = writer.writes;
-  const onNew = new Map<string, { n: number; ids: string[] }>();
+  const rowsOnNew = new Map<string, number>();
   for (const table of ['items', 'events'] as Table[]) {
-    const rows = await s.new.query<{ ref: string; n: string; ids: string[] }>(DB, `SELECT request_id AS ref, count(*)::text AS n, array_agg(id::text) AS ids FROM ${table} WHERE request_id LIKE $1 GROUP BY request_id`, [`${prefix}%`]);
-    for (const r of rows) onNew.set(r.ref, { n: Number(r.n), ids: r.ids });
+    const rows = await s.new.query<{ ref: string; n: string }>(DB, `SELECT request_id AS ref, count(*)::text AS n FROM ${table} WHERE request_id LIKE $1 GROUP BY request_id`, [`${prefix}%`]);
+    for (const r of rows) rowsOnNew.set(r.ref, Number(r.n));
   }
   // the highest id of each table when the switch began: A from markTables(old) at T0, B from the old database (frozen since)
   const maxAtSwitch: Record<Table, bigint> = { items: 0n, events: 0n };
@@ -500,23 +462,9 @@ async function check(variant: VariantId, runNo: number, prefix: string, s: Serve
     if (BigInt(r.last ?? '0') < BigInt(r.max ?? '0')) sequencesAhead = false;
   }
 
-  const acked = writes.filter((w) => w.ackAt !== undefined);
-  const failedAttempts: Record<string, number> = {};
-  for (const w of writes) for (const a of w.attempts) if (a.outcome !== 'ok') failedAttempts[`${a.outcome} (${a.phase})`] = (failedAttempts[`${a.outcome} (${a.phase})`] ?? 0) + 1;
-
   const first = steps[0].startAt;
   const last = steps[steps.length - 1].endAt;
-  const acks = acked.map((w) => w.ackAt!).sort((a, b) => a - b);
-  let freeze = { ms: 0, from: first, to: last };
-  let otherMaxGapMs = 0;
-  for (let i = 1; i < acks.length; i++) {
-    const gap = acks[i] - acks[i - 1];
-    if (acks[i] > first && acks[i - 1] < last) {
-      if (gap > freeze.ms) freeze = { ms: gap, from: acks[i - 1], to: acks[i] };
-    } else if (acks[i] <= first - 1000 || acks[i - 1] >= last + 1000) otherMaxGapMs = Math.max(otherMaxGapMs, gap);
-  }
-  const pendingAtFlip = writes.filter((w) => w.scheduledAt < flipAt && (w.ackAt === undefined || w.ackAt > flipAt));
-  const backlogMs = Math.max(0, ...pendingAtFlip.map((w) => (w.ackAt ?? flipAt) - flipAt));
+  const gaps = ackGaps(writes.flatMap((w) => (w.ackAt === undefined ? [] : [w.ackAt])), first, last, now());
   const catchUp = steps.find((x) => x.step.startsWith('awaitReplicationCaughtUp') || x.step.startsWith('pg_dump'))!;
 
   return {
@@ -529,31 +477,18 @@ async function check(variant: VariantId, runNo: number, prefix: string, s: Serve
     switchMs: last - first,
     catchUpMs: catchUp.endAt - catchUp.startAt,
     flipAt,
-    freezeMs: freeze.ms,
-    freezeFrom: freeze.from,
-    freezeTo: freeze.to,
-    otherMaxGapMs,
-    backlogMs,
+    freezeMs: gaps.freeze.ms,
+    freezeFrom: gaps.freeze.from,
+    freezeTo: gaps.freeze.to,
+    otherMaxGapMs: gaps.otherMaxGapMs,
+    backlogMs: backlogMs(writes, flipAt),
     issued: writes.length,
-    acked: acked.length,
-    unacked: writes.length - acked.length,
-    lost: acked.filter((w) => !onNew.has(w.ref)).length,
-    duplicated: [...onNew.values()].filter((r) => r.n > 1).length,
-    phantoms: writes.filter((w) => w.ackAt === undefined && onNew.has(w.ref)).length,
-    ambiguousCommits: writes.filter((w) => w.attempts.some((a) => a.phase === 'commit')).length,
-    uniqueViolations: writes.reduce((n, w) => n + w.attempts.filter((a) => a.outcome === '23505').length, 0),
-    sequenceConflicts: acked.filter((w) => w.ackSide === 'new' && BigInt(w.id!) <= maxAtSwitch[w.table]).length,
+    ...checkWrites(writes, rowsOnNew, maxAtSwitch),
     sequencesAhead,
-    failedAttempts,
     writes,
   };
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const secs = (ms: number) => (ms / 1000).toFixed(2);
 const ms0 = (ms: number) => ms.toFixed(0);
 const mb = (bytes: number) => `${(bytes / MiB).toFixed(0)} MB`;
