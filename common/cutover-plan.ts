@@ -69,11 +69,13 @@ function side(inventory: Inventory, appName: string, envName: string, rehearsal:
   const hosts = env.hosts.map((h) => hostSpec(inventory, h));
   const proxyAddress = env.proxy.bindAddress === '0.0.0.0' ? hosts[0].address : (hosts[0].bindAddress ?? env.proxy.bindAddress);
   const db = rehearsal ? cut.rehearsalDatabase : cut.database;
+  const url = (cut.url ?? `http://${proxyAddress}:${env.proxy.hostPort}`).replace(/\/$/, '');
   if (rehearsal && cut.database && !cut.rehearsalDatabase) throw new PlanError(`apps.${appName}.environments.${envName}.cutover.rehearsalDatabase: is required for a rehearsal (a scratch database, never the live one)`);
   return {
     env: envName,
     addresses: [...cut.addresses],
-    url: (cut.url ?? `http://${proxyAddress}:${env.proxy.hostPort}`).replace(/\/$/, ''),
+    url,
+    forwardUrl: (cut.forwardUrl ?? url).replace(/\/$/, ''),
     proxies: hosts.map((host) => ({ host, container: proxyContainerName(appName, envName) })),
     ...(db ? { database: endpoint(envName, db) } : {}),
   };

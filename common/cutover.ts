@@ -130,6 +130,8 @@ export interface CutoverSide {
   addresses: string[];
   /** The proxy as the worker reaches it (probes, smoke tests), e.g. http://10.0.0.5:80. */
   url: string;
+  /** Where the other side's proxies send requests while they forward here (default: url). */
+  forwardUrl: string;
   /** Host and proxy container of this side (forwarding to the other side goes through them). */
   proxies: { host: HostSpec; container: string }[];
   database?: PgEndpoint;

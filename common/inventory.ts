@@ -128,6 +128,8 @@ const environmentCutoverSchema = z.strictObject({
   addresses: z.array(ipAddress).min(1, { error: 'must list at least one address' }),
   /** Where the worker reaches this side's proxy for probes (default: http://<first host's address>:<proxy.hostPort>). */
   url: z.url().optional(),
+  /** Where the other side's proxies send requests while they forward here, http://host[:port] (default: url). */
+  forwardUrl: z.url().optional(),
   database: cutoverDatabaseSchema.optional(),
   /** A scratch database on the same server for `--rehearse`. */
   rehearsalDatabase: cutoverDatabaseSchema.optional(),

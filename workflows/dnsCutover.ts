@@ -309,7 +309,7 @@ class Cutover {
     } else {
       this.reached = 'new-writable';
     }
-    await this.rb.step('old proxies forward to the new side', () => this.forward(plan.from, plan.to.url));
+    await this.rb.step('old proxies forward to the new side', () => this.forward(plan.from, plan.to.forwardUrl));
     this.reached = 'old-forwarding';
     const flipped = this.flipped((r) => lowered.find((l) => l.name === r.name && l.type === r.type)!.ttl);
     this.reached = 'dns-flipped'; // set before the change: a change that fails half-way is undone too
@@ -474,7 +474,7 @@ class Cutover {
     const done: string[] = [];
     const undoing = async () => {
       if (atLeast(this.reached, 'new-writable')) {
-        await this.rb.step('new proxies forward to the old side', () => this.forward(plan.to, plan.from.url));
+        await this.rb.step('new proxies forward to the old side', () => this.forward(plan.to, plan.from.forwardUrl));
         done.push(`${plan.to.env}'s proxies forward to ${plan.from.env} (clients still holding the new address)`);
       }
       if (db) {

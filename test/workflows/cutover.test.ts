@@ -2,6 +2,10 @@
 // authoritative servers, two databases with replication and app-write flags, two proxies. The
 // production durations are used (48 h lead time, 7-day window): time skipping runs a week in seconds.
 import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { temporal } from '@temporalio/proto';
+import { historyToJson } from '../../client/history-json';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure, type Duration } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -234,7 +238,13 @@ async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
   return (err as WorkflowFailedError).cause as ApplicationFailure;
 }
 
-const record = (w: World, name = 'www.shop.test') => w.records.get(`${name} A`);
+const recordOf = (w: World, name = 'www.shop.test') => w.records.get(`${name} A`);
+
+/** RECORD_CUTOVER_HISTORIES=1: keeps the run's history as a replay fixture (test/replay/histories). */
+function record(history: temporal.api.history.v1.IHistory, name: string): void {
+  if (process.env.RECORD_CUTOVER_HISTORIES !== '1') return;
+  writeFileSync(path.join(__dirname, '../replay/histories', `${name}.json`), JSON.stringify(historyToJson(history), null, 1) + '\n');
+}
 
 describe('dnsCutover', () => {
   it('runs the full 7-day cycle: TTL staging, switch, validation, TTL back, reconciliation every 6 h, decommission', async () => {
@@ -242,7 +252,7 @@ describe('dnsCutover', () => {
     const { result, history, status } = await run(world, {}, async (handle) => {
       const st = await gatePending('go-no-go')(handle);
       // the gate opens only after the lead time: TTL lowered and verified, replicated, smoke-tested
-      expect(record(world)).toEqual({ values: ['192.0.2.1'], ttl: 60 });
+      expect(recordOf(world)).toEqual({ values: ['192.0.2.1'], ttl: 60 });
       expect(world.replications.size).toBe(1);
       expect(world.db['10.0.0.2']).toEqual({ writable: false, rows: [1, 2, 3] });
       expect(st.pendingGates[0].approvers).toEqual(['alice', 'bob']);
@@ -256,7 +266,7 @@ describe('dnsCutover', () => {
     expect(result.outcome).toBe('completed');
     expect(result.decommissioned).toBe(true);
     // flipped, then the old TTL back
-    expect(record(world)).toEqual({ values: ['192.0.2.2'], ttl: 3600 });
+    expect(recordOf(world)).toEqual({ values: ['192.0.2.2'], ttl: 3600 });
     expect(world.dnsChanges.map((c) => `${c[0].values.join()} ${c[0].ttl}`)).toEqual(['192.0.2.1 60', '192.0.2.2 60', '192.0.2.2 3600']);
     // the switch: old read-only, forward replication replaced by the reverse one, removed at decommission
     expect(world.db['10.0.0.1'].writable).toBe(false);
@@ -270,6 +280,7 @@ describe('dnsCutover', () => {
     expect(world.called('reconcileTables')).toBe(7 + 27);
     expect(status.reconciliations.length).toBe(28);
     expect(status.stageDurations.map((s) => s.stage)).toEqual(['plan', 'ttl-staging', 'replicating', 'preflight', 'go-no-go', 'switching', 'validating', 'window', 'decommission']);
+    record(history, 'dnsCutover-full-cycle-decommissioned');
     const events = history.events?.length ?? 0;
     console.log(`dnsCutover full 7-day cycle: ${events} history events`);
     expect(events).toBeLessThan(2000);
@@ -280,7 +291,7 @@ describe('dnsCutover', () => {
     const failure = await run(world, { approvalTimeout: '2h' }, (handle) => failureOf(handle.result()));
     expect(failure.type).toBe('NotApproved');
     expect(failure.message).toMatch(/^cutover aborted before the switch: go\/no-go timed-out\. replication old → new removed; records back to www\.shop\.test A 192\.0\.2\.1 ttl 3600, verified at every authoritative server; nothing else was changed$/);
-    expect(record(world)).toEqual({ values: ['192.0.2.1'], ttl: 3600 });
+    expect(recordOf(world)).toEqual({ values: ['192.0.2.1'], ttl: 3600 });
     expect(world.replications.size).toBe(0);
     expect(world.db['10.0.0.1'].writable).toBe(true);
     expect(world.db['10.0.0.2'].writable).toBe(true);
@@ -302,7 +313,7 @@ describe('dnsCutover', () => {
     expect(result.rollback?.by).toBe('the decision tree');
     expect(result.rollback?.reason).toMatch(/^validation round 1: error rate 25 % over 10 % \(25 of 100 requests failed\)$/);
     expect(result.rollback?.export?.rows).toBe(2);
-    expect(record(world)).toEqual({ values: ['192.0.2.1'], ttl: 3600 });
+    expect(recordOf(world)).toEqual({ values: ['192.0.2.1'], ttl: 3600 });
     expect(world.db['10.0.0.1']).toEqual({ writable: true, rows: [1, 2, 3, 4, 5] });
     expect(world.db['10.0.0.2'].writable).toBe(false);
     expect(world.replications.size).toBe(0);
@@ -320,6 +331,7 @@ describe('dnsCutover', () => {
       await handle.signal(requestRollbackSignal, { by: 'carol', reason: 'payments fail on day 3' });
       await approve(handle, 'rollback', 'bob', '1 second');
       const result = (await handle.result()) as DnsCutoverResult;
+      record(await handle.fetchHistory(), 'dnsCutover-rollback-day-3');
       expect(Date.parse((await handle.query(statusQuery)).steps.find((s) => s.step === 'records back')!.startedAt) - Date.parse(st.t0!)).toBeGreaterThan(3 * 86400_000);
       return result;
     });
@@ -327,7 +339,7 @@ describe('dnsCutover', () => {
     expect(result.rollback).toMatchObject({ reason: 'payments fail on day 3', by: 'carol (approved by bob)', sequencesCopied: 1 });
     expect(result.rollback?.export?.rows).toBe(3);
     expect(world.db['10.0.0.1']).toEqual({ writable: true, rows: [1, 2, 3, 4, 5, 6] });
-    expect(record(world)).toEqual({ values: ['192.0.2.1'], ttl: 3600 });
+    expect(recordOf(world)).toEqual({ values: ['192.0.2.1'], ttl: 3600 });
     // by day 3 the TTL had gone back (T+24h) and the databases were reconciled every 6 h
     expect(world.dnsChanges.map((c) => `${c[0].values.join()} ${c[0].ttl}`)).toEqual(['192.0.2.1 60', '192.0.2.2 60', '192.0.2.2 3600', '192.0.2.1 3600']);
     expect(world.called('reconcileTables')).toBe(7 + 12); // T+6h … T+72h
@@ -368,7 +380,7 @@ describe('dnsCutover', () => {
     });
     expect(failure.type).toBe('CutoverRolledBack');
     expect(failure.message).toMatch(/^the switch failed: 10\.0\.0\.54:53 still serves serial 1; rolled back to blue: /);
-    expect(record(world)).toEqual({ values: ['192.0.2.1'], ttl: 3600 });
+    expect(recordOf(world)).toEqual({ values: ['192.0.2.1'], ttl: 3600 });
     expect(world.db['10.0.0.1'].writable).toBe(true);
     expect(world.replications.size).toBe(0);
     expect(world.forwarding.has('blue')).toBe(false);
@@ -400,7 +412,7 @@ describe('dnsCutover', () => {
     expect(result.rollback?.by).toBe('the rehearsal');
     expect(result.rehearsal).toEqual({ restored: true, problems: [] });
     expect(world.dnsChanges.every((c) => c[0].name === 'rehearsal.shop.test')).toBe(true);
-    expect(record(world, 'rehearsal.shop.test')).toEqual({ values: ['192.0.2.1'], ttl: 300 });
+    expect(recordOf(world, 'rehearsal.shop.test')).toEqual({ values: ['192.0.2.1'], ttl: 300 });
     expect(world.calls.filter((c) => c.name === 'setAppWrites').every((c) => (c.args as { endpoint: PgEndpoint }).endpoint.database === 'shop_rehearsal')).toBe(true);
     expect(result.stageDurations.map((s) => s.stage)).toEqual(['plan', 'ttl-staging', 'replicating', 'preflight', 'switching', 'validating', 'rolling-back']);
   });
