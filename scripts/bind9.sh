@@ -169,18 +169,24 @@ start_primary() {
   ensure_key
   write_zone
   write_conf
-  named-checkconf -z "$CONF" >>"$LOGFILE" 2>&1 ||
-    { tail -n 20 "$LOGFILE" >&2; die "named-checkconf rejected $CONF (log: $LOGFILE)"; }
-  log "bind9: starting named on $BIND9_ADDRESS, zone $BIND9_ZONE (log: $LOGFILE)"
-  # -g: foreground, log to stderr (our log file); runs as root (the key file is root-only); -n 1:
-  # one worker thread is plenty.
-  start_daemon "$PIDFILE" "$LOGFILE" "$NAMED" -g -4 -n 1 -c "$CONF"
-  if ! wait_daemon "$PIDFILE" 30 "bind9 on $BIND9_ADDRESS" healthy; then
-    tail -n 30 "$LOGFILE" >&2
-    pid_alive "$PIDFILE" || die "named exited (log: $LOGFILE)"
-    die "named does not answer on $BIND9_ADDRESS (log: $LOGFILE)"
-  fi
+  launch_named "$CONF" "$LOGFILE" "$PIDFILE" "named on $BIND9_ADDRESS, zone $BIND9_ZONE" healthy
   log "bind9: up ($BIND9_ADDRESS, zone $BIND9_ZONE, key $BIND9_TSIG_KEY_FILE, pid $(<"$PIDFILE"))"
+}
+
+# Checks a config, starts named on it and waits until `healthy_fn` says it serves the zone.
+# -g: foreground, log to stderr (our log file); runs as root (the key file is root-only); -n 1: one
+# worker thread is plenty.
+launch_named() {
+  local conf=$1 logfile=$2 pidfile=$3 what=$4 healthy_fn=$5
+  named-checkconf -z "$conf" >>"$logfile" 2>&1 ||
+    { tail -n 20 "$logfile" >&2; die "named-checkconf rejected $conf (log: $logfile)"; }
+  log "bind9: starting $what (log: $logfile)"
+  start_daemon "$pidfile" "$logfile" "$NAMED" -g -4 -n 1 -c "$conf"
+  if ! wait_daemon "$pidfile" 30 "$what" "$healthy_fn"; then
+    tail -n 30 "$logfile" >&2
+    pid_alive "$pidfile" || die "$what exited (log: $logfile)"
+    die "$what does not serve $BIND9_ZONE (log: $logfile)"
+  fi
 }
 
 write_secondary_conf() {
@@ -232,15 +238,7 @@ start_secondary() {
   write_secondary_conf
   # a fresh copy of the zone: the primary's was rebuilt too
   rm -f "$SEC_ZONE_FILE" "$SEC_ZONE_FILE.jnl"
-  named-checkconf "$SEC_CONF" >>"$SEC_LOGFILE" 2>&1 ||
-    { tail -n 20 "$SEC_LOGFILE" >&2; die "named-checkconf rejected $SEC_CONF (log: $SEC_LOGFILE)"; }
-  log "bind9: starting the secondary named on $BIND9_SECONDARY_ADDRESS (log: $SEC_LOGFILE)"
-  start_daemon "$SEC_PIDFILE" "$SEC_LOGFILE" "$NAMED" -g -4 -n 1 -c "$SEC_CONF"
-  if ! wait_daemon "$SEC_PIDFILE" 30 "bind9 secondary on $BIND9_SECONDARY_ADDRESS" sec_healthy; then
-    tail -n 30 "$SEC_LOGFILE" >&2
-    pid_alive "$SEC_PIDFILE" || die "the secondary named exited (log: $SEC_LOGFILE)"
-    die "the secondary named does not serve $BIND9_ZONE on $BIND9_SECONDARY_ADDRESS (log: $SEC_LOGFILE)"
-  fi
+  launch_named "$SEC_CONF" "$SEC_LOGFILE" "$SEC_PIDFILE" "the secondary named on $BIND9_SECONDARY_ADDRESS" sec_healthy
   log "bind9: secondary up ($BIND9_SECONDARY_ADDRESS, zone $BIND9_ZONE from $BIND9_ADDRESS, pid $(<"$SEC_PIDFILE"))"
 }
 
