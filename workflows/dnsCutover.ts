@@ -49,6 +49,7 @@ export const CUTOVER_DEFAULTS = {
   validationWindow: '2h',
   validationRound: '15m',
   probeInterval: '5s',
+  latencyMargin: '25ms',
   ttlRestoreAfter: '24h',
   reconcileEvery: '6h',
   window: '7d',
@@ -69,6 +70,7 @@ interface Timings {
   validationWindow: number;
   validationRound: number;
   probeInterval: number;
+  latencyMargin: number;
   ttlRestoreAfter: number;
   reconcileEvery: number;
   window: number;
@@ -85,6 +87,7 @@ function timings(input: DnsCutoverInput): Timings {
     validationWindow: d('validationWindow'),
     validationRound: d('validationRound'),
     probeInterval: d('probeInterval'),
+    latencyMargin: d('latencyMargin'),
     ttlRestoreAfter: d('ttlRestoreAfter'),
     reconcileEvery: d('reconcileEvery'),
     window: d('window'),
@@ -110,16 +113,14 @@ export async function dnsCutover(rawInput: DnsCutoverInput): Promise<DnsCutoverR
   }
 }
 
-/** How far the switch got: the undo reverses exactly what was done. */
-type Reached = 'none' | 'replicating' | 'old-frozen' | 'forward-removed' | 'reverse-started' | 'new-writable' | 'old-forwarding' | 'dns-flipped';
-const ORDER: Reached[] = ['none', 'replicating', 'old-frozen', 'forward-removed', 'reverse-started', 'new-writable', 'old-forwarding', 'dns-flipped'];
-const atLeast = (r: Reached, than: Reached) => ORDER.indexOf(r) >= ORDER.indexOf(than);
+/** What the switch has done so far: the undo reverses exactly these, whatever order they came in. */
+type Done = 'replicating' | 'old-forwarding' | 'old-frozen' | 'forward-removed' | 'reverse-started' | 'new-writable' | 'dns-flipped';
 
 class Cutover {
   private plan!: CutoverPlan;
   private original: DnsRecordSet[] = [];
   private marks: TableMark[] = [];
-  private reached: Reached = 'none';
+  private readonly done = new Set<Done>();
   private stageStarted = Date.now();
   private rollbackApproved?: { by: string; reason: string };
   private windowEnd = 0;
@@ -181,7 +182,7 @@ class Cutover {
     if (db) {
       this.stage('replicating');
       await this.rb.step('new database read-only for the app', () => quick.setAppWrites({ endpoint: db.new, writable: false }));
-      this.reached = 'replicating';
+      this.done.add('replicating');
       await this.rb.step('replicate old → new', () => quick.startReplication({ from: db.old, to: db.new, name: this.replicationNames.forward, copyData: true, copySchema: true }));
       if ((await this.rb.step('initial copy', () => this.awaitInitialCopy(db))) === 'rollback') return this.abort(`rollback requested before the switch by ${this.rollbackApproved!.by}`);
     }
@@ -286,33 +287,37 @@ class Cutover {
     }
   }
 
-  /** T0. Each step is recorded in `reached`, so an undo reverses exactly what was done. */
+  /**
+   * T0. The old proxies forward to the new side first, so from then on every request reaches the
+   * new app, whose writes wait (the app retries a write refused as read-only) until the new
+   * database opens; then the old database freezes, catches up and hands over. No request is
+   * refused, and no write lands where it would be lost. Each step is recorded in `done`, so an undo
+   * reverses exactly what was done.
+   */
   private async switchOver(lowered: DnsRecordSet[]): Promise<void> {
     const { plan, t } = this;
     const db = this.db;
+    const frozenAt = Date.now();
+    this.done.add('old-forwarding'); // before the change: a forward that fails half-way is undone too
+    await this.rb.step('old proxies forward to the new side', () => this.forward(plan.from, plan.to.forwardUrl));
     if (db) {
       const names = this.replicationNames;
-      const frozenAt = Date.now();
+      this.done.add('old-frozen');
       await this.rb.step('old database read-only for the app', () => quick.setAppWrites({ endpoint: db.old, writable: false }));
-      this.reached = 'old-frozen';
       await this.rb.step('replication caught up', () => watching.awaitReplicationCaughtUp({ from: db.old, to: db.new, name: names.forward, timeoutMs: t.catchUpTimeout }));
       await this.rb.step('remove replication old → new', () => quick.removeReplication({ from: db.old, to: db.new, name: names.forward }));
-      this.reached = 'forward-removed';
+      this.done.add('forward-removed');
       await this.rb.step('carry sequences over', () => quick.copySequences({ from: db.old, to: db.new }));
       this.marks = await this.rb.step('mark the tables at T0', () => quick.markTables({ endpoint: db.old }));
       await this.rb.step('replicate new → old', () => quick.startReplication({ from: db.new, to: db.old, name: names.reverse, copyData: false, copySchema: false }));
-      this.reached = 'reverse-started';
+      this.done.add('reverse-started');
       await this.rb.step('new database writable', () => quick.setAppWrites({ endpoint: db.new, writable: true }));
-      this.reached = 'new-writable';
-      this.state.writeFreezeMs = Date.now() - frozenAt;
       this.state.replication = { direction: 'new→old', ready: true, lagBytes: 0, at: new Date().toISOString() };
-    } else {
-      this.reached = 'new-writable';
     }
-    await this.rb.step('old proxies forward to the new side', () => this.forward(plan.from, plan.to.forwardUrl));
-    this.reached = 'old-forwarding';
+    this.done.add('new-writable');
+    this.state.writeFreezeMs = Date.now() - frozenAt;
     const flipped = this.flipped((r) => lowered.find((l) => l.name === r.name && l.type === r.type)!.ttl);
-    this.reached = 'dns-flipped'; // set before the change: a change that fails half-way is undone too
+    this.done.add('dns-flipped'); // set before the change: a change that fails half-way is undone too
     await this.rb.step('switch the records', () => quick.applyDnsRecords({ zone: plan.zone, records: flipped }));
     await this.rb.step('verify the switch', () => this.awaitRecords(flipped));
   }
@@ -343,7 +348,7 @@ class Cutover {
         writesBefore = writes;
         dataLoss = (await this.reconcile(`reconcile (validation round ${round})`)).drift;
       }
-      const decision = decideValidation({ ...sample, writesFlowing, dataLoss }, baseline);
+      const decision = decideValidation({ ...sample, writesFlowing, dataLoss }, baseline, t.latencyMargin);
       this.state.rounds.push({ requests: sample.requests, errors: sample.errors, p50Ms: sample.p50Ms, p95Ms: sample.p95Ms, writesFlowing, dataLoss, at: new Date().toISOString(), decision });
       if (this.state.rounds.length > 20) this.state.rounds.shift();
       if (decision.action === 'rollback') return { reason: `validation round ${round}: ${decision.reason}`, by: 'the decision tree' };
@@ -443,7 +448,7 @@ class Cutover {
   private async rollback(reason: string, by: string, cause?: unknown): Promise<DnsCutoverResult> {
     this.stage('rolling-back');
     this.rb.setPhase('rolling-back');
-    const wroteOnNew = atLeast(this.reached, 'new-writable');
+    const wroteOnNew = this.done.has('new-writable');
     const undone = await this.undo();
     let rowExport: RowExport | undefined;
     const db = this.db;
@@ -466,48 +471,54 @@ class Cutover {
     });
   }
 
-  /** Reverses what the switch did, in the opposite order; idempotent steps, so a retry is safe. */
+  /**
+   * Reverses what the switch did. The old proxies serve their side again before the new ones forward
+   * there (two forwarding proxies would send requests round in a loop); the old app's writes wait
+   * until its database opens, after the new one froze and every write on it replicated back.
+   * Idempotent steps, so a retry is safe.
+   */
   private async undo(): Promise<string[]> {
     const { plan } = this;
     const db = this.db;
     const names = this.replicationNames;
+    const did = (d: Done) => this.done.has(d);
     const done: string[] = [];
     const undoing = async () => {
-      if (atLeast(this.reached, 'new-writable')) {
+      if (did('old-forwarding')) {
+        await this.rb.step('old proxies serve again', () => this.forward(plan.from, undefined));
+        done.push(`${plan.from.env}'s proxies serve it again`);
+      }
+      if (did('new-writable')) {
         await this.rb.step('new proxies forward to the old side', () => this.forward(plan.to, plan.from.forwardUrl));
         done.push(`${plan.to.env}'s proxies forward to ${plan.from.env} (clients still holding the new address)`);
       }
       if (db) {
-        if (atLeast(this.reached, 'new-writable')) await this.rb.step('new database read-only for the app', () => quick.setAppWrites({ endpoint: db.new, writable: false }));
-        if (atLeast(this.reached, 'reverse-started')) {
+        if (did('new-writable')) await this.rb.step('new database read-only for the app', () => quick.setAppWrites({ endpoint: db.new, writable: false }));
+        if (did('reverse-started')) {
           await this.rb.step('reverse replication caught up', () => watching.awaitReplicationCaughtUp({ from: db.new, to: db.old, name: names.reverse, timeoutMs: this.t.catchUpTimeout }));
           await this.rb.step('remove replication new → old', () => quick.removeReplication({ from: db.new, to: db.old, name: names.reverse }));
           const seq = await this.rb.step('carry sequences back', () => quick.copySequences({ from: db.new, to: db.old }));
           this.sequencesBack = seq.sequences.length;
           done.push(`every write on ${plan.to.env} replicated back to ${plan.from.env}'s database (${seq.sequences.length} sequences carried back)`);
-        } else if (atLeast(this.reached, 'forward-removed')) {
+        } else if (did('forward-removed')) {
           await this.rb.step('carry sequences back', () => quick.copySequences({ from: db.new, to: db.old }));
         }
-        if (atLeast(this.reached, 'replicating') && !atLeast(this.reached, 'forward-removed')) {
+        if (did('replicating') && !did('forward-removed')) {
           await this.rb.step('remove replication old → new', () => quick.removeReplication({ from: db.old, to: db.new, name: names.forward }));
           done.push('replication old → new removed');
         }
-        if (atLeast(this.reached, 'old-frozen')) {
+        if (did('old-frozen')) {
           await this.rb.step('old database writable', () => quick.setAppWrites({ endpoint: db.old, writable: true }));
           done.push(`${plan.from.env}'s database writable again`);
         }
-        if (atLeast(this.reached, 'replicating') && !atLeast(this.reached, 'new-writable')) {
+        if (did('replicating') && !did('new-writable')) {
           await this.rb.step('new database writable again', () => quick.setAppWrites({ endpoint: db.new, writable: true }));
         }
-      }
-      if (atLeast(this.reached, 'old-forwarding')) {
-        await this.rb.step('old proxies serve again', () => this.forward(plan.from, undefined));
-        done.push(`${plan.from.env}'s proxies serve it again`);
       }
       await this.rb.step('records back', () => quick.applyDnsRecords({ zone: plan.zone, records: this.original }));
       await this.rb.step('verify records back', () => this.awaitRecords(this.original));
       done.push(`records back to ${this.original.map((r) => `${r.name} ${r.type} ${describeRecord(r)}`).join(', ')}, verified at every authoritative server`);
-      this.reached = 'none';
+      this.done.clear();
       return done;
     };
     return CancellationScope.nonCancellable(async () => {
@@ -516,7 +527,7 @@ class Cutover {
       } catch (err) {
         const failure = rootFailure(err);
         throw ApplicationFailure.nonRetryable(
-          `rolling back to ${plan.from.env} failed: ${errorMessage(failure)}. Done before it failed: ${done.join('; ') || 'nothing'}. Left as it was: the switch had reached "${this.reached}" (see the steps in the status query); fix the cause and finish by hand`,
+          `rolling back to ${plan.from.env} failed: ${errorMessage(failure)}. Done before it failed: ${done.join('; ') || 'nothing'}. Left as it was: the switch had done ${[...this.done].join(", ") || "nothing"} (see the steps in the status query); fix the cause and finish by hand`,
           'CutoverRollbackFailed',
         );
       }

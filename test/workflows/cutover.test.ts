@@ -343,6 +343,17 @@ describe('dnsCutover', () => {
     // by day 3 the TTL had gone back (T+24h) and the databases were reconciled every 6 h
     expect(world.dnsChanges.map((c) => `${c[0].values.join()} ${c[0].ttl}`)).toEqual(['192.0.2.1 60', '192.0.2.2 60', '192.0.2.2 3600', '192.0.2.1 3600']);
     expect(world.called('reconcileTables')).toBe(7 + 12); // T+6h … T+72h
+    // no request is refused: a side's proxy forwards away before its database freezes, the old proxies
+    // serve again before the new ones forward back (never two proxies forwarding to each other)
+    const sideOf = (address: string) => (address === '10.0.0.1' ? 'blue' : 'green');
+    const handovers = world.calls.flatMap(({ name, args }) => {
+      const a = args as { host: { name: string }; endpoint: PgEndpoint; writable: boolean };
+      if (name === 'forwardProxy') return [`${a.host.name} forwards`];
+      if (name === 'unforwardProxy') return [`${a.host.name} serves`];
+      if (name === 'setAppWrites') return [`${sideOf(a.endpoint.address)} db ${a.writable ? 'writable' : 'read-only'}`];
+      return [];
+    });
+    expect(handovers).toEqual(['green db read-only', 'blue forwards', 'blue db read-only', 'green db writable', 'blue serves', 'green forwards', 'green db read-only', 'blue db writable']);
   });
 
   it('the window is extended by an approver (not by anyone else), and the decommission gate waits for its new end; rejected, the old side is kept', async () => {
@@ -389,7 +400,7 @@ describe('dnsCutover', () => {
   it('a median latency over 2× the baseline asks a person; approved, the validation goes on', async () => {
     const world = new World();
     let switched = false;
-    world.sample = (url) => ({ requests: 50, errors: 0, p50Ms: url === NEW_URL && switched ? 35 : 10, p95Ms: 40 });
+    world.sample = (url) => ({ requests: 50, errors: 0, p50Ms: url === NEW_URL && switched ? 45 : 10, p95Ms: 40 });
     const status = await run(world, {}, async (handle) => {
       await approve(handle, 'go-no-go');
       await waitForStatus(handle, (s) => s.t0 !== undefined, '1 second');
@@ -400,7 +411,7 @@ describe('dnsCutover', () => {
       await handle.terminate('test done');
       return s;
     });
-    expect(status.rounds[0].decision).toEqual({ action: 'ask', reason: 'median latency 35.0 ms is 3.5× the 10.0 ms measured before the switch (limit 2×)' });
+    expect(status.rounds[0].decision).toEqual({ action: 'ask', reason: 'median latency 45.0 ms is 4.5× the 10.0 ms measured before the switch (limit 2×)' });
     expect(status.rounds.slice(1).every((r) => r.decision.action === 'continue')).toBe(true);
   });
 
