@@ -455,7 +455,7 @@ export function createReplicationActivities(deps: ReplicationDeps = {}) {
       return whileHeartbeating(() =>
         withSession(ep, `${req.writable ? 'writable' : 'read-only'} for ${role}`, deps, [], async (client) => {
           await client.query(appWritesSql(role, ep.database, req.writable));
-          const r = await client.query<{ terminated: number }>(terminateRoleSessionsSql(), [role, ep.database]);
+          const r = await client.query<{ terminated: number }>(terminateRoleSessionsSql(req.writable), [role, ep.database]);
           return { terminatedSessions: r.rows[0].terminated };
         }), heartbeatMs);
     },

@@ -234,10 +234,14 @@ export function parseLag(text: string | null): number {
   return Math.max(0, Number(text));
 }
 
-/** pg_dump of the schema only, as it should be recreated on a subscriber (no owners, no publications/subscriptions). */
+/**
+ * pg_dump of the schema only, as it should be recreated on a subscriber: with owners and grants, so
+ * that the app's role can use its tables there after the switch (the roles must exist on the new
+ * server: a missing one fails the copy, naming it); no publications or subscriptions.
+ */
 export function pgSchemaDumpArgv(conn: Pick<PgConnection, 'host' | 'port' | 'user' | 'database'>): string[] {
   return [
-    'pg_dump', '--schema-only', '--no-owner', '--no-publications', '--no-subscriptions', '--encoding=UTF8',
+    'pg_dump', '--schema-only', '--no-publications', '--no-subscriptions', '--encoding=UTF8',
     `--host=${conn.host}`, `--port=${conn.port}`, `--username=${conn.user}`, `--dbname=${dbnameArg(conn.database)}`, '--no-password',
   ];
 }
@@ -260,14 +264,20 @@ export function appWritesSql(role: string, database: string, writable: boolean):
 
 /**
  * Ends the role's client sessions on a database (parameters $1 = role, $2 = database) so the next
- * ones pick up the new default; waits up to 5 s for each to end, so no transaction of theirs can
- * commit afterwards. Only client backends: never the apply worker or a walsender. Column: terminated.
+ * ones pick up the new default. Made read-only: every session, waiting up to 5 s for each to end,
+ * so no transaction of theirs can commit afterwards. Made writable: only sessions idle for over a
+ * second (a pool's read-only connections, which would otherwise keep refusing writes); a request
+ * in progress, or one that has just connected and is about to send its statement (idle for
+ * milliseconds), is left alone: its write is refused as read-only at worst, which an app can retry,
+ * where a killed connection is an error it cannot tell from a lost commit. Only client backends:
+ * never the apply worker or a walsender. Column: terminated.
  */
-export function terminateRoleSessionsSql(): string {
+export function terminateRoleSessionsSql(writable = false): string {
   return [
     'SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000))::int AS terminated',
     'FROM pg_catalog.pg_stat_activity',
     "WHERE usename = $1 AND datname = $2 AND backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid()",
+    ...(writable ? ["AND state = 'idle' AND state_change < pg_catalog.clock_timestamp() - interval '1 second'"] : []),
   ].join('\n');
 }
 

@@ -69,6 +69,7 @@ beforeAll(async () => {
     CREATE TABLE readings (id bigserial PRIMARY KEY, sensor text NOT NULL, at timestamptz NOT NULL, value double precision);
     GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO app;
     GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO app;
+    ALTER TABLE readings OWNER TO app;
     INSERT INTO items (name, price, note) SELECT 'item ' || i, i * 1.5, CASE WHEN i % 7 = 0 THEN E'line\\nbreak, "quoted"' END FROM generate_series(1, 50) i;
     INSERT INTO readings (sensor, at, value)
       SELECT 's' || (i % 3), timestamptz '2026-11-20 10:00+00' + (i * interval '7 minutes'), i / 3.0 FROM generate_series(1, 60) i;`);
@@ -121,6 +122,10 @@ describe('dnsCutover data move', () => {
     expect(caught.lagBytes).toBe(0);
     expect(await count(newDb, 'items')).toBe(50);
     expect(await count(newDb, 'readings')).toBe(60);
+    // owners and grants as on the old side: the app can use its tables after the switch
+    const owners = "SELECT tablename || ' ' || tableowner AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1";
+    expect(await newDb.query('shop', owners)).toEqual(await oldDb.query('shop', owners));
+    expect(await newDb.query('shop', owners)).toEqual([{ t: 'items admin' }, { t: 'readings app' }]);
     expect((await newDb.query<{ n: string }>('postgres', "SELECT count(*) AS n FROM pg_subscription WHERE subname = 'cut_fwd'"))[0].n).toBe('1');
     const status = await act.replicationStatus({ from: old, to: neu, name: 'cut_fwd' });
     expect(status).toEqual({ tables: [{ table: 'public.items', state: 'ready' }, { table: 'public.readings', state: 'ready' }], ready: true, lagBytes: expect.any(Number) });
@@ -189,7 +194,19 @@ describe('dnsCutover data move', () => {
     expect(seqs.sequences).toEqual([{ name: 'public.items_id_seq', value: '52' }, { name: 'public.readings_id_seq', value: '2060' }]);
     expect(await act.copySequences({ from: old, to: neu })).toEqual(seqs);
 
-    await act.setAppWrites({ endpoint: neu, writable: true });
+    // made writable: a pooled session idle for seconds (read-only by default) is ended, a session
+    // that has just connected (about to send its statement) is left alone
+    const pooled = new Client({ host: '127.0.0.1', port: newDb.port, database: 'shop', ...app });
+    pooled.on('error', () => undefined);
+    await pooled.connect();
+    await new Promise((r) => setTimeout(r, 1500));
+    const fresh = new Client({ host: '127.0.0.1', port: newDb.port, database: 'shop', ...app });
+    await fresh.connect();
+    expect(await act.setAppWrites({ endpoint: neu, writable: true })).toEqual({ terminatedSessions: 1 });
+    expect(await rejection(pooled.query('SELECT 1'))).toBeTruthy();
+    await pooled.end().catch(() => undefined);
+    expect((await rejection(fresh.query("INSERT INTO items (name) VALUES ('refused, not killed')"))).message).toMatch(/read-only transaction/);
+    await fresh.end();
     expect(await act.setAppWrites({ endpoint: neu, writable: true })).toEqual({ terminatedSessions: 0 });
     expect(await newDb.query('shop', "INSERT INTO items (name) VALUES ('first on new') RETURNING id", [], app)).toEqual([{ id: 53 }]);
     // never backwards: new is ahead of old now

@@ -96,7 +96,7 @@ describe('publisher and subscriber statements', () => {
   });
   it('dumps the schema without owners, publications or subscriptions, password-free', () => {
     expect(pgSchemaDumpArgv({ host: 'h', port: 5, user: 'u', database: 'shop' })).toEqual([
-      'pg_dump', '--schema-only', '--no-owner', '--no-publications', '--no-subscriptions', '--encoding=UTF8',
+      'pg_dump', '--schema-only', '--no-publications', '--no-subscriptions', '--encoding=UTF8',
       '--host=h', '--port=5', '--username=u', '--dbname=shop', '--no-password',
     ]);
   });
@@ -113,6 +113,9 @@ describe('app writes and sessions', () => {
     expect(sql).toMatch(/backend_type = 'client backend'/);
     expect(sql).toMatch(/pid <> pg_catalog\.pg_backend_pid\(\)/);
     expect(sql).toMatch(/usename = \$1 AND datname = \$2/);
+    // made read-only: every session (none may commit afterwards); made writable: idle ones only
+    expect(sql).not.toMatch(/state/);
+    expect(terminateRoleSessionsSql(true)).toMatch(/\nAND state = 'idle' AND state_change < pg_catalog\.clock_timestamp\(\) - interval '1 second'$/);
   });
   it('only ever moves a sequence forward, in its own direction', () => {
     const sql = advanceSequenceSql({ schema: 'public', name: "it's_seq" });
