@@ -84,6 +84,7 @@ interface CutoverCliOptions {
   validationWindow?: string;
   validationRound?: string;
   probeInterval?: string;
+  latencyMargin?: string;
   ttlRestoreAfter?: string;
   reconcileEvery?: string;
   window?: string;
@@ -392,6 +393,7 @@ export function buildCli(): Command {
     .option('--validation-window <duration>', 'when validation ends after the switch (default 2h)')
     .option('--validation-round <duration>', 'one decision per round (default 15m)')
     .option('--probe-interval <duration>', 'probe interval within a round (default 5s)')
+    .option('--latency-margin <duration>', 'a median within this of the baseline is never slower (default 25ms)')
     .option('--ttl-restore-after <duration>', 'when the old TTL comes back after the switch (default 24h)')
     .option('--reconcile-every <duration>', 'reconciliation interval in the window (default 6h)')
     .option('--window <duration>', 'the rollback window (default 7d)')
@@ -461,6 +463,7 @@ export function buildCli(): Command {
           ...(opts.validationWindow ? { validationWindow: opts.validationWindow } : {}),
           ...(opts.validationRound ? { validationRound: opts.validationRound } : {}),
           ...(opts.probeInterval ? { probeInterval: opts.probeInterval } : {}),
+          ...(opts.latencyMargin ? { latencyMargin: opts.latencyMargin } : {}),
           ...(opts.ttlRestoreAfter ? { ttlRestoreAfter: opts.ttlRestoreAfter } : {}),
           ...(opts.reconcileEvery ? { reconcileEvery: opts.reconcileEvery } : {}),
           ...(opts.window ? { window: opts.window } : {}),

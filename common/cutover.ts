@@ -185,11 +185,13 @@ export const LATENCY_FACTOR_LIMIT = 2;
 
 /**
  * Seed 002 "Rollback Decision Tree": data loss → roll back at once; error rate over 10 % → roll
- * back; latency over 2× the pre-T0 baseline → ask a person; otherwise continue. A round with no
+ * back; latency over 2× the pre-T0 baseline → ask a person; otherwise continue. A median within
+ * `latencyMarginMs` of the baseline is not slower, whatever the ratio: at a few milliseconds, 2× is
+ * the machine's noise, and a person asked about it learns to approve without looking. A round with no
  * successful request has no latency to compare: its error rate decides. A round where no write
  * reached the new database is reported, not rolled back: a quiet app writes nothing.
  */
-export function decideValidation(round: ValidationRound, baseline: ValidationSample): CutoverDecision {
+export function decideValidation(round: ValidationRound, baseline: ValidationSample, latencyMarginMs = 0): CutoverDecision {
   if (round.dataLoss) return { action: 'rollback', reason: 'data loss: rows that existed before the switch differ between the old and the new database' };
   const errorRate = round.requests > 0 ? round.errors / round.requests : 0;
   if (errorRate > ERROR_RATE_LIMIT) {
@@ -197,7 +199,7 @@ export function decideValidation(round: ValidationRound, baseline: ValidationSam
   }
   if (round.requests > round.errors && baseline.p50Ms > 0) {
     const factor = round.p50Ms / baseline.p50Ms;
-    if (factor > LATENCY_FACTOR_LIMIT) {
+    if (factor > LATENCY_FACTOR_LIMIT && round.p50Ms - baseline.p50Ms > latencyMarginMs) {
       return { action: 'ask', reason: `median latency ${round.p50Ms.toFixed(1)} ms is ${factor.toFixed(1)}× the ${baseline.p50Ms.toFixed(1)} ms measured before the switch (limit ${LATENCY_FACTOR_LIMIT}×)` };
     }
   }

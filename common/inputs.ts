@@ -179,6 +179,7 @@ export const DnsCutoverInputSchema = z
     validationWindow: duration({ positive: true }).optional().describe('After the switch, when validation ends. Default: "2h".'),
     validationRound: duration({ positive: true }).optional().describe('Validation is judged once per round (the decision tree). Default: "15m".'),
     probeInterval: duration({ positive: true }).optional().describe('How often a validation round probes the new side. Default: "5s".'),
+    latencyMargin: duration().optional().describe('A median latency within this much of the baseline never counts as slower, whatever the ratio (2 ms against 1 ms is noise, not 2×). Default: "25ms".'),
     ttlRestoreAfter: duration().optional().describe('After the switch, when the records get their old TTL back. Default: "24h".'),
     reconcileEvery: duration({ positive: true }).optional().describe('How often the databases are reconciled inside the window. Default: "6h".'),
     window: duration({ positive: true, max: '90d' }).optional().describe('The rollback window after the switch; then a gate decommissions the old side. Default: "7d".'),

@@ -20,6 +20,14 @@ describe('decideValidation', () => {
     expect(d.reason).toMatch(reason);
   });
 
+  it('a median within the margin of the baseline is not slower, whatever the ratio', () => {
+    const fast = { ...baseline, p50Ms: 1.5 };
+    expect(decideValidation(round({ p50Ms: 3.6 }), fast, 25).action).toBe('continue');
+    expect(decideValidation(round({ p50Ms: 26.6 }), fast, 25)).toEqual({ action: 'ask', reason: expect.stringMatching(/17\.7× the 1\.5 ms/) });
+    expect(decideValidation(round({ p50Ms: 25 }), baseline, 25).action).toBe('continue'); // 2.5×, but 15 ms more
+    expect(decideValidation(round({ p50Ms: 36 }), baseline, 25).action).toBe('ask');
+  });
+
   it('a baseline without latency never asks', () => {
     expect(decideValidation(round({ p50Ms: 500 }), { ...baseline, p50Ms: 0 }).action).toBe('continue');
   });
