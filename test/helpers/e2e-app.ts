@@ -1,5 +1,6 @@
 // End-to-end helpers around a deployed demo app: polling, SQL in its postgres container, and a
 // steady stream of writes (POST /items) that records every write the app acknowledged.
+import http from 'node:http';
 import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
 import { httpGet } from '../../activities/health';
@@ -50,32 +51,61 @@ export async function psqlIn(docker: Docker, container: string, sql: string, dat
   return stdout.trim();
 }
 
-/** One POST /items with a body; resolves with the status and body (never rejects). */
-function postItem(url: string, body: string): Promise<{ status: number; body: string }> {
-  return fetch(`${url}/items`, { method: 'POST', body, signal: AbortSignal.timeout(5000) })
-    .then(async (r) => ({ status: r.status, body: await r.text() }))
-    .catch((err: Error) => ({ status: 0, body: err.message }));
+/**
+ * One HTTP request on a connection of its own; resolves with the status and body (never rejects).
+ * No keep-alive: a request sent on a kept-alive connection just as a reloading proxy's old worker
+ * closes it fails in the client, a race of keep-alive itself (RFC 9112 §9.3.1 lets a client retry
+ * only idempotent requests), not of what the proxy or the runbook does.
+ */
+function request(url: string, o: { method?: string; body?: string; timeoutMs?: number } = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const req = http.request(url, { method: o.method ?? 'GET', agent: false, timeout: o.timeoutMs ?? 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', (err) => resolve({ status: 0, body: err.message }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${o.timeoutMs ?? 5000} ms`)));
+    req.on('error', (err) => resolve({ status: 0, body: err.message }));
+    req.end(o.body);
+  });
+}
+
+const postItem = (url: string, body: string, timeoutMs?: number) => request(`${url}/items`, { method: 'POST', body, timeoutMs });
+
+export interface WriteStreamOptions {
+  /** Where request `i` goes (default: the URL given). A client with stale DNS always says the old address. */
+  target?: (i: number) => string;
+  /** Every other request is a read instead of a write: a GET of this path (e.g. /items/count, /version). */
+  readPath?: string;
+  timeoutMs?: number;
 }
 
 /**
  * Writes `perSecond` items through `url` until stopped: every body is unique, and a write counts as
- * acknowledged only on 201 (the app answers after its COMMIT). Bounded by `maxSeconds`.
+ * acknowledged only on 201 (the app answers after its COMMIT). Bounded by `maxSeconds`. With
+ * `readPath`, every other request reads instead; a read counts when it answers 200.
  */
 export class WriteStream {
   readonly acked: { body: string; at: number }[] = [];
-  readonly refused: { status: number; body: string; at: number }[] = [];
+  readonly refused: { status: number; body: string; at: number; url: string }[] = [];
+  readsOk = 0;
   private running = true;
   private done: Promise<void>;
 
-  constructor(url: string, perSecond = 100, maxSeconds = 300, readonly tag = `w${Date.now()}`) {
+  constructor(url: string, perSecond = 100, maxSeconds = 300, readonly tag = `w${Date.now()}`, o: WriteStreamOptions = {}) {
     this.done = (async () => {
       const started = Date.now();
       const inFlight = new Set<Promise<void>>();
       for (let i = 0; this.running && Date.now() - started < maxSeconds * 1000; i++) {
         const body = `${this.tag}-${i}`;
-        const p: Promise<void> = postItem(url, body).then((r) => {
-          if (r.status === 201) this.acked.push({ body, at: Date.now() });
-          else this.refused.push({ status: r.status, body: r.body.slice(0, 200), at: Date.now() });
+        const to = o.target?.(i) ?? url;
+        const read = o.readPath !== undefined && i % 2 === 1;
+        const p: Promise<void> = (read ? request(`${to}${o.readPath}`, { timeoutMs: o.timeoutMs }) : postItem(to, body, o.timeoutMs)).then((r) => {
+          if (read && r.status === 200) this.readsOk++;
+          else if (!read && r.status === 201) this.acked.push({ body, at: Date.now() });
+          else this.refused.push({ status: r.status, body: `${read ? `GET ${o.readPath}` : `POST ${body}`}: ${r.body.slice(0, 200)}`, at: Date.now(), url: to });
           inFlight.delete(p);
         });
         inFlight.add(p);

@@ -2,7 +2,7 @@
 // postgres user (the server refuses to run as root), scram-sha-256 with a password file,
 // wal_level = logical, listening on 127.0.0.1 on a free port with its own socket directory.
 import { execFile } from 'node:child_process';
-import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -44,7 +44,8 @@ async function asPostgres(argv: string[]): Promise<string> {
   return stdout;
 }
 
-export async function startPgCluster(o: { name: string; password: string; superuser?: string; settings?: Record<string, string> }): Promise<PgCluster> {
+/** `hostsAllowed`: CIDRs besides loopback that may log in with a password (containers on a Docker network). */
+export async function startPgCluster(o: { name: string; password: string; superuser?: string; settings?: Record<string, string>; hostsAllowed?: string[] }): Promise<PgCluster> {
   const superuser = o.superuser ?? 'admin';
   const dir = await mkdtemp(path.join(os.tmpdir(), `pg-cluster-${o.name}-`));
   try {
@@ -56,7 +57,7 @@ export async function startPgCluster(o: { name: string; password: string; superu
   }
 }
 
-async function setUp(dir: string, o: { name: string; password: string; settings?: Record<string, string> }, superuser: string): Promise<PgCluster> {
+async function setUp(dir: string, o: { name: string; password: string; settings?: Record<string, string>; hostsAllowed?: string[] }, superuser: string): Promise<PgCluster> {
   await chmod(dir, 0o755);
   const { uid, gid } = await run('id', ['-u', 'postgres'], { env: { PATH: SYSTEM_PATH } }).then(async (u) => ({ uid: Number(u.stdout), gid: Number((await run('id', ['-g', 'postgres'], { env: { PATH: SYSTEM_PATH } })).stdout) }));
   const data = path.join(dir, 'data');
@@ -84,6 +85,9 @@ async function setUp(dir: string, o: { name: string; password: string; settings?
   const conf = Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join('\n');
   await writeFile(path.join(data, 'postgresql.auto.conf'), `${conf}\n`);
   await run('chown', ['postgres:postgres', path.join(data, 'postgresql.auto.conf')]);
+  if (o.hostsAllowed?.length) {
+    await appendFile(path.join(data, 'pg_hba.conf'), o.hostsAllowed.map((cidr) => `host all all ${cidr} scram-sha-256\n`).join(''));
+  }
 
   const cluster: PgCluster = {
     dir,
