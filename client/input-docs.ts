@@ -29,6 +29,7 @@ export const INPUT_EXAMPLES: Record<RunbookWithInputSchema, Record<string, unkno
   issueCertificate: { app: 'demo', env: 'production', domains: ['demo.example.com'], staging: true },
   releasePreviousDatabase: { app: 'demo', env: 'production', database: 'main', runTag: '2026-11-26T14:42:52.219Z', keepFor: '7d' },
   dnsCutover: { app: 'demo', from: 'production', to: 'green', ttlLeadTime: '48h', window: '7d' },
+  backupCatalog: { app: 'demo', env: 'production' },
 };
 
 const DEFAULT_RE = /\s*Default: (.+?)\.?$/;

@@ -192,6 +192,11 @@ export const DnsCutoverInputSchema = z
   .describe('dnsCutover: move an app from one environment to another by DNS, with its data, and keep a rollback open for a week.');
 export type DnsCutoverInput = z.infer<typeof DnsCutoverInputSchema>;
 
+export const BackupCatalogInputSchema = z
+  .strictObject({ ...target })
+  .describe('backupCatalog: which backups an app/env has (read-only; `runbook backups`): per database, each backup with its time, size, whether a drill verified it, and its pin.');
+export type BackupCatalogInput = z.infer<typeof BackupCatalogInputSchema>;
+
 /** The schema of each runbook's input, by workflow type (the runbooks that take one). */
 export const INPUT_SCHEMAS = {
   firstDeploy: FirstDeployInputSchema,
@@ -201,7 +206,8 @@ export const INPUT_SCHEMAS = {
   issueCertificate: IssueCertificateInputSchema,
   releasePreviousDatabase: ReleasePreviousDatabaseInputSchema,
   dnsCutover: DnsCutoverInputSchema,
-} as const satisfies Partial<Record<RunbookName | 'releasePreviousDatabase', z.ZodType>>;
+  backupCatalog: BackupCatalogInputSchema,
+} as const satisfies Partial<Record<RunbookName | 'releasePreviousDatabase' | 'backupCatalog', z.ZodType>>;
 export type RunbookWithInputSchema = keyof typeof INPUT_SCHEMAS;
 
 // One source of truth: the interfaces in common/types.ts must equal what the schemas accept.

@@ -277,6 +277,12 @@ export interface S3StorageSpec {
 
 export type StorageSpec = DirectoryStorageSpec | S3StorageSpec;
 
+/** Where backups live, for people (no credentials: they are files read at use). */
+export function describeStorage(s: StorageSpec): string {
+  if (s.type === 's3') return `s3://${s.bucket}/${s.prefix}${s.endpoint ? ` at ${s.endpoint}` : ''}`;
+  return s.host ? `${s.path} on ${s.host.name}` : `${s.path} on the worker`;
+}
+
 /** GFS retention, with restic's `forget` semantics (common/retention.ts). */
 export type BackupPolicy = RetentionPolicy;
 

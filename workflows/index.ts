@@ -5,5 +5,6 @@ export { appLock } from './lock';
 export { nightlyBackup } from './nightlyBackup';
 export { renewCertificates } from './renewCertificates';
 export { releasePreviousDatabase, restoreBackup } from './restoreBackup';
+export { backupCatalog } from './backupCatalog';
 export { dnsCutover } from './dnsCutover';
 export { rollingUpdate } from './rollingUpdate';

@@ -18,6 +18,7 @@ const MINIMAL: Record<RunbookWithInputSchema, Record<string, unknown>> = {
   issueCertificate: target,
   releasePreviousDatabase: { ...target, database: 'main', runTag: '2026-11-26T14:42:52.219Z', keepFor: '7d' },
   dnsCutover: { app: 'shop', from: 'production', to: 'green' },
+  backupCatalog: target,
 };
 
 function failure(runbook: RunbookWithInputSchema, input: unknown): ApplicationFailure {
