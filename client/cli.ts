@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { isValidVersion, NAME_PATTERN, runbookWorkflowId } from '../common/naming';
 import { parseDuration } from '../common/duration';
 import type { CanaryMode, FirstDeployResult, IssueCertificateResult, RunbookStatus, StepRecord } from '../common/types';
-import { formatCutoverStatus, formatPlan, formatPreflight, formatStatus, formatStep, stepChanges } from './format';
+import { formatBackups, formatCutoverStatus, formatHistory, formatPlan, formatPreflight, formatStatus, formatStep, stepChanges } from './format';
 import { failureText, RunbookClient } from './runbooks';
 import { backupScheduleId, certScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, DEFAULT_CERT_CATCHUP_WINDOW, DEFAULT_CERT_EVERY, describeBackupSchedule, describeCertSchedule, hasBackupSchedule, triggerBackupSchedule, triggerCertSchedule, upsertBackupSchedule, upsertCertSchedule } from './schedules';
 import { formatSchedule } from './schedule-format';
@@ -217,6 +217,33 @@ export function buildCli(): Command {
         const rows = await rc.list(opts);
         if (rows.length === 0) console.log('no matching runbooks');
         for (const r of rows) console.log(`${r.workflowId}  ${r.status}  step=${r.step ?? '-'}${r.awaiting ? '  AWAITING APPROVAL' : ''}  started ${r.startTime.toISOString()}`);
+      }),
+    );
+
+  program
+    .command('backups <app>')
+    .description('the backups of an app/env, newest first: time, size, verified by a drill, pinned and why; where they are')
+    .requiredOption('--env <env>')
+    .option('--json', 'the catalog as JSON')
+    .action(
+      withClient(async (rc, app: string, opts: { env: string; json?: boolean }) => {
+        const catalog = await rc.backups(checkName('app', app), checkName('env', opts.env));
+        console.log(opts.json ? JSON.stringify(catalog, null, 2) : formatBackups(catalog, new Date()));
+      }),
+    );
+
+  program
+    .command('history <app>')
+    .description('every runbook run on an app/env, newest first: runbook, result, duration, who approved or rejected (the audit trail)')
+    .requiredOption('--env <env>')
+    .option('--limit <n>', 'at most this many runs', '50')
+    .option('--json', 'the entries as JSON')
+    .action(
+      withClient(async (rc, app: string, opts: { env: string; limit: string; json?: boolean }) => {
+        const limit = Number(opts.limit);
+        if (!Number.isInteger(limit) || limit < 1) throw new Error(`--limit must be a whole number of runs, at least 1 (not ${JSON.stringify(opts.limit)})`);
+        const entries = await rc.history(checkName('app', app), checkName('env', opts.env), limit);
+        console.log(opts.json ? JSON.stringify(entries, null, 2) : formatHistory(app, opts.env, entries, new Date()));
       }),
     );
 

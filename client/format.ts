@@ -1,5 +1,9 @@
 // Human-readable output for the CLI (pure, unit-tested).
 import type { CutoverStatus } from '../common/cutover';
+import bytes from 'bytes';
+import { describePin } from '../activities/backup';
+import type { BackupCatalog } from '../workflows/backupCatalog';
+import { durationInWords } from './schedule-format';
 import type { DeployPlan, PreflightReport, RunbookStatus, StepRecord } from '../common/types';
 
 export function formatStep(s: StepRecord): string {
@@ -24,6 +28,78 @@ export function formatStatus(id: string, st: RunbookStatus): string {
     }
   }
   if (st.error) lines.push(`  error: ${st.error.split('\n').join('\n         ')}`);
+  return lines.join('\n');
+}
+
+/** One run on an app/env, for `runbook history` (the audit trail). */
+export interface HistoryEntry {
+  workflowId: string;
+  runId: string;
+  runbook: string;
+  /** Temporal's execution status: RUNNING, COMPLETED, FAILED, CANCELLED, TERMINATED, TIMED_OUT, CONTINUED_AS_NEW. */
+  status: string;
+  startTime: string;
+  closeTime?: string;
+  /** Accepted approvals and rejections, as "<gate>: <by> approved" (from the run's decisions log). */
+  decisions: string[];
+  /** The run's error, or why its details could not be read. */
+  detail?: string;
+}
+
+/** An entry from a run's listing and its status (undefined when no worker answered the query). */
+export function historyEntry(run: { workflowId: string; runId: string; type: string; status: string; startTime: Date; closeTime?: Date }, st: RunbookStatus | undefined, why?: string): HistoryEntry {
+  const decisions = (st?.decisions ?? []).filter((d) => d.accepted).map((d) => `${d.gate}: ${d.by} ${d.decision === 'approve' ? 'approved' : 'rejected'}`);
+  const detail = st ? st.error?.split('\n')[0] : why;
+  return {
+    workflowId: run.workflowId,
+    runId: run.runId,
+    runbook: run.type,
+    status: run.status,
+    startTime: run.startTime.toISOString(),
+    ...(run.closeTime ? { closeTime: run.closeTime.toISOString() } : {}),
+    decisions,
+    ...(detail ? { detail } : {}),
+  };
+}
+
+/** `runbook backups`: per database, newest first: time, size, verified, pin and why; the storage. */
+export function formatBackups(c: BackupCatalog, now: Date): string {
+  const lines = [`${c.app}/${c.env}: backups in ${c.storage}`];
+  if (c.databases.length === 0) lines.push('  no database is backed up (apps.<app>.backup.databases)');
+  for (const db of c.databases) {
+    lines.push(`  database ${db.database}: ${db.backups.length} backup${db.backups.length === 1 ? '' : 's'}${db.backups.length ? `, ${formatBytes(db.backups.reduce((n, b) => n + b.sizeBytes, 0))} in all` : ''}`);
+    for (const b of db.backups) {
+      const pin = b.pinned ? (b.pinned.until && Date.parse(b.pinned.until) <= now.getTime() ? `pin ended ${b.pinned.until}` : describePin(b.pinned)) : '';
+      lines.push(`    ${b.createdAt}  ${formatBytes(b.sizeBytes).padStart(9)}  ${b.verified ? 'verified    ' : 'NOT VERIFIED'}  ${b.file}${pin ? `  (${pin})` : ''}`);
+    }
+    if (db.orphans.length) lines.push(`    left by an interrupted backup, never restored from: ${db.orphans.join(', ')}`);
+  }
+  return lines.join('\n');
+}
+
+/** Bytes for people: 512 B, 1.5 KB, 23.4 MB (powers of 1024, as `bytes` counts). */
+export function formatBytes(n: number): string {
+  return bytes.format(n, { unitSeparator: ' ', decimalPlaces: 1 }) ?? `${n} B`;
+}
+
+/** A run's duration for people: 850 ms, 42 s, then as the schedules say it (3 min, 2 h 10 min, 3 d 4 h). */
+export function humanDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 59_500) return `${Math.round(ms / 1000)} s`;
+  return durationInWords(ms);
+}
+
+/** `runbook history`: newest first, one block per run. */
+export function formatHistory(app: string, env: string, entries: HistoryEntry[], now: Date): string {
+  if (entries.length === 0) return `no runbook has run on ${app}/${env}`;
+  const lines = [`${app}/${env}: ${entries.length} run${entries.length === 1 ? '' : 's'}, newest first`];
+  for (const e of entries) {
+    const took = e.closeTime ? humanDuration(Date.parse(e.closeTime) - Date.parse(e.startTime)) : `running for ${humanDuration(now.getTime() - Date.parse(e.startTime))}`;
+    lines.push(`${e.startTime}  ${e.runbook.padEnd(18)} ${e.status.padEnd(10)} ${took}`);
+    lines.push(`    ${e.workflowId} (run ${e.runId})`);
+    if (e.decisions.length) lines.push(`    ${e.decisions.join('; ')}`);
+    if (e.detail) lines.push(`    ${e.detail}`);
+  }
   return lines.join('\n');
 }
 

@@ -7,7 +7,9 @@ import { lockHolderQuery, releaseLockSignal } from '../common/lock';
 import { approveSignal, cutoverStatusQuery, decideUpdate, extendWindowSignal, releasePreviousSignal, rejectSignal, requestRollbackSignal, statusQuery } from '../workflows/lib/definitions';
 import type { CutoverStatus } from '../common/cutover';
 import { connectionSettings, type ConnectionSettings } from './connection';
-import { INPUT_SCHEMAS, parseInput, type DnsCutoverInput, type RunbookWithInputSchema } from '../common/inputs';
+import { BackupCatalogInputSchema, INPUT_SCHEMAS, parseInput, type DnsCutoverInput, type RunbookWithInputSchema } from '../common/inputs';
+import { historyEntry, type HistoryEntry } from './format';
+import type { backupCatalog, BackupCatalog } from '../workflows/backupCatalog';
 
 /**
  * The input checked with its runbook's schema (the one the workflow checks again), before anything
@@ -150,6 +152,48 @@ export class RunbookClient {
       if (rows.length >= 200) break;
     }
     return rows;
+  }
+
+  /** The backups of an app/env, read by a worker (`backupCatalog/<app>/<env>`; concurrent asks share one run). */
+  async backups(app: string, env: string): Promise<BackupCatalog> {
+    const input = parseInput(BackupCatalogInputSchema, { app, env }, 'backupCatalog');
+    return this.client.workflow.execute<typeof backupCatalog>('backupCatalog', {
+      workflowId: `backupCatalog/${app}/${env}`,
+      taskQueue: this.settings.taskQueue,
+      args: [input],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      workflowExecutionTimeout: '5 minutes',
+      staticSummary: `Which backups ${app}/${env} has (read-only)`,
+    });
+  }
+
+  /**
+   * Every run on an app/env, newest first (at most `limit`): runbook, result, duration, and the
+   * approvals and rejections that counted, read from each run's status query (a closed run is
+   * replayed by a worker to answer; without one within `queryTimeoutMs`, the entry says so).
+   */
+  async history(app: string, env: string, limit = 50, queryTimeoutMs = 5000): Promise<HistoryEntry[]> {
+    const runs: { workflowId: string; runId: string; type: string; status: string; startTime: Date; closeTime?: Date }[] = [];
+    const query = `RunbookApp = '${app.replace(/'/g, '')}' AND RunbookEnv = '${env.replace(/'/g, '')}'`;
+    for await (const wf of this.client.workflow.list({ query })) {
+      runs.push({ workflowId: wf.workflowId, runId: wf.runId, type: wf.type, status: wf.status.name, startTime: wf.startTime, closeTime: wf.closeTime });
+    }
+    runs.sort((a, b) => b.startTime.getTime() - a.startTime.getTime());
+    const newest = runs.slice(0, limit);
+    const statusOf = async (run: (typeof runs)[number]): Promise<HistoryEntry> => {
+      try {
+        // aborted, not just raced: a query still retrying when the CLI closes its connection would crash it
+        const st = await this.client.withAbortSignal(AbortSignal.timeout(queryTimeoutMs), () => this.client.workflow.getHandle(run.workflowId, run.runId).query(statusQuery));
+        return historyEntry(run, st);
+      } catch (err) {
+        const e = err as Error & { cause?: Error };
+        const why = e.name === 'AbortError' || /abort|cancel/i.test(`${e.message} ${e.cause?.message ?? ''}`) ? `no worker answered its status query within ${queryTimeoutMs} ms` : `${e.message}${e.cause?.message ? `: ${e.cause.message}` : ''}`;
+        return historyEntry(run, undefined, `details unknown: ${why}`);
+      }
+    };
+    const entries: HistoryEntry[] = [];
+    for (let i = 0; i < newest.length; i += 4) entries.push(...(await Promise.all(newest.slice(i, i + 4).map(statusOf))));
+    return entries;
   }
 
   /** Releases the kept pre-restore databases of an app/env (optionally one database): each is dropped now by its releasePreviousDatabase run. */

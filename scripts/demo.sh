@@ -52,8 +52,12 @@ runbook schedule backup demo --env production
 echo
 echo "== runbook backup demo --env production   (now, through the schedule: dump, restore drill, archives, retention)"
 runbook backup demo --env production
-echo "   backups in $DEMO_DIR/backups:"
-ls -l "$DEMO_DIR/backups" | sed 's/^/     /'
+echo
+echo "== runbook backups demo --env production"
+runbook backups demo --env production
+echo
+echo "== runbook history demo --env production   (the audit trail)"
+runbook history demo --env production
 cat <<TXT
 
 The demo app (postgres + 2 replicas + nginx) runs on the local Docker engine ($DOCKER_HOST):

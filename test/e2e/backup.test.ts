@@ -220,6 +220,32 @@ it('runbook backup: one dump + manifest in storage, drill passed, the app tables
   timings.backup = `${(wall / 1000).toFixed(1)} s through the CLI (dump ${manifest.durationMs} ms, drill ${manifest.drillDurationMs} ms, ${manifest.sizeBytes} bytes)`;
 });
 
+it('runbook backups and runbook history: the backup with its size and drill, the deploy and the backup runs with their results', async () => {
+  expect(firstBackup).toBeDefined();
+  const listed = await runCli(['backups', APP, '--env', ENV], setup.env);
+  expect(listed).toMatchObject({ code: 0, stderr: '' });
+  const lines = listed.stdout.trimEnd().split('\n');
+  expect(lines.slice(0, 2)).toEqual([`${APP}/${ENV}: backups in ${storageDir} on the worker`, expect.stringMatching(/^ {2}database main: 1 backup, [\d.]+ (B|KB|MB) in all$/)]);
+  expect(lines[2].trim().split(/ +/)).toEqual([expect.stringMatching(/^2\d{3}-/), expect.stringMatching(/^[\d.]+$/), expect.stringMatching(/^(B|KB|MB)$/), 'verified', firstBackup]);
+  const json = JSON.parse((await runCli(['backups', APP, '--env', ENV, '--json'], setup.env)).stdout) as { databases: { database: string; backups: { file: string; sizeBytes: number; verified: boolean }[] }[] };
+  expect(json.databases).toEqual([{ database: 'main', backups: [expect.objectContaining({ file: firstBackup, sizeBytes: manifestOf(firstBackup).sizeBytes, verified: true })], orphans: [] }]);
+
+  // the newest two: this machine's Temporal keeps the runs of earlier test runs on the same app
+  const history = await runCli(['history', APP, '--env', ENV, '--json', '--limit', '2'], setup.env);
+  expect(history).toMatchObject({ code: 0, stderr: '' });
+  const runs = JSON.parse(history.stdout) as { runbook: string; status: string; workflowId: string; runId: string; startTime: string; closeTime?: string }[];
+  expect(runs.map((r) => [r.runbook, r.status])).toEqual([
+    ['nightlyBackup', 'COMPLETED'],
+    ['firstDeploy', 'COMPLETED'],
+  ]);
+  expect(runs.every((r) => r.closeTime !== undefined && r.closeTime >= r.startTime)).toBe(true);
+  const text = (await runCli(['history', APP, '--env', ENV, '--limit', '2'], setup.env)).stdout.trimEnd().split('\n');
+  expect(text[0]).toBe(`${APP}/${ENV}: 2 runs, newest first`);
+  expect(text[1]).toMatch(/^\S+ {2}nightlyBackup +COMPLETED +\d/);
+  expect(text[2]).toBe(`    ${runs[0].workflowId} (run ${runs[0].runId})`);
+  expect(text[3]).toMatch(/^\S+ {2}firstDeploy +COMPLETED +\d/);
+});
+
 it('runbook restore: waits for approval, takes a safety backup, puts the backed-up data back, the app comes back healthy', async () => {
   expect(firstBackup).toBeDefined();
   // Changes after the backup: a marker row, and deleted orders.
