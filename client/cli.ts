@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { isValidVersion, NAME_PATTERN, runbookWorkflowId } from '../common/naming';
 import { parseDuration } from '../common/duration';
 import type { CanaryMode, FirstDeployResult, IssueCertificateResult, RunbookStatus, StepRecord } from '../common/types';
-import { formatBackups, formatCutoverStatus, formatHistory, formatPlan, formatPreflight, formatStatus, formatStep, stepChanges } from './format';
+import { formatBackups, formatCutoverStatus, formatHistory, formatRunList, formatPlan, formatPreflight, formatStatus, formatStep, stepChanges } from './format';
 import { failureText, RunbookClient } from './runbooks';
 import { backupScheduleId, certScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, DEFAULT_CERT_CATCHUP_WINDOW, DEFAULT_CERT_EVERY, describeBackupSchedule, describeCertSchedule, hasBackupSchedule, triggerBackupSchedule, triggerCertSchedule, upsertBackupSchedule, upsertCertSchedule } from './schedules';
 import { formatSchedule } from './schedule-format';
@@ -110,7 +110,9 @@ export function parseCanary(text: string): CanaryMode {
 export function buildCli(): Command {
   const program = new Command('runbook')
     .description('Durable operations runbooks on Temporal (settings: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*)')
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // a usage error is "could not run at all" (2), as a bad input is; help and --version stay 0
+    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
   let exitCode = 0;
   const withClient = (fn: (rc: RunbookClient, ...args: any[]) => Promise<number | void>) =>
     async (...args: any[]) => {
@@ -212,11 +214,11 @@ export function buildCli(): Command {
     .option('--app <app>')
     .option('--env <env>')
     .option('--all', 'include finished runs')
+    .option('--json', 'the runs as JSON')
     .action(
-      withClient(async (rc, opts: { awaitingApproval?: boolean; app?: string; env?: string; all?: boolean }) => {
+      withClient(async (rc, opts: { awaitingApproval?: boolean; app?: string; env?: string; all?: boolean; json?: boolean }) => {
         const rows = await rc.list(opts);
-        if (rows.length === 0) console.log('no matching runbooks');
-        for (const r of rows) console.log(`${r.workflowId}  ${r.status}  step=${r.step ?? '-'}${r.awaiting ? '  AWAITING APPROVAL' : ''}  started ${r.startTime.toISOString()}`);
+        console.log(opts.json ? JSON.stringify(rows, null, 2) : formatRunList(rows, new Date()));
       }),
     );
 

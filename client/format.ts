@@ -62,6 +62,28 @@ export function historyEntry(run: { workflowId: string; runId: string; type: str
   };
 }
 
+/** A run as `runbook list` shows it. */
+export interface ListedRun {
+  workflowId: string;
+  runId: string;
+  type: string;
+  status: string;
+  startTime: Date;
+  step?: string;
+  awaiting?: boolean;
+}
+
+/** `runbook list`: a table, newest first; a run waiting for a person is marked in its own column. */
+export function formatRunList(rows: ListedRun[], now: Date): string {
+  if (rows.length === 0) return 'no matching runbooks';
+  const table = [['WORKFLOW ID', 'STATUS', 'STEP', 'WAITING', 'STARTED']];
+  for (const r of [...rows].sort((a, b) => b.startTime.getTime() - a.startTime.getTime())) {
+    table.push([r.workflowId, r.status, r.step ?? '-', r.awaiting ? 'APPROVAL' : '-', `${humanDuration(now.getTime() - r.startTime.getTime())} ago`]);
+  }
+  const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
+  return table.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ')).join('\n');
+}
+
 /** `runbook backups`: per database, newest first: time, size, verified, pin and why; the storage. */
 export function formatBackups(c: BackupCatalog, now: Date): string {
   const lines = [`${c.app}/${c.env}: backups in ${c.storage}`];

@@ -8,7 +8,7 @@ import { approveSignal, cutoverStatusQuery, decideUpdate, extendWindowSignal, re
 import type { CutoverStatus } from '../common/cutover';
 import { connectionSettings, type ConnectionSettings } from './connection';
 import { BackupCatalogInputSchema, INPUT_SCHEMAS, parseInput, type DnsCutoverInput, type RunbookWithInputSchema } from '../common/inputs';
-import { historyEntry, type HistoryEntry } from './format';
+import { historyEntry, type HistoryEntry, type ListedRun } from './format';
 import type { backupCatalog, BackupCatalog } from '../workflows/backupCatalog';
 
 /**
@@ -133,12 +133,12 @@ export class RunbookClient {
     return this.handle(workflowId).signal(decision === 'approve' ? approveSignal : rejectSignal, { gate, by, ...(comment ? { comment } : {}) });
   }
 
-  async list(filter: { awaitingApproval?: boolean; app?: string; env?: string; all?: boolean }): Promise<{ workflowId: string; runId: string; type: string; status: string; startTime: Date; step?: string; awaiting?: boolean }[]> {
+  async list(filter: { awaitingApproval?: boolean; app?: string; env?: string; all?: boolean }): Promise<ListedRun[]> {
     const clauses = [`${filter.all ? '' : "ExecutionStatus = 'Running' AND "}RunbookApp IS NOT NULL`];
     if (filter.awaitingApproval) clauses.push('RunbookAwaitingApproval = true');
     if (filter.app) clauses.push(`RunbookApp = '${filter.app.replace(/'/g, '')}'`);
     if (filter.env) clauses.push(`RunbookEnv = '${filter.env.replace(/'/g, '')}'`);
-    const rows = [];
+    const rows: ListedRun[] = [];
     for await (const wf of this.client.workflow.list({ query: clauses.join(' AND ') })) {
       rows.push({
         workflowId: wf.workflowId,

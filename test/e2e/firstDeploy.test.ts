@@ -150,7 +150,10 @@ it('deploys to a host over SSH, waiting for go-live approval given through the C
     await new Promise((r) => setTimeout(r, 100));
   }
   const listed = await runCli(['list', '--awaiting-approval'], setup.env);
-  expect(listed.stdout).toMatch(/firstDeploy\/e2eapp\/edge {2}RUNNING {2}step=approval:go-live {2}AWAITING APPROVAL/);
+  expect(listed.stdout).toMatch(/^WORKFLOW ID +STATUS +STEP +WAITING +STARTED\n/);
+  expect(listed.stdout).toMatch(/\nfirstDeploy\/e2eapp\/edge +RUNNING +approval:go-live +APPROVAL +\d+ (ms|s) ago\n?/);
+  const listedJson = JSON.parse((await runCli(['list', '--awaiting-approval', '--json'], setup.env)).stdout) as { workflowId: string; step: string; awaiting: boolean }[];
+  expect(listedJson.find((r) => r.workflowId === id)).toMatchObject({ step: 'approval:go-live', awaiting: true });
   const refused = await runCli(['approve', id, '--gate', 'go-live', '--by', 'mallory'], setup.env);
   expect(refused.code).toBe(1);
   expect(refused.stderr).toMatch(/approve not allowed: "mallory" is not an approver of gate "go-live" \(approvers: alice, bob\)/);

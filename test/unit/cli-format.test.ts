@@ -1,5 +1,5 @@
 // The CLI's read commands: `runbook history` (entries from a run's listing and status) and `runbook backups`.
-import { formatBackups, formatHistory, historyEntry, humanDuration } from '../../client/format';
+import { formatBackups, formatHistory, formatRunList, historyEntry, humanDuration } from '../../client/format';
 import type { RunbookStatus } from '../../common/types';
 
 const status = (over: Partial<RunbookStatus>): RunbookStatus => ({ runbook: 'firstDeploy', app: 'demo', env: 'production', phase: 'succeeded', step: 'done', steps: [], pendingGates: [], decisions: [], ...over });
@@ -83,5 +83,27 @@ describe('formatBackups', () => {
       ].join('\n'),
     );
     expect(formatBackups({ app: 'demo', env: 'staging', storage: 's3://b/p/', databases: [] }, new Date())).toBe('demo/staging: backups in s3://b/p/\n  no database is backed up (apps.<app>.backup.databases)');
+  });
+});
+
+describe('formatRunList', () => {
+  it('is a table, newest first, with the runs waiting for a person marked', () => {
+    const now = new Date('2026-11-26T12:00:00Z');
+    expect(
+      formatRunList(
+        [
+          { workflowId: 'nightlyBackup/demo/production', runId: 'a', type: 'nightlyBackup', status: 'RUNNING', startTime: new Date('2026-11-26T11:59:50Z'), step: 'backup:main', awaiting: false },
+          { workflowId: 'firstDeploy/demo/staging', runId: 'b', type: 'firstDeploy', status: 'RUNNING', startTime: new Date('2026-11-26T11:59:55Z'), step: 'approval:go-live', awaiting: true },
+        ],
+        now,
+      ),
+    ).toBe(
+      [
+        'WORKFLOW ID                    STATUS   STEP              WAITING   STARTED',
+        'firstDeploy/demo/staging       RUNNING  approval:go-live  APPROVAL  5 s ago',
+        'nightlyBackup/demo/production  RUNNING  backup:main       -         10 s ago',
+      ].join('\n'),
+    );
+    expect(formatRunList([], now)).toBe('no matching runbooks');
   });
 });
