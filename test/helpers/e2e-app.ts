@@ -91,6 +91,8 @@ export class WriteStream {
   readonly acked: { body: string; at: number }[] = [];
   readonly refused: { status: number; body: string; at: number; url: string }[] = [];
   readsOk = 0;
+  /** The longest any request took to be answered (or to fail). */
+  slowestMs = 0;
   private running = true;
   private done: Promise<void>;
 
@@ -102,7 +104,9 @@ export class WriteStream {
         const body = `${this.tag}-${i}`;
         const to = o.target?.(i) ?? url;
         const read = o.readPath !== undefined && i % 2 === 1;
+        const sent = Date.now();
         const p: Promise<void> = (read ? request(`${to}${o.readPath}`, { timeoutMs: o.timeoutMs }) : postItem(to, body, o.timeoutMs)).then((r) => {
+          this.slowestMs = Math.max(this.slowestMs, Date.now() - sent);
           if (read && r.status === 200) this.readsOk++;
           else if (!read && r.status === 201) this.acked.push({ body, at: Date.now() });
           else this.refused.push({ status: r.status, body: `${read ? `GET ${o.readPath}` : `POST ${body}`}: ${r.body.slice(0, 200)}`, at: Date.now(), url: to });
