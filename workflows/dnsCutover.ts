@@ -484,13 +484,18 @@ class Cutover {
     const did = (d: Done) => this.done.has(d);
     const done: string[] = [];
     const undoing = async () => {
-      if (did('old-forwarding')) {
+      if (did('new-writable')) {
+        // the old side's reload first: never two sides forwarding to each other
+        await this.rb.step('old proxies serve again, new proxies forward to the old side', () =>
+          this.repoint([
+            { side: plan.from, to: undefined },
+            { side: plan.to, to: plan.from.forwardUrl },
+          ]),
+        );
+        done.push(`${plan.from.env}'s proxies serve it again`, `${plan.to.env}'s proxies forward to ${plan.from.env} (clients still holding the new address)`);
+      } else if (did('old-forwarding')) {
         await this.rb.step('old proxies serve again', () => this.forward(plan.from, undefined));
         done.push(`${plan.from.env}'s proxies serve it again`);
-      }
-      if (did('new-writable')) {
-        await this.rb.step('new proxies forward to the old side', () => this.forward(plan.to, plan.from.forwardUrl));
-        done.push(`${plan.to.env}'s proxies forward to ${plan.from.env} (clients still holding the new address)`);
       }
       if (db) {
         if (did('new-writable')) await this.rb.step('new database read-only for the app', () => quick.setAppWrites({ endpoint: db.new, writable: false }));
@@ -539,12 +544,24 @@ class Cutover {
    * waits until the workers of the previous config are gone: until then they still answer the old way.
    */
   private async forward(side: CutoverPlan['from'], to: string | undefined): Promise<void> {
-    await allSettled(
-      side.proxies.map(async (p) => {
-        const r = to === undefined ? await quick.unforwardProxy({ host: p.host, container: p.container }) : await quick.forwardProxy({ host: p.host, container: p.container, to, app: this.plan.app, env: side.env });
-        if (r.previousWorkers?.length) await quick.waitProxyDrained({ host: p.host, container: p.container, workers: r.previousWorkers, timeoutSeconds: 60 });
-      }),
-    );
+    await this.repoint([{ side, to }]);
+  }
+
+  /**
+   * Several sides' proxies changed in this order (each side's reload before the next side's), then
+   * every previous worker waited for at once: one drain, not one per side, while writes wait.
+   */
+  private async repoint(changes: { side: CutoverPlan['from']; to: string | undefined }[]): Promise<void> {
+    const draining: { host: CutoverPlan['from']['proxies'][number]['host']; container: string; workers: number[] }[] = [];
+    for (const { side, to } of changes) {
+      await allSettled(
+        side.proxies.map(async (p) => {
+          const r = to === undefined ? await quick.unforwardProxy({ host: p.host, container: p.container }) : await quick.forwardProxy({ host: p.host, container: p.container, to, app: this.plan.app, env: side.env });
+          if (r.previousWorkers?.length) draining.push({ host: p.host, container: p.container, workers: r.previousWorkers });
+        }),
+      );
+    }
+    await allSettled(draining.map((d) => quick.waitProxyDrained({ ...d, timeoutSeconds: 60 })));
   }
 
   /** Rehearsal: is everything as it was (DNS as before, the old database writable with every row)? */
