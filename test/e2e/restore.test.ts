@@ -237,9 +237,11 @@ it('the worker SIGKILLed at each step of a restore: the run ends with the app up
   }
   const result = (await handle.result()) as RestoreBackupResult;
   timings.killed = `${killedAt.length} SIGKILLs (${killedAt.join(', ')}); restore took ${((Date.now() - t0) / 1000).toFixed(1)} s`;
-  // every step that takes long enough to be seen running was killed; a retried swap is covered by
-  // the backup integration test (swapInRestoredDatabase twice)
-  expect(killedAt).toEqual(expect.arrayContaining(points.slice(0, points.indexOf('stop app') + 1)));
+  // every step that takes seconds was killed, and at least one from reading the fleet to the health
+  // check (each of those can take milliseconds: which one is seen varies); a retried swap is
+  // covered by the backup integration test (swapInRestoredDatabase twice)
+  expect(killedAt.slice(0, 3)).toEqual(points.slice(0, 3));
+  expect(killedAt.length).toBeGreaterThanOrEqual(4);
   // the app is up on the live database; the previous one is kept and holds the last write
   expect(await servedVersion(PROXY)).toEqual({ status: 200, body: 'v2' });
   for (const c of await web()) expect([c.name, c.running]).toEqual([c.name, true]);
