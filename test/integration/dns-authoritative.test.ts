@@ -3,7 +3,7 @@
 // from NS agree; a TTL lowered, then an address flipped, verified at BOTH; a retried apply sends
 // nothing; and a third secondary started here (127.0.0.3:5353, never notified, long refresh) keeps
 // an old serial, so awaitDnsRecords refuses to call the change done and names it.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -71,6 +71,9 @@ zone "${BIND9_ZONE}" {
 };
 `,
   );
+  // a third named left by an interrupted run of this file would still answer on the same address
+  // (pkill exits 1 when there is none)
+  if (spawnSync('pkill', ['-f', `^/usr/sbin/named .* -c ${os.tmpdir()}/runbook-it-dns-auth-`]).status === 0) await new Promise((r) => setTimeout(r, 1000));
   third = spawn('/usr/sbin/named', ['-g', '-4', '-n', '1', '-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   third.stderr!.setEncoding('utf8').on('data', (d: string) => (log = (log + d).slice(-4000)));
