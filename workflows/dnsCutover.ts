@@ -311,6 +311,7 @@ class Cutover {
       this.marks = await this.rb.step('mark the tables at T0', () => quick.markTables({ endpoint: db.old }));
       await this.rb.step('replicate new → old', () => quick.startReplication({ from: db.new, to: db.old, name: names.reverse, copyData: false, copySchema: false }));
       this.done.add('reverse-started');
+      this.done.add('new-writable'); // before the change: a RESET committed by an attempt that then failed is undone too
       await this.rb.step('new database writable', () => quick.setAppWrites({ endpoint: db.new, writable: true }));
       this.state.replication = { direction: 'new→old', ready: true, lagBytes: 0, at: new Date().toISOString() };
     }

@@ -85,6 +85,8 @@ class World {
   /** What the probes of a URL see (after the switch, the new side). */
   sample: (url: string) => ValidationSample = () => ({ requests: 100, errors: 0, p50Ms: 10, p95Ms: 20 });
   failFlip = false;
+  /** Opening the new database commits, then the activity fails for good (its answer is lost). */
+  failOpenNew = false;
   stopped: string[] = [];
 
   snapshot(names: { name: string; type: string }[]): DnsSnapshot {
@@ -136,6 +138,7 @@ class World {
       },
       setAppWrites: async (req: { endpoint: PgEndpoint; writable: boolean }) => {
         w.db[req.endpoint.address].writable = req.writable;
+        if (w.failOpenNew && req.writable && req.endpoint.address === '10.0.0.2') throw ApplicationFailure.nonRetryable('connection lost after the RESET', 'Lost');
         return { terminatedSessions: 0 };
       },
       startReplication: async (req: { from: PgEndpoint; to: PgEndpoint; name: string; copyData: boolean }) => {
@@ -395,6 +398,20 @@ describe('dnsCutover', () => {
     expect(world.db['10.0.0.1'].writable).toBe(true);
     expect(world.replications.size).toBe(0);
     expect(world.forwarding.has('blue')).toBe(false);
+  });
+
+  it('an opening of the new database that committed but failed is undone too: the new side ends read-only, the old writable', async () => {
+    const world = new World();
+    world.failOpenNew = true;
+    const failure = await run(world, {}, async (handle) => {
+      await approve(handle, 'go-no-go');
+      return failureOf(handle.result());
+    });
+    expect(failure.type).toBe('CutoverRolledBack');
+    expect(world.db['10.0.0.2'].writable).toBe(false);
+    expect(world.db['10.0.0.1'].writable).toBe(true);
+    expect(world.replications.size).toBe(0);
+    expect(world.forwarding.get('blue')).toBeUndefined();
   });
 
   it('a median latency over 2× the baseline asks a person; approved, the validation goes on', async () => {
