@@ -45,7 +45,7 @@ function allActivities(deps: ActivityDeps) {
     ...createKeeperActivities(deps),
     ...createBackupActivities({ engines: deps.engines, ssh: deps.ssh }),
     ...createArchiveActivities({ engines: deps.engines, ssh: deps.ssh }),
-    ...createNotifyActivities(),
+    ...createNotifyActivities(deps),
     ...createTlsActivities(),
     ...createCertificateActivities(deps),
     ...createDnsActivities(),

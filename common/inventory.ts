@@ -2,6 +2,7 @@
 // the file itself is read by an activity. Secrets are referenced by path only.
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { parseDuration } from './duration';
 import { NAME_PATTERN, VERSION_PATTERN } from './naming';
 
 const NAME = NAME_PATTERN;
@@ -164,6 +165,35 @@ const appCutoverSchema = z.strictObject({
   timeSeries: z.array(z.strictObject({ table: z.string().min(1), keyColumn: z.string().min(1), timeColumn: z.string().min(1) })).default([]),
 });
 
+/**
+ * Who is told when a person is needed (a gate opens, its deadline nears, a cutover window closes) or a
+ * run fails: webhooks whose URLs are secrets, each in its own file. One POST per event (see activities/notify.ts).
+ */
+const notifySchema = z.strictObject({
+  webhooks: z
+    .array(
+      z.strictObject({
+        urlFile: absolutePath,
+        /** "slack": Slack-compatible incoming-webhook body (text + blocks); "json": the event's fields. */
+        format: z.enum(['json', 'slack']).default('json'),
+      }),
+    )
+    .min(1, { error: 'must list at least one webhook' }),
+  /** The Temporal Web UI's address, for the link to the run (e.g. "https://temporal.example.com"). */
+  uiUrl: z.url({ error: 'must be a URL' }).optional(),
+  /** How long before an approval deadline or the end of a cutover window a reminder is sent. */
+  remindBefore: z
+    .string()
+    .default('1h')
+    .superRefine((value, ctx) => {
+      try {
+        parseDuration(value, 'remindBefore');
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    }),
+});
+
 const environmentSchema = z.strictObject({
   hosts: z.array(name('host name')).min(1, { error: 'must list at least one host' }),
   /** Replicas per host. */
@@ -181,6 +211,8 @@ const environmentSchema = z.strictObject({
   minApprovals: positiveInt.default(1),
   goLiveApproval: z.boolean().default(false),
   cutover: environmentCutoverSchema.optional(),
+  /** Replaces the app's `notify` for this environment. */
+  notify: notifySchema.optional(),
 });
 
 const nonNegativeInt = z.number({ error: 'must be a number' }).int({ error: 'must be a whole number' }).min(0, { error: 'must be 0 or more' });
@@ -275,6 +307,8 @@ const appSchema = z.strictObject({
   stopTimeoutSeconds: positiveInt.default(30),
   backup: backupSchema.optional(),
   cutover: appCutoverSchema.optional(),
+  /** Gates, deadlines and failures of every runbook on this app (an environment may replace it). */
+  notify: notifySchema.optional(),
   environments: z.record(name('environment name'), environmentSchema),
 });
 
@@ -290,6 +324,7 @@ export type EnvironmentConfig = z.infer<typeof environmentSchema>;
 export type DependencyConfig = z.infer<typeof dependencySchema>;
 export type BackupConfig = z.infer<typeof backupSchema>;
 export type CutoverDatabaseConfig = z.infer<typeof cutoverDatabaseSchema>;
+export type NotifyConfig = z.infer<typeof notifySchema>;
 
 export class InventoryError extends Error {
   constructor(readonly problems: string[]) {
@@ -367,6 +402,14 @@ function crossReferenceProblems(inventory: Inventory): string[] {
       if (storage.type === 'directory' && storage.host !== undefined && !inventory.hosts[storage.host]) {
         problems.push(`apps.${appName}.backup.storage.host: unknown host "${storage.host}" (known: ${Object.keys(inventory.hosts).join(', ') || 'none'})`);
       }
+    }
+    const older = [
+      ...(app.backup?.notify ? [`apps.${appName}.backup.notify`] : []),
+      ...Object.entries(app.environments).flatMap(([e, env]) => (env.proxy.tls?.notify ? [`apps.${appName}.environments.${e}.proxy.tls.notify`] : [])),
+    ];
+    const hasNotify = app.notify !== undefined || Object.values(app.environments).some((env) => env.notify !== undefined);
+    if (hasNotify && older.length) {
+      problems.push(`${older.join(', ')}: remove it (its failures are posted by the app's notify too, so each would arrive twice); move the URL file into apps.${appName}.notify.webhooks`);
     }
     if (Object.keys(app.environments).length === 0) problems.push(`apps.${appName}.environments: must define at least one environment`);
     for (const [envName, env] of Object.entries(app.environments)) {

@@ -108,7 +108,7 @@ export async function dnsCutover(rawInput: DnsCutoverInput): Promise<DnsCutoverR
     return result;
   } catch (err) {
     const failure = rootFailure(err);
-    rb.finish('failed', failure);
+    await rb.fail(failure);
     throw failure;
   }
 }
@@ -123,6 +123,8 @@ class Cutover {
   private readonly done = new Set<Done>();
   private stageStarted = Date.now();
   private rollbackApproved?: { by: string; reason: string };
+  /** Set when the window's opening was told: how long before its end the reminder goes out. */
+  private remindBeforeWindowEnd?: number;
   private windowEnd = 0;
   private sequencesBack = 0;
   private readonly notes: string[] = [];
@@ -237,6 +239,12 @@ class Cutover {
     if (plan.rehearsal) return this.rollback('rehearsal: rolling back by itself after validation', 'the rehearsal');
 
     this.stage('window');
+    const told = await this.rb.tell({
+      kind: 'window-open',
+      description: `switched to ${plan.to.env}; a rollback that loses no write stays possible (\`runbook cutover rollback ${plan.app} --to ${plan.to.env} --by <you>\`) until the window ends, then ${plan.from.env} is decommissioned`,
+      deadline: this.state.windowEndsAt!,
+    });
+    if (told?.webhooks) this.remindBeforeWindowEnd = told.remindBeforeMs;
     const endedBy = await this.watchWindow(t0);
     if (endedBy) return this.rollback(endedBy.reason, endedBy.by);
 
@@ -369,9 +377,12 @@ class Cutover {
     const { plan, t } = this;
     let ttlRestored = false;
     let nextReconcile = t0 + t.reconcileEvery;
+    let remindedFor = 0;
     for (;;) {
       const ttlDue = ttlRestored ? Infinity : t0 + t.ttlRestoreAfter;
-      const next = Math.min(ttlDue, nextReconcile, this.windowEnd);
+      // one reminder per window end (an extension moves it); none when nobody is told
+      const remindAt = this.remindBeforeWindowEnd === undefined || remindedFor === this.windowEnd ? Infinity : this.windowEnd - this.remindBeforeWindowEnd;
+      const next = Math.min(ttlDue, nextReconcile, this.windowEnd, remindAt);
       if ((await this.waitUnlessRollback(next - Date.now())) === 'rollback') return this.approvedRollback();
       const now = Date.now();
       if (!ttlRestored && now >= ttlDue) {
@@ -379,6 +390,14 @@ class Cutover {
         await this.rb.step('TTL back', () => quick.applyDnsRecords({ zone: plan.zone, records: restored }));
         await this.rb.step('verify TTL back', () => this.awaitRecords(restored));
         ttlRestored = true;
+      }
+      if (now >= remindAt && now < this.windowEnd) {
+        remindedFor = this.windowEnd;
+        await this.rb.tell({
+          kind: 'window-closing',
+          description: `the rollback window closes; then ${plan.from.env} is decommissioned (extend it: \`runbook cutover extend ${plan.app} --to ${plan.to.env} --by <you> --extend-by 2d\`)`,
+          deadline: new Date(this.windowEnd).toISOString(),
+        });
       }
       if (now >= nextReconcile && nextReconcile < this.windowEnd) {
         if (this.db) await this.reconcile('reconcile');

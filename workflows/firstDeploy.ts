@@ -32,7 +32,7 @@ export async function firstDeploy(input: FirstDeployInput): Promise<FirstDeployR
     rb.finish('succeeded');
     return { ...result, preflight };
   } catch (err) {
-    rb.finish('failed', err);
+    await rb.fail(rootFailure(err));
     throw rootFailure(err);
   }
 }

@@ -87,7 +87,7 @@ export async function issueCertificate(input: IssueCertificateInput): Promise<Is
     return { app: plan.app, env: plan.env, domains: plan.domains, hosts };
   } catch (err) {
     const failure = rootFailure(err);
-    rb.finish('failed', failure);
+    await rb.fail(failure);
     throw failure;
   }
 }

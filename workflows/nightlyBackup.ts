@@ -138,7 +138,7 @@ export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyB
     return { app: p.app, env: p.env, at, storage: describeStorage(p), backups, archives, pruned, kept, ...(pin ? { pinned: pin } : {}) };
   } catch (err) {
     const failure = rootFailure(err);
-    rb.finish('failed', failure);
+    await rb.fail(failure, 'no backup was pruned');
     if (plan?.notify) await alert(rb, plan, failure);
     throw failure;
   }

@@ -116,7 +116,7 @@ export async function restoreBackup(input: RestoreBackupInput): Promise<RestoreB
     return result;
   } catch (err) {
     const failure = rootFailure(err);
-    rb.finish('failed', failure);
+    await rb.fail(failure);
     throw failure;
   }
 }
@@ -228,7 +228,7 @@ export async function releasePreviousDatabase(input: KeepPreviousInput): Promise
     return { dropped, releasedBy: releasedBy ?? `the ${input.keepFor} window` };
   } catch (err) {
     const failure = rootFailure(err);
-    rb.finish('failed', failure);
+    await rb.fail(failure);
     throw failure;
   }
 }

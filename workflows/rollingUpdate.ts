@@ -85,7 +85,7 @@ export async function rollingUpdate(input: RollingUpdateInput): Promise<RollingU
     return result(live);
   } catch (err) {
     const failure = rootFailure(err);
-    rb.finish('failed', failure);
+    await rb.fail(failure);
     throw failure;
   }
 }

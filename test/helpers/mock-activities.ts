@@ -49,6 +49,8 @@ export interface MockActivities {
   activities: Partial<Activities>;
   calls: { name: string; args: unknown }[];
   called(name: string): number;
+  /** The activities called, in order, without the notifications (they tell people; they change nothing). */
+  names(): string[];
 }
 
 type Overrides = Partial<Record<keyof Activities, (...args: any[]) => Promise<unknown>>>;
@@ -100,6 +102,8 @@ export function mockActivities(overrides: Overrides = {}): MockActivities {
         throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidInput');
       }
     },
+    // one webhook configured, reminders an hour before a deadline
+    notifyRunbookEvent: async () => ({ webhooks: 1, sent: 1, alreadySent: 0, unconfirmed: 0, remindBeforeMs: 3_600_000 }),
     removeRunResources: async (req: { host: { name: string } }) => ({ host: req.host.name, removedContainers: ['shop-production-web-1'], removedNetworks: [] }),
   };
   const activities: Record<string, (...args: any[]) => Promise<unknown>> = {};
@@ -110,5 +114,5 @@ export function mockActivities(overrides: Overrides = {}): MockActivities {
       return impl(...args);
     };
   }
-  return { activities: activities as Partial<Activities>, calls, called: (name) => calls.filter((c) => c.name === name).length };
+  return { activities: activities as Partial<Activities>, calls, called: (name) => calls.filter((c) => c.name === name).length, names: () => calls.map((c) => c.name).filter((n) => n !== 'notifyRunbookEvent') };
 }

@@ -40,6 +40,29 @@ function problemsOf(mutate: (inv: any) => void): string[] {
 }
 
 describe('inventory', () => {
+  it('notify: webhooks with a format, the UI address and a reminder lead; an environment may replace it; never next to the older per-section notify', () => {
+    const inv = validInventory();
+    inv.apps.shop.notify = { webhooks: [{ urlFile: '/etc/shop/hook' }, { urlFile: '/etc/shop/slack', format: 'slack' }], uiUrl: 'https://temporal.example.com' };
+    const parsed = parseInventory(stringify(inv));
+    expect(parsed.apps.shop.notify).toEqual({ webhooks: [{ urlFile: '/etc/shop/hook', format: 'json' }, { urlFile: '/etc/shop/slack', format: 'slack' }], uiUrl: 'https://temporal.example.com', remindBefore: '1h' });
+    expect(
+      problemsOf((i) => {
+        i.apps.shop.notify = { webhooks: [{ urlFile: 'hook', format: 'teams' }], remindBefore: 'soon', uiUrl: 'not a url' };
+      }),
+    ).toEqual([
+      expect.stringMatching(/^apps\.shop\.notify\.webhooks\.0\.urlFile: must be an absolute path/),
+      expect.stringMatching(/^apps\.shop\.notify\.webhooks\.0\.format: .*"json".*"slack"/),
+      expect.stringMatching(/^apps\.shop\.notify\.uiUrl: must be a URL/),
+      expect.stringMatching(/^apps\.shop\.notify\.remindBefore: .*soon/),
+    ]);
+    expect(
+      problemsOf((i) => {
+        i.apps.shop.environments.production.notify = { webhooks: [{ urlFile: '/etc/shop/hook' }] };
+        i.apps.shop.backup = { storage: { type: 'directory', path: '/srv/b' }, databases: [{ name: 'main', dependency: 'postgres', database: 'shop', user: 'shop' }], notify: { webhookUrlFile: '/etc/shop/old' } };
+      }),
+    ).toEqual([expect.stringMatching(/^apps\.shop\.backup\.notify: remove it .*each would arrive twice.*apps\.shop\.notify\.webhooks/)]);
+  });
+
   it('accepts a valid inventory and fills defaults', () => {
     const inv = parseInventory(stringify(validInventory()));
     expect(inv.hosts.edge.ssh?.port).toBe(22);

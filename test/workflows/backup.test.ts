@@ -287,7 +287,7 @@ describe('nightlyBackup', () => {
       const none = await failureOf(env.client.workflow.execute('nightlyBackup', { taskQueue, workflowId: `nb-${randomUUID()}`, args: [{ app: 'nope', env: 'production' }] }));
       expect(none.message).toMatch(/unknown app "nope"/);
     });
-    expect(mocks.calls.map((c) => c.name)).toEqual(['resolveBackupPlan']);
+    expect(mocks.names()).toEqual(['resolveBackupPlan']);
   });
 });
 
@@ -317,7 +317,7 @@ describe('restoreBackup', () => {
     });
     expect(f.type).toBe('NotApproved');
     expect(f.message).toMatch(/nothing was changed/);
-    expect(mocks.calls.map((c) => c.name).filter((n) => destructive.includes(n))).toEqual([]);
+    expect(mocks.names().filter((n) => destructive.includes(n))).toEqual([]);
   });
 
   it('refuses an unverified or unknown backup, and says which databases exist, before the gate', async () => {
@@ -330,6 +330,6 @@ describe('restoreBackup', () => {
       const db = await failureOf((await startRestore(taskQueue, { app: 'shop', env: 'production', database: 'other' })).result());
       expect(db.message).toMatch(/has no database "other" \(it has: main\)/);
     });
-    expect(mocks.calls.map((c) => c.name).filter((n) => destructive.includes(n))).toEqual([]);
+    expect(mocks.names().filter((n) => destructive.includes(n))).toEqual([]);
   });
 });

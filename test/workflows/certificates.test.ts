@@ -269,7 +269,7 @@ describe('issueCertificate', () => {
       'key one', 'order one', 'cleanup', 'install one', 'https one', 'inspect one',
       'key two', 'order two', 'cleanup', 'install two', 'https two', 'inspect two',
     ]);
-    const names = mocks.calls.map((c) => c.name);
+    const names = mocks.names();
     expect(names.indexOf('acquireLock')).toBeLessThan(names.indexOf('inspectServedCertificate'));
     expect(names.at(-1)).toBe('releaseLock');
     expect(fake.challenges.size).toBe(0);
@@ -415,7 +415,7 @@ describe('issueCertificate', () => {
       const noTls = await workflowFailure(env.client.workflow.execute('issueCertificate', { taskQueue, workflowId: `ic-${randomUUID()}`, args: [{ app: 'nope', env: 'production' }] }));
       expect(noTls.type).toBe('InvalidInput');
     });
-    expect(mocks.calls.map((c) => c.name)).toEqual(['resolveCertificatePlan']);
+    expect(mocks.names()).toEqual(['resolveCertificatePlan']);
   });
 });
 

@@ -174,6 +174,7 @@ class World {
       unforwardProxy: async (req: { host: { name: string } }) => ({ changed: w.forwarding.delete(req.host.name) }),
       measureEndpoint: async (req: { url: string }) => ({ ...w.sample(req.url), statuses: {} }),
       notify: async () => ({ status: 200 }),
+      notifyRunbookEvent: async () => ({ webhooks: 1, sent: 1, alreadySent: 0, unconfirmed: 0, remindBeforeMs: 3_600_000 }),
       inspectFleet: async (req: { host: { name: string } }) => [{ host: req.host.name, name: 'shop-blue-web-1', replica: 1, version: 'v1', image: 'reg:5000/shop:v1', state: 'running' }],
       stopContainers: async (req: { host: { name: string }; names: string[] }) => {
         w.stopped.push(...req.names);
@@ -381,6 +382,12 @@ describe('dnsCutover', () => {
     expect(result.outcome).toBe('completed');
     expect(result.decommissioned).toBe(false);
     expect(result.notes.join('\n')).toMatch(/decommission rejected: blue is kept as it is/);
+    // told: each gate, the window's opening, and one reminder an hour before its (extended) end
+    const told = world.calls.filter((c) => c.name === 'notifyRunbookEvent').map((c) => (c.args as { event: { kind: string; gate?: string; deadline?: string } }).event);
+    expect(told.map((e) => e.gate ?? e.kind)).toEqual(['go-no-go', 'window-open', 'window-closing', 'decommission']);
+    expect(told[2].deadline).toBe(status.windowEndsAt);
+    expect(told[1].deadline).toBe(status.windowEndsAt); // the extension came during the validation, before the window opened
+
     expect(world.stopped).toEqual([]);
     expect(world.replications.size).toBe(1);
   });

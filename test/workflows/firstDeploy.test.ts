@@ -147,7 +147,7 @@ describe('firstDeploy runs', () => {
       const result = (await handle.result()) as FirstDeployResult;
       expect(result.version).toBe('v1');
       expect(result.containers.map((c) => c.name)).toEqual(['shop-staging-postgres', 'shop-staging-web-1', 'shop-staging-proxy']);
-      const order = mocks.calls.map((c) => c.name).filter((n, i, all) => all.indexOf(n) === i);
+      const order = mocks.names().filter((n, i, all) => all.indexOf(n) === i);
       expect(order).toEqual(['resolveDeployPlan', 'preflightHost', 'acquireLock', 'ensureNetwork', 'ensureVolume', 'ensureContainer', 'waitHealthy', 'pullImage', 'runOneOff', 'configureProxy', 'smokeTest', 'releaseLock']);
       const st = await handle.query(statusQuery);
       expect(st.steps.map((s) => `${s.step}:${s.state}`)).toEqual([
@@ -163,7 +163,7 @@ describe('firstDeploy runs', () => {
       expect(result.dryRun).toBe(true);
       expect(result.plan.replicas.map((r) => `${r.container.name}@${r.host}`)).toEqual(['shop-production-web-1@one', 'shop-production-web-2@two']);
       expect(result.preflight).toHaveLength(2);
-      expect(mocks.calls.map((c) => c.name).sort()).toEqual(['preflightHost', 'preflightHost', 'resolveDeployPlan']);
+      expect(mocks.names().sort()).toEqual(['preflightHost', 'preflightHost', 'resolveDeployPlan']);
     });
   });
 
@@ -194,7 +194,7 @@ describe('firstDeploy runs', () => {
       expect(typed.message).toBe('invalid input: dryRun: must be true or false, got "yes"; approvalTimeout: "10x" is not a duration (use e.g. "90s", "15m", "48h", "7d"); colour: is not an option');
       const unknown = await failureOf(await start({ app: 'shop', env: 'qa' }));
       expect(unknown.message).toMatch(/app "shop" has no environment "qa" \(it has: production, staging\)/);
-      expect(mocks.calls.map((c) => c.name)).toEqual(['resolveDeployPlan']);
+      expect(mocks.names()).toEqual(['resolveDeployPlan']);
     });
   });
 

@@ -124,7 +124,7 @@ describe('restoreBackup after a rolling update', () => {
     // the safety backup is pinned by this run (nightly retention keeps it until released or 30 days)
     const safety = mocks.calls.find((c) => c.name === 'backupDatabase')!.args as { at: string; pin: { reason: string; by: string; until: string } };
     expect(safety.pin).toEqual({ reason: 'safety', by: expect.stringMatching(/^restoreBackup\/shop\/production\//), until: new Date(Date.parse(safety.at) + 30 * 86_400_000).toISOString() });
-    const order = mocks.calls.map((c) => c.name).filter((n) => ['inspectFleet', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'reloadProxy', 'startPreviousDatabaseKeeper', 'releaseLock', 'dropPreviousDatabase'].includes(n));
+    const order = mocks.names().filter((n) => ['inspectFleet', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'reloadProxy', 'startPreviousDatabaseKeeper', 'releaseLock', 'dropPreviousDatabase'].includes(n));
     expect(order).toEqual(['inspectFleet', 'inspectFleet', 'stopContainers', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'startContainers', 'reloadProxy', 'reloadProxy', 'startPreviousDatabaseKeeper', 'releaseLock', 'dropPreviousDatabase']);
   });
 
@@ -175,7 +175,7 @@ describe('restoreBackup after a rolling update', () => {
     });
     expect(f.type).toBe('RestoreFailed');
     expect(f.message).toMatch(/the previous database is live again .*; the app was started again and is healthy/);
-    const names = mocks.calls.map((c) => c.name);
+    const names = mocks.names();
     expect(names.indexOf('swapBackPreviousDatabase')).toBeGreaterThan(names.indexOf('swapInRestoredDatabase'));
     expect([...running].sort()).toEqual(VERSIONED);
     expect(names).not.toContain('dropPreviousDatabase');
@@ -223,7 +223,7 @@ describe('restoreBackup after a rolling update', () => {
     const f = await withWorker(mocks, async (taskQueue) => failureOf(await approvedRestore(taskQueue)));
     expect(f.type).toBe('RestoreFailed');
     expect(f.message).toMatch(/is unhealthy: migrations missing; the previous database is live again \(the restored copy is kept as scratch_restore_main\); the app was started again and is healthy\. Safety backup: shop-production-main-\d{8}T\d{6}Z\.sql\.zst/);
-    const names = mocks.calls.map((c) => c.name);
+    const names = mocks.names();
     expect(names.filter((n) => n === 'swapBackPreviousDatabase')).toHaveLength(1);
     expect(names.indexOf('swapBackPreviousDatabase')).toBeGreaterThan(names.indexOf('swapInRestoredDatabase'));
     expect(names).not.toContain('dropPreviousDatabase');

@@ -158,7 +158,7 @@ describe('rollingUpdate', () => {
     expectSafeOrder(fleet.events, 2);
     // surge 0: replica 2 boots only once replica 1 is switched
     expect(fleet.events.indexOf('start shop-production-web-2-v2')).toBeGreaterThan(fleet.events.indexOf('proxy one → shop-production-web-1-v2'));
-    const order = mocks.calls.map((c) => c.name);
+    const order = mocks.names();
     expect(order.indexOf('pullImage')).toBeLessThan(order.indexOf('ensureContainer'));
     expect(order.at(-1)).toBe('releaseLock');
     // the drain waits for the workers that ran before that switch
@@ -189,7 +189,7 @@ describe('rollingUpdate', () => {
       }),
     );
     await run(mocks, async (start) => (await start({ backup: true })).result());
-    const order = mocks.calls.map((c) => c.name);
+    const order = mocks.names();
     expect(order.indexOf('backupDatabase')).toBeLessThan(order.indexOf('ensureContainer'));
     expect(order.indexOf('drillRestore')).toBeLessThan(order.indexOf('ensureContainer'));
     expect(order.indexOf('pullImage')).toBeLessThan(order.indexOf('backupDatabase')); // an unknown tag fails before the backup
@@ -205,7 +205,7 @@ describe('rollingUpdate', () => {
     const mocks = mockActivities(fleet.activities());
     const r = (await run(mocks, async (start) => (await start({})).result())) as RollingUpdateResult;
     expect(r.unchanged).toBe(true);
-    expect(mocks.calls.map((c) => c.name)).toEqual(['resolveUpdatePlan']);
+    expect(mocks.names()).toEqual(['resolveUpdatePlan']);
   });
 
   it('an unknown tag fails at the pull, before anything changes', async () => {

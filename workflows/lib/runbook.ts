@@ -1,13 +1,34 @@
 // What every runbook shares: the status query, steps with current details, search attributes
 // kept current for the UI, and approval gates. The search attributes must be registered on the
 // server (scripts/temporal.sh, docker-compose.temporal.yml, the test environments do it).
-import { ApplicationFailure, setCurrentDetails, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  isCancellation,
+  patched,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
 import { SA_APP, SA_AWAITING_APPROVAL, SA_ENV, SA_STEP } from '../../common/search-attributes';
 import { parseDuration } from '../../common/duration';
+import type { Activities } from '../../activities';
+import type { RunbookEventResult } from '../../activities/notify';
+import type { RunbookEvent } from '../../common/commands/notify';
 import type { ApprovalPolicy, GateResult, RunbookPhase, RunbookStatus, RunbookTarget, StepRecord } from '../../common/types';
 import { ApprovalGates, DEFAULT_APPROVAL_TIMEOUT_MS, MAX_APPROVAL_TIMEOUT_MS } from './approvals';
 import { statusQuery } from './definitions';
+
+/** Runs recorded before notifications existed replay without them. */
+const NOTIFICATIONS_PATCH = 'runbook-notifications';
+const notifier = proxyActivities<Pick<Activities, 'notifyRunbookEvent'>>({
+  // each POST times out after 10 s, all webhooks in parallel
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
+});
 
 export class Runbook {
   private phase: RunbookPhase = 'planning';
@@ -71,12 +92,20 @@ export class Runbook {
     }
   }
 
-  /** An approval gate; anything but "approved" must stop the runbook (safe default). */
+  /**
+   * An approval gate; anything but "approved" must stop the runbook (safe default). The app/env's
+   * notify webhooks are told when it opens and again before its deadline if it is still open.
+   */
   async gate(gate: string, description: string, policy: ApprovalPolicy, timeout?: string): Promise<GateResult> {
     const before = this.phase;
     this.phase = 'awaiting-approval';
     try {
-      return await this.step(`approval:${gate}`, () => this.approvals.wait(gate, description, policy, approvalTimeoutMs(timeout)));
+      return await this.step(`approval:${gate}`, async () => {
+        // wait() opens the gate before its first await: a decision sent while the notification is on its way counts
+        const decision = this.approvals.wait(gate, description, policy, approvalTimeoutMs(timeout));
+        const [result] = await Promise.all([decision, this.tellWhileOpen(gate)]);
+        return result;
+      });
     } finally {
       this.phase = before;
       this.publish();
@@ -87,6 +116,41 @@ export class Runbook {
   note(message: string): void {
     this.notes.push(message.slice(0, 2000));
     this.publish();
+  }
+
+  /**
+   * Posts an event to the app/env's notify webhooks (none configured: nothing is sent). A notification
+   * that cannot be sent is noted in the status, never fails the run.
+   */
+  async tell(event: RunbookEvent): Promise<RunbookEventResult | undefined> {
+    if (!patched(NOTIFICATIONS_PATCH)) return undefined;
+    try {
+      const r = await notifier.notifyRunbookEvent({ runbook: this.name, app: this.target.app, env: this.target.env, event });
+      if (r.unconfirmed) this.note(`the "${event.kind}" notification may not have reached ${r.unconfirmed} webhook(s): a worker stopped during the call, and it is never posted twice`);
+      return r;
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      this.note(`the "${event.kind}" notification could not be sent: ${errorMessage(err)}`);
+      return undefined;
+    }
+  }
+
+  private async tellWhileOpen(gate: string): Promise<void> {
+    const open = this.approvals.pending.get(gate);
+    if (!open) return;
+    const about = { gate, description: open.description, approvers: [...open.approvers], minApprovals: open.minApprovals, deadline: open.deadline };
+    const told = await this.tell({ kind: 'gate-opened', ...about });
+    if (!told?.webhooks || told.remindBeforeMs === undefined) return;
+    const stillOpen = () => this.approvals.pending.get(gate) === open;
+    const remindIn = Date.parse(open.deadline) - told.remindBeforeMs - Date.now();
+    if (remindIn <= 0 || !stillOpen()) return;
+    if (!(await condition(() => !stillOpen(), remindIn))) await this.tell({ kind: 'gate-deadline', ...about, approvedBy: [...open.approvedBy] });
+  }
+
+  /** Marks the run failed and tells the notify webhooks (also when the run was cancelled). */
+  async fail(error: unknown, title?: string): Promise<void> {
+    this.finish('failed', error);
+    await CancellationScope.nonCancellable(() => this.tell({ kind: 'failed', error: this.error ?? 'failed', ...(title ? { title } : {}) }));
   }
 
   finish(phase: 'succeeded' | 'failed', error?: unknown): void {
