@@ -3,23 +3,16 @@
 import { Command } from 'commander';
 import { isValidVersion, NAME_PATTERN, runbookWorkflowId } from '../common/naming';
 import { parseDuration } from '../common/duration';
-import type { CanaryMode, FirstDeployResult, IssueCertificateResult, RunbookStatus, StepRecord } from '../common/types';
-import { formatBackups, formatCutoverStatus, formatHistory, formatRunList, formatPlan, formatPreflight, formatStatus, formatStep, stepChanges } from './format';
+import type { CanaryMode, FirstDeployResult, IssueCertificateResult } from '../common/types';
+import { formatBackups, formatCutoverStatus, formatHistory, formatRunList, formatPlan, formatPreflight, formatStatus } from './format';
 import { failureText, RunbookClient } from './runbooks';
 import { backupScheduleId, certScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, DEFAULT_CERT_CATCHUP_WINDOW, DEFAULT_CERT_EVERY, describeBackupSchedule, describeCertSchedule, hasBackupSchedule, triggerBackupSchedule, triggerCertSchedule, upsertBackupSchedule, upsertCertSchedule } from './schedules';
 import { formatSchedule } from './schedule-format';
-import type { RestoreBackupResult } from '../workflows/restoreBackup';
+import { watch } from './watch';
 
+/** Kept here too: scripts import `watch` from the CLI module. */
+export { watch };
 
-/** Waits for `p` or `ms`, whichever comes first, and leaves no timer behind (a pending one would hold the process up to `ms` after the end). */
-async function untilOrTimeout(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([p, new Promise((r) => (timer = setTimeout(r, ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 function uiUrl(rc: RunbookClient, workflowId: string): string {
   const base = process.env.TEMPORAL_UI_URL ?? 'http://127.0.0.1:8233';
@@ -29,48 +22,6 @@ function uiUrl(rc: RunbookClient, workflowId: string): string {
 function checkName(what: string, value: string): string {
   if (!NAME_PATTERN.test(value)) throw new Error(`${what} "${value}" is not a valid name (lowercase letters, digits, '-')`);
   return value;
-}
-
-/** Follows a runbook until it ends, printing each step as it changes. Returns the exit code. */
-export async function watch(rc: RunbookClient, workflowId: string, print: (line: string) => void = console.log): Promise<number> {
-  const handle = rc.handle(workflowId);
-  let outcome: { ok: true; result: unknown } | { ok: false; error: unknown } | undefined;
-  const ended = handle.result().then(
-    (result) => (outcome = { ok: true, result }),
-    (error) => (outcome = { ok: false, error }),
-  );
-  let shown: StepRecord[] = [];
-  let gatesShown = '';
-  const show = (st: RunbookStatus) => {
-    for (const s of stepChanges(shown, st.steps)) print(formatStep(s));
-    shown = st.steps;
-    const gates = JSON.stringify(st.pendingGates);
-    if (gates !== gatesShown && st.pendingGates.length) print(formatStatus(workflowId, { ...st, steps: [], decisions: [] }).split('\n').slice(1).join('\n'));
-    gatesShown = gates;
-  };
-  while (!outcome) {
-    await rc.status(workflowId).then(show, () => undefined);
-    await untilOrTimeout(ended, 1000);
-  }
-  await rc.status(workflowId).then(show, () => undefined);
-  if (outcome.ok) {
-    print(`${workflowId}: succeeded`);
-    const r = outcome.result as Partial<FirstDeployResult> | undefined;
-    if (r && r.unchanged !== undefined && !r.dryRun) print(r.unchanged ? '  nothing to change: already deployed as planned' : `  deployed ${r.app} ${r.version} to ${r.env}`);
-    const restored = outcome.result as Partial<RestoreBackupResult> | undefined;
-    if (restored?.restored && restored.previousDatabase) {
-      print(`  restored ${restored.restored}; safety backup ${restored.safetyBackup} (pinned); app down ${restored.appDownSeconds} s`);
-      print(
-        restored.previousReleasedBy
-          ? `  the database as it was before (every write up to the stop) is kept as ${restored.previousDatabase} for ${restored.previousReleasedBy.keepFor}` +
-              `\n  drop it sooner: runbook restore ${restored.app} --env ${restored.env} --release   (${restored.previousReleasedBy.workflowId})`
-          : `  the database as it was before is kept as ${restored.previousDatabase} until dropped by hand`,
-      );
-    }
-    return 0;
-  }
-  print(`${workflowId}: FAILED\n  ${failureText(outcome.error).split('\n').join('\n  ')}`);
-  return 1;
 }
 
 interface CutoverCliOptions {
@@ -177,8 +128,9 @@ export function buildCli(): Command {
 
   program
     .command('watch <workflowId>')
-    .description('follow a runbook until it ends; exit code 0 only on success')
-    .action(withClient((rc, id: string) => watch(rc, id)));
+    .description('follow a runbook until it ends: on a terminal a live view (steps and their times, the pending gate, who may approve and how), else one line per change; exit code 0 only on success')
+    .option('--plain', 'one line per change, also on a terminal')
+    .action(withClient((rc, id: string, opts: { plain?: boolean }) => watch(rc, id, opts.plain ? { live: false } : {})));
 
   for (const decision of ['approve', 'reject'] as const) {
     program
