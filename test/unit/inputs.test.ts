@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { INPUT_SCHEMAS, inputJsonSchema, parseInput, type RunbookWithInputSchema } from '../../common/inputs';
-import { INPUT_EXAMPLES, renderInputDocs } from '../../client/input-docs';
+import { INPUT_EXAMPLES, pageRegions, renderInputDocs, renderRunbookPage, RUNBOOK_PAGES, temporalStartCommand } from '../../client/input-docs';
 import { checkRunbookInput } from '../../client/runbooks';
 
 const RUNBOOKS = Object.keys(INPUT_SCHEMAS) as RunbookWithInputSchema[];
@@ -137,5 +137,43 @@ describe('docs/inputs.md', () => {
     const file = path.join(__dirname, '../../docs/inputs.md');
     if (process.env.UPDATE_INPUT_DOCS === '1') fs.writeFileSync(file, renderInputDocs());
     expect(fs.readFileSync(file, 'utf8')).toBe(renderInputDocs());
+  });
+});
+
+describe('docs/runbooks/*.md', () => {
+  const dir = path.join(__dirname, '../../docs/runbooks');
+  const pages = fs.readdirSync(dir).filter((f) => f.endsWith('.md'));
+
+  it.each(RUNBOOKS)('%s has a page with its input region', (runbook) => {
+    const file = path.join(dir, RUNBOOK_PAGES[runbook]);
+    expect(fs.existsSync(file)).toBe(true);
+    expect(pageRegions(fs.readFileSync(file, 'utf8'))).toContain(runbook);
+  });
+
+  it.each(pages)('%s: every input region is what the schemas render (regenerate: npm run docs:inputs)', (page) => {
+    const file = path.join(dir, page);
+    if (process.env.UPDATE_INPUT_DOCS === '1') fs.writeFileSync(file, renderRunbookPage(fs.readFileSync(file, 'utf8')));
+    expect(fs.readFileSync(file, 'utf8')).toBe(renderRunbookPage(fs.readFileSync(file, 'utf8')));
+  });
+
+  it('a region is rewritten from the schema and the prose around it kept; an unknown runbook is refused', () => {
+    const page = '# Prose\n\n<!-- inputs:begin nightlyBackup -->\nstale table\n<!-- inputs:end -->\n\nMore prose.\n';
+    const rendered = renderRunbookPage(page);
+    expect(rendered.startsWith('# Prose\n\n<!-- inputs:begin nightlyBackup -->\n')).toBe(true);
+    expect(rendered.endsWith('\n<!-- inputs:end -->\n\nMore prose.\n')).toBe(true);
+    expect(rendered).not.toContain('stale table');
+    expect(rendered).toContain('| `pin.window` | duration | "30d" |');
+    expect(rendered).toContain(temporalStartCommand('nightlyBackup'));
+    expect(renderRunbookPage(rendered)).toBe(rendered);
+    expect(() => renderRunbookPage('<!-- inputs:begin deployEverything -->\n<!-- inputs:end -->')).toThrow(/no input schema is named "deployEverything"/);
+  });
+
+  it('the start command is ready to paste: the workflow ID the CLI uses, the example as one shell word', () => {
+    expect(temporalStartCommand('rollingUpdate')).toBe(
+      'temporal workflow start --type rollingUpdate --task-queue runbooks --workflow-id rollingUpdate/demo/production \\\n' +
+        `  --id-conflict-policy Fail --input '${JSON.stringify(INPUT_EXAMPLES.rollingUpdate)}'`,
+    );
+    expect(temporalStartCommand('dnsCutover')).toContain('--workflow-id dnsCutover/demo/green ');
+    expect(temporalStartCommand('releasePreviousDatabase')).toContain('--workflow-id releasePreviousDatabase/demo/production/main/20261126T144252219Z ');
   });
 });
