@@ -40,6 +40,14 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   return file;
 }
 
+/** Saves a screenshot of one element (clipped to it) to .state/ui-<name>.png and returns its path. */
+export async function screenshotOf(element: Locator, name: string): Promise<string> {
+  mkdirSync(STATE_DIR, { recursive: true });
+  const file = path.join(STATE_DIR, `ui-${name}.png`);
+  await element.screenshot({ path: file, timeout: 30_000 });
+  return file;
+}
+
 /** The UI's address of a workflow's page (the workflow ID is one path segment). */
 export function workflowUrl(workflowId: string, namespace = 'default'): string {
   return `${TEMPORAL_UI_URL}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}`;
@@ -129,4 +137,85 @@ export async function retrying<T>(what: string, attempts: number, fn: (attempt: 
       await new Promise((r) => setTimeout(r, 1000 * attempt));
     }
   }
+}
+
+/** The UI's Start Workflow form (UI 2.54: offered unless the UI's StartWorkflowDisabled is set; the dev server leaves it off). */
+export function startWorkflowUrl(namespace = 'default'): string {
+  return `${TEMPORAL_UI_URL}/namespaces/${encodeURIComponent(namespace)}/workflows/start-workflow`;
+}
+
+export interface StartWorkflowForm {
+  workflowId: string;
+  taskQueue: string;
+  workflowType: string;
+  /** The one JSON payload, typed into the Data editor. */
+  input: unknown;
+  /** Markdown typed into "More options" → User Metadata → Summary. */
+  summary?: string;
+}
+
+/**
+ * Fills the Start Workflow form (opened with startWorkflowUrl) as a human does, without submitting:
+ * workflow ID, task queue (then waits until the UI shows a worker polling it: a start on a queue
+ * nobody serves would just sit there), workflow type, the JSON input and, under "More options", the
+ * summary. Throws if a field does not hold what was typed.
+ */
+export async function fillStartWorkflowForm(page: Page, form: StartWorkflowForm): Promise<void> {
+  await page.getByLabel('Workflow ID').fill(form.workflowId);
+  const queue = page.getByLabel('Task Queue');
+  await queue.fill(form.taskQueue);
+  // The UI describes the queue when the field loses focus.
+  await queue.blur();
+  await page.getByText('Task Queue is Active').waitFor({ state: 'visible', timeout: 20_000 });
+  await page.getByLabel('Workflow Type').fill(form.workflowType);
+  // The editor pretty-prints the JSON when it loses focus, which moves everything below it: type
+  // it already pretty-printed so that nothing moves under the next click.
+  const json = JSON.stringify(form.input, null, 2);
+  const data = page.getByRole('textbox', { name: 'Data' });
+  await data.fill(json);
+  if ((await data.innerText()) !== json) throw new Error(`the Data editor holds ${JSON.stringify(await data.innerText())}, not the typed input`);
+  if (form.summary !== undefined) {
+    await page.getByRole('button', { name: 'More options' }).click();
+    // UI 2.54: Summary and Details are two markdown editors (CodeMirror) under "User Metadata",
+    // their labels not tied to them; the summary is the first.
+    const summary = page.locator('.cm-content[data-language=markdown]').first();
+    await summary.fill(form.summary);
+    if ((await summary.innerText()) !== form.summary) throw new Error(`the Summary editor holds ${JSON.stringify(await summary.innerText())}, not the typed summary`);
+  }
+  for (const [label, value] of [['Workflow ID', form.workflowId], ['Task Queue', form.taskQueue], ['Workflow Type', form.workflowType]]) {
+    const held = await page.getByLabel(label!).inputValue();
+    if (held !== value) throw new Error(`the ${label} field holds ${JSON.stringify(held)}, not ${JSON.stringify(value)}`);
+  }
+}
+
+/** The Start Workflow page's heading and form, for a screenshot of the filled form. */
+export function startWorkflowFormArea(page: Page): Locator {
+  return page.locator('div:has(> h1[data-testid=start-workflow])');
+}
+
+/**
+ * Clicks "Start Workflow" on the filled form; returns the new run's ID, read from the link of the
+ * "Workflow started successfully" toast. Throws with what the UI said when no run was started
+ * (the form stays filled: submitting again is what a human would do).
+ */
+export async function submitStartWorkflowForm(page: Page, timeoutMs = 20_000): Promise<string> {
+  const started = page.getByRole('link', { name: 'Workflow started successfully' });
+  const { error, problems } = await watchingNetwork(page, async () => {
+    await page.getByRole('button', { name: 'Start Workflow' }).click();
+    await started.waitFor({ state: 'visible', timeout: timeoutMs });
+  });
+  if (error) {
+    const toasts = (await page.locator('[data-testid^=toast]').allInnerTexts().catch(() => [])).map((t) => t.replace(/\s+/g, ' ').trim()).filter(Boolean);
+    throw new Error(`Start Workflow: no run started (${toasts.join('; ') || (error as Error).message.split('\n')[0]})${summarize(problems)}`);
+  }
+  // /namespaces/<ns>/workflows/<workflow ID>/<run ID>/<tab>
+  const href = (await started.getAttribute('href')) ?? '';
+  const runId = decodeURIComponent(href.split('/').filter(Boolean).slice(-2)[0] ?? '');
+  if (!/^[0-9a-f-]{36}$/.test(runId)) throw new Error(`Start Workflow: no run ID in the toast's link ${JSON.stringify(href)}`);
+  return runId;
+}
+
+/** The UI's address of one run's page, on one of its tabs. */
+export function runUrl(workflowId: string, runId: string, tab: 'timeline' | 'history' | 'user-metadata' = 'timeline', namespace = 'default'): string {
+  return `${workflowUrl(workflowId, namespace)}/${encodeURIComponent(runId)}/${tab}`;
 }
