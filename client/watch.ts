@@ -150,6 +150,9 @@ async function untilOrTimeout(p: Promise<unknown>, ms: number): Promise<void> {
   }
 }
 
+/** How long one status query may take before the view goes on with the last answer. */
+const QUERY_WAIT_MS = 3000;
+
 export interface WatchOptions {
   print?: (line: string) => void;
   /** Redraw in place; default: when stdout is a terminal. */
@@ -176,7 +179,8 @@ export async function watch(rc: RunbookClient, workflowId: string, options: Watc
   let last: RunbookStatus | undefined;
   const refresh = async () => {
     // No answer (no worker yet, a query timeout): keep the last status; a live view still ticks.
-    last = await rc.status(workflowId).catch(() => last);
+    // A query waits for a worker; bounded, so the clock ticks and an ended run's watch ends without one.
+    last = await rc.client.withAbortSignal(AbortSignal.timeout(QUERY_WAIT_MS), () => rc.status(workflowId)).catch(() => last);
     if (!last) return;
     if (phases.at(-1)?.phase !== last.phase) {
       // Seen from the run's first step: the first phase began with it; otherwise it began earlier, unseen.
