@@ -2,8 +2,13 @@
 // and reloads gracefully; a config that fails `nginx -t` is rolled back and never reloaded. The
 // drain then waits for the workers of the previous config to finish their in-flight requests.
 // During a DNS cutover a proxy can forward everything to the other side, its own config kept aside.
+import { readFile } from 'node:fs/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import {
+  defaultMaintenancePage,
+  NGINX_MAINTENANCE_EXIT,
+  nginxMaintenanceArgv,
+  renderMaintenanceSnippets,
   NGINX_DRAIN_TIMED_OUT,
   NGINX_FORWARD_EXIT,
   NGINX_SWITCH_EXIT,
@@ -25,8 +30,55 @@ export interface ProxySwitch {
   previousWorkers?: number[];
 }
 
+export interface MaintenanceRequest {
+  host: HostSpec;
+  container: string;
+  app: string;
+  env: string;
+  on: boolean;
+  /** Why (kept in the snippet's comment), e.g. "restore of main by restoreBackup/…". */
+  reason: string;
+  retryAfterSeconds: number;
+  /** The app's page (HTML) on the worker; else a plain page naming the app. */
+  pageFile?: string;
+}
+
 export function createProxyActivities(engines: DockerEngines) {
   return {
+    /**
+     * Maintenance mode on one proxy: on, every request but the ACME path is answered 503 with
+     * Retry-After and the app's page (instead of the 502 of a stopped upstream); off, the app again.
+     * Idempotent: already so is \`changed: false\`.
+     */
+    async proxyMaintenance(req: MaintenanceRequest): Promise<{ changed: boolean }> {
+      let argv: string[];
+      try {
+        if (req.on) {
+          const page = req.pageFile ? await readFile(req.pageFile, 'utf8') : defaultMaintenancePage(req.app);
+          argv = nginxMaintenanceArgv(true, renderMaintenanceSnippets({ app: req.app, env: req.env, retryAfterSeconds: req.retryAfterSeconds, reason: req.reason }), page);
+        } else {
+          argv = nginxMaintenanceArgv(false);
+        }
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        throw ApplicationFailure.nonRetryable(code ? `cannot read the maintenance page ${req.pageFile}: ${code}` : `maintenance mode: ${(err as Error).message}`, 'InvalidInput');
+      }
+      try {
+        const docker = await engines.engine(req.host);
+        const r = await execInContainer(docker, req.container, argv);
+        const output = (r.stdout + r.stderr).trim();
+        if (r.exitCode === NGINX_MAINTENANCE_EXIT.unchanged) return { changed: false };
+        if (r.exitCode === NGINX_MAINTENANCE_EXIT.notIncluded) throw ApplicationFailure.nonRetryable(`${req.container} on ${req.host.name}: ${output}`, 'ProxyMaintenanceUnsupported');
+        if (r.exitCode === NGINX_MAINTENANCE_EXIT.testFailed) {
+          throw ApplicationFailure.nonRetryable(`nginx -t rejected the maintenance snippets in ${req.container} on ${req.host.name}; they were removed and it serves as before:\n${output}`, 'ProxyConfigInvalid');
+        }
+        if (r.exitCode !== 0) throw new Error(`maintenance ${req.on ? 'on' : 'off'} in ${req.container} failed (exit ${r.exitCode}): ${output}`);
+        return { changed: true };
+      } catch (err) {
+        throw engineFailure(req.host, `maintenance ${req.on ? 'on' : 'off'} in ${req.container}`, err);
+      }
+    },
+
     async configureProxy(req: { host: HostSpec; container: string; config: string }): Promise<ProxySwitch> {
       try {
         const docker = await engines.engine(req.host);

@@ -307,6 +307,14 @@ const appSchema = z.strictObject({
   stopTimeoutSeconds: positiveInt.default(30),
   backup: backupSchema.optional(),
   cutover: appCutoverSchema.optional(),
+  /** What the proxies answer while the app is down on purpose (a restore, \`runbook maintenance on\`): 503, Retry-After and this page. */
+  maintenance: z
+    .strictObject({
+      /** The page (HTML) on the worker; default: a plain page naming the app. */
+      pageFile: absolutePath.optional(),
+      retryAfterSeconds: positiveInt.max(86_400).default(30),
+    })
+    .default({ retryAfterSeconds: 30 }),
   /** Gates, deadlines and failures of every runbook on this app (an environment may replace it). */
   notify: notifySchema.optional(),
   environments: z.record(name('environment name'), environmentSchema),

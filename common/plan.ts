@@ -273,6 +273,7 @@ export function buildBackupPlan(inventory: Inventory, target: RunbookTarget): Ba
     web,
     proxies: env.hosts.map((h) => ({ host: hostSpec(inventory, h), container: proxyContainerName(target.app, target.env) })),
     healthUrl: `http://${env.proxy.bindAddress === '0.0.0.0' ? '127.0.0.1' : env.proxy.bindAddress}:${env.proxy.hostPort}${app.healthCheck.path}`,
+    maintenance: { retryAfterSeconds: app.maintenance.retryAfterSeconds, ...(app.maintenance.pageFile ? { pageFile: app.maintenance.pageFile } : {}) },
     stopTimeoutSeconds: app.stopTimeoutSeconds,
     healthTimeoutSeconds: app.healthCheck.timeoutSeconds,
     approval: { approvers: [...env.approvers], minApprovals: env.minApprovals },

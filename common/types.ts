@@ -301,6 +301,8 @@ export interface BackupPlan {
   proxies?: { host: HostSpec; container: string }[];
   /** Where the app is health-checked after a restore. */
   healthUrl?: string;
+  /** What the proxies answer while a restore has the app stopped (absent in plans made before it existed). */
+  maintenance?: { retryAfterSeconds: number; pageFile?: string };
   stopTimeoutSeconds: number;
   healthTimeoutSeconds: number;
   /** Who approves a restore (the environment's approvers). */

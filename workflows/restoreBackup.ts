@@ -133,13 +133,16 @@ async function restore(rb: Runbook, plan: BackupPlan, target: DatabaseTarget, fi
   const fleets = await rb.step('read fleet', () => Promise.all(plan.web.map((w) => settling.inspectFleet({ host: w.host, app: plan.app, env: plan.env }))));
   const running: RunningWeb[] = plan.web.map((w, i) => ({ host: w.host, containers: fleets[i].filter((c: FleetContainer) => c.state === 'running').map((c: FleetContainer) => c.name) }));
 
+  // 503 with Retry-After and the app's page while it is down, not a stopped upstream's 502
+  const maintenance = plan.maintenance && plan.proxies?.length && patched('restore-maintenance-mode') ? maintenanceOf(plan, `restore of ${target.name} by ${workflowInfo().workflowId}`) : undefined;
   const stoppedAt = Date.now();
   let swapped = false;
   try {
+    if (maintenance) await maintenance.on(rb);
     await rb.step('stop app', () => allSettled(running.map((r) => settling.stopContainers({ host: r.host, names: r.containers, timeoutSeconds: plan.stopTimeoutSeconds }))));
     await rb.step('swap in restored database', () => settling.swapInRestoredDatabase({ target, runTag }));
     swapped = true;
-    await startFleet(rb, plan, running);
+    await startFleet(rb, plan, running, maintenance);
   } catch (err) {
     await CancellationScope.nonCancellable(async () => {
       const undo: string[] = [];
@@ -151,10 +154,10 @@ async function restore(rb: Runbook, plan: BackupPlan, target: DatabaseTarget, fi
         undo.push(`COULD NOT put the previous database back: ${errorMessage(rootFailure(e))}`);
       }
       try {
-        await startFleet(rb, plan, running);
+        await startFleet(rb, plan, running, maintenance);
         undo.push('the app was started again and is healthy');
       } catch (e) {
-        undo.push(`the app DID NOT come back: ${errorMessage(rootFailure(e))}`);
+        undo.push(`the app DID NOT come back: ${errorMessage(rootFailure(e))}${maintenance?.isOn ? `; maintenance mode stays on (\`runbook maintenance off ${plan.app} --env ${plan.env}\` once it is back)` : ''}`);
       }
       throw ApplicationFailure.nonRetryable(`restore of ${file} failed: ${errorMessage(rootFailure(err))}; ${undo.join('; ')}. Safety backup: ${safety.file}`, 'RestoreFailed');
     });
@@ -195,11 +198,47 @@ interface RunningWeb {
   containers: string[];
 }
 
+interface Maintenance {
+  isOn: boolean;
+  on(rb: Runbook): Promise<void>;
+  off(rb: Runbook): Promise<void>;
+}
+
+function maintenanceOf(plan: BackupPlan, reason: string): Maintenance {
+  const request = (p: { host: HostSpec; container: string }, on: boolean) => quick.proxyMaintenance({ host: p.host, container: p.container, app: plan.app, env: plan.env, on, reason, ...plan.maintenance! });
+  const m: Maintenance = {
+    isOn: false,
+    async on(rb) {
+      try {
+        m.isOn = true; // set first: a proxy switched before a sibling failed is switched back
+        await rb.step('maintenance on', () => allSettled(plan.proxies!.map((p) => request(p, true))));
+      } catch (err) {
+        // the restore goes on: requests get 502 while the app is stopped, as before maintenance mode
+        rb.note(`maintenance mode could not be turned on: ${errorMessage(rootFailure(err))}`);
+      }
+    },
+    async off(rb) {
+      if (!m.isOn) return;
+      await rb.step('maintenance off', () => allSettled(plan.proxies!.map((p) => request(p, false))));
+      m.isOn = false;
+    },
+  };
+  return m;
+}
+
 /** Starts every web container that was running, then waits until each is healthy and the app answers. */
-async function startFleet(rb: Runbook, plan: BackupPlan, running: RunningWeb[]): Promise<void> {
+async function startFleet(rb: Runbook, plan: BackupPlan, running: RunningWeb[], maintenance?: Maintenance): Promise<void> {
   await rb.step('start app', () => allSettled(running.map((r) => (r.containers.length ? settling.startContainers({ host: r.host, names: r.containers }) : Promise.resolve({ host: r.host.name, started: [] })))));
   // A restarted container may get another address: each proxy reloads to resolve the names again.
   await rb.step('reload proxies', () => allSettled((plan.proxies ?? []).map((p) => quick.reloadProxy(p))));
+  if (maintenance) {
+    // healthy containers first, then the proxies serve the app again, then the check through them
+    await rb.step('health check', () => allSettled(running.flatMap((r) => r.containers.map((container) => waiting.waitHealthy({ host: r.host, container, timeoutSeconds: plan.healthTimeoutSeconds })))));
+    await maintenance.off(rb);
+    const url = plan.healthUrl;
+    if (url) await rb.step('smoke test', () => waiting.smokeTest({ url, expectStatus: 200 }));
+    return;
+  }
   await rb.step('health check', async () => {
     await allSettled(running.flatMap((r) => r.containers.map((container) => waiting.waitHealthy({ host: r.host, container, timeoutSeconds: plan.healthTimeoutSeconds }))));
     if (plan.healthUrl) await waiting.smokeTest({ url: plan.healthUrl, expectStatus: 200 });

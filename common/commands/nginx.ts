@@ -14,6 +14,95 @@ export const TLS_DIR = '/etc/nginx/tls';
 /** Where HTTP-01 token files go (served on port 80 at /.well-known/acme-challenge/). */
 export const ACME_WEBROOT = '/var/www/acme';
 
+/**
+ * Maintenance mode: two snippets in the proxy's TLS volume, included by every server block it
+ * renders (an empty glob includes nothing). The location one answers 503, the server one turns a
+ * 503 into the app's page with Retry-After. The ACME path is not in maintenance.
+ */
+export const MAINTENANCE = {
+  serverGlob: `${TLS_DIR}/*.maintenance-server.conf`,
+  locationGlob: `${TLS_DIR}/*.maintenance-location.conf`,
+  serverFile: `${TLS_DIR}/runbook.maintenance-server.conf`,
+  locationFile: `${TLS_DIR}/runbook.maintenance-location.conf`,
+  pageFile: `${TLS_DIR}/maintenance.html`,
+} as const;
+
+const MAINTENANCE_PAGE_URI = '/.runbook-maintenance.html';
+
+export interface MaintenanceInput {
+  app: string;
+  env: string;
+  retryAfterSeconds: number;
+  /** Shown in the snippet's comment: why and since when. */
+  reason: string;
+}
+
+export function renderMaintenanceSnippets(input: MaintenanceInput): { server: string; location: string } {
+  if (!Number.isInteger(input.retryAfterSeconds) || input.retryAfterSeconds < 1 || input.retryAfterSeconds > 86_400) {
+    throw new Error(`retryAfterSeconds must be a whole number of seconds from 1 to 86400 (got ${input.retryAfterSeconds})`);
+  }
+  const why = input.reason.replace(/[\r\n]+/g, ' ').slice(0, 200);
+  const header = `# Managed by temporal-runbooks: maintenance mode of ${input.app}/${input.env} (${why}).`;
+  return {
+    // a URI (not a named location): nginx turns the method into GET, so a POST gets the page, not a 405
+    server: `${header}
+error_page 503 ${MAINTENANCE_PAGE_URI};
+location = ${MAINTENANCE_PAGE_URI} {
+    internal;
+    alias ${MAINTENANCE.pageFile};
+    default_type text/html;
+    add_header Retry-After ${input.retryAfterSeconds} always;
+    add_header Cache-Control "no-store" always;
+}
+`,
+    location: `${header}
+return 503;
+`,
+  };
+}
+
+/** The page shown when the app has none of its own. */
+export function defaultMaintenancePage(app: string): string {
+  const name = app.replace(/[^a-z0-9-]/g, '');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${name}: maintenance</title></head>
+<body><h1>${name} is down for maintenance</h1><p>It will be back shortly. Please try again in a moment.</p></body></html>
+`;
+}
+
+/** Exit codes of {@link nginxMaintenanceArgv}'s script besides 0 (switched, tested and reloaded). */
+export const NGINX_MAINTENANCE_EXIT = { unchanged: 10, testFailed: 11, reloadFailed: 12, writeFailed: 13, notIncluded: 14 } as const;
+
+const NGINX_MAINTENANCE_SCRIPT = [
+  // $1 on|off, $2 server snippet, $3 location snippet, $4 page
+  `server_file=${MAINTENANCE.serverFile}; location_file=${MAINTENANCE.locationFile}; page=${MAINTENANCE.pageFile}`,
+  'if [ "$1" = on ]; then',
+  `  grep -qF '${MAINTENANCE.locationGlob}' ${PROXY_CONFIG_PATH} || { echo "the proxy config does not include the maintenance snippets (rendered before maintenance mode existed: an update or deploy renders it again; or it forwards during a cutover)"; exit ${NGINX_MAINTENANCE_EXIT.notIncluded}; }`,
+  `  { printf '%s' "$2" > "$server_file.next" && printf '%s' "$3" > "$location_file.next" && printf '%s' "$4" > "$page.next"; } || exit ${NGINX_MAINTENANCE_EXIT.writeFailed}`,
+  '  if cmp -s "$server_file.next" "$server_file" && cmp -s "$location_file.next" "$location_file" && cmp -s "$page.next" "$page"; then',
+  `    rm -f "$server_file.next" "$location_file.next" "$page.next"; exit ${NGINX_MAINTENANCE_EXIT.unchanged}`,
+  '  fi',
+  `  { mv -f "$page.next" "$page" && mv -f "$server_file.next" "$server_file" && mv -f "$location_file.next" "$location_file"; } || exit ${NGINX_MAINTENANCE_EXIT.writeFailed}`,
+  'else',
+  `  [ -f "$server_file" ] || [ -f "$location_file" ] || exit ${NGINX_MAINTENANCE_EXIT.unchanged}`,
+  '  rm -f "$server_file" "$location_file"',
+  'fi',
+  // nginx still runs the config it had: removing what failed the test is enough
+  `if ! nginx -t 2>&1; then rm -f "$server_file" "$location_file"; exit ${NGINX_MAINTENANCE_EXIT.testFailed}; fi`,
+  `nginx -s reload 2>&1 || exit ${NGINX_MAINTENANCE_EXIT.reloadFailed}`,
+].join('\n');
+
+/**
+ * One exec that turns maintenance mode on (the page and both snippets written, \`nginx -t\`, graceful
+ * reload) or off (the snippets removed, reload). Already in that state: nothing happens (exit 10).
+ * A snippet that fails \`nginx -t\` is removed again: the proxy keeps serving the app.
+ */
+export function nginxMaintenanceArgv(on: boolean, snippets?: { server: string; location: string }, page?: string): string[] {
+  if (on && (!snippets || page === undefined)) throw new Error('maintenance on needs the snippets and the page');
+  for (const text of [snippets?.server, snippets?.location, page]) if (text?.includes('\0')) throw new Error('maintenance files cannot contain NUL bytes');
+  return ['sh', '-c', NGINX_MAINTENANCE_SCRIPT, 'nginx-maintenance', on ? 'on' : 'off', snippets?.server ?? '', snippets?.location ?? '', page ?? ''];
+}
+
 export const proxyUpstreamName = (app: string, env: string): string => `${app}_${env}`.replace(/[^A-Za-z0-9_]/g, '_');
 
 export interface HttpsServerInput {
@@ -57,8 +146,10 @@ server {
     add_header X-Frame-Options DENY always;
     add_header X-Content-Type-Options nosniff always;
     add_header X-XSS-Protection "1; mode=block" always;
+    include ${MAINTENANCE.serverGlob};
 
     location / {
+        include ${MAINTENANCE.locationGlob};
         proxy_pass http://${proxyUpstreamName(input.app, input.env)};
         proxy_http_version 1.1;
         proxy_set_header Connection "";
@@ -104,6 +195,7 @@ ${servers}
 server {
     listen 80 default_server;
     server_name ${input.serverName ?? '_'};
+    include ${MAINTENANCE.serverGlob};
 
     location /.well-known/acme-challenge/ {
         root /var/www/acme;
@@ -111,6 +203,7 @@ server {
 
     location / {
         include ${TLS_DIR}/*.redirect.conf;
+        include ${MAINTENANCE.locationGlob};
         proxy_pass http://${upstreamName};
         proxy_http_version 1.1;
         proxy_set_header Connection "";

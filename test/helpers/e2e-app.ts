@@ -57,13 +57,13 @@ export async function psqlIn(docker: Docker, container: string, sql: string, dat
  * closes it fails in the client, a race of keep-alive itself (RFC 9112 §9.3.1 lets a client retry
  * only idempotent requests), not of what the proxy or the runbook does.
  */
-function request(url: string, o: { method?: string; body?: string; timeoutMs?: number } = {}): Promise<{ status: number; body: string }> {
+function request(url: string, o: { method?: string; body?: string; timeoutMs?: number } = {}): Promise<{ status: number; body: string; retryAfter?: string }> {
   return new Promise((resolve) => {
     const req = http.request(url, { method: o.method ?? 'GET', agent: false, timeout: o.timeoutMs ?? 5000 }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, ...(res.headers['retry-after'] ? { retryAfter: String(res.headers['retry-after']) } : {}) }));
       res.on('error', (err) => resolve({ status: 0, body: err.message }));
     });
     req.on('timeout', () => req.destroy(new Error(`no answer within ${o.timeoutMs ?? 5000} ms`)));
@@ -89,7 +89,7 @@ export interface WriteStreamOptions {
  */
 export class WriteStream {
   readonly acked: { body: string; at: number }[] = [];
-  readonly refused: { status: number; body: string; at: number; url: string }[] = [];
+  readonly refused: { status: number; body: string; at: number; url: string; retryAfter?: string }[] = [];
   readsOk = 0;
   /** The longest any request took to be answered (or to fail). */
   slowestMs = 0;
@@ -109,7 +109,7 @@ export class WriteStream {
           this.slowestMs = Math.max(this.slowestMs, Date.now() - sent);
           if (read && r.status === 200) this.readsOk++;
           else if (!read && r.status === 201) this.acked.push({ body, at: Date.now() });
-          else this.refused.push({ status: r.status, body: `${read ? `GET ${o.readPath}` : `POST ${body}`}: ${r.body.slice(0, 200)}`, at: Date.now(), url: to });
+          else this.refused.push({ status: r.status, body: `${read ? `GET ${o.readPath}` : `POST ${body}`}: ${r.body.slice(0, 200)}`, at: Date.now(), url: to, ...(r.retryAfter ? { retryAfter: r.retryAfter } : {}) });
           inFlight.delete(p);
         });
         inFlight.add(p);

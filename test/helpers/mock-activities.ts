@@ -78,6 +78,7 @@ export function mockActivities(overrides: Overrides = {}): MockActivities {
     configureProxy: async () => ({ changed: true, previousWorkers: [101] }),
     waitProxyDrained: async () => ({ drained: true, stillServing: [], waitedMs: 1 }),
     reloadProxy: async () => ({ reloaded: true }),
+    proxyMaintenance: async () => ({ changed: true }),
     startPreviousDatabaseKeeper: async (req: { workflowId: string }) => ({ workflowId: req.workflowId, started: true }),
     smokeTest: async (req: { url: string }) => ({ url: req.url, status: 200, body: 'v1' }),
     probeUrls: async (req: { urls: string[] }) => ({ ok: req.urls.length, failed: 0, errors: [] }),

@@ -8,17 +8,22 @@ import {
   FORWARD_MARKER,
   forwardTarget,
   keptConfigPath,
+  MAINTENANCE,
   NGINX_DRAIN_TIMED_OUT,
   NGINX_FORWARD_EXIT,
   NGINX_SWITCH_EXIT,
   nginxForwardArgv,
+  nginxMaintenanceArgv,
   nginxSwitchArgv,
   nginxTestAndReloadArgv,
   nginxUnforwardArgv,
   nginxWorkersGoneArgv,
   parseSwitchedWorkers,
   renderForwardConfig,
+  renderHttpsServer,
+  renderMaintenanceSnippets,
   renderProxyConfig,
+  TLS_DIR,
 } from '../../common/commands/nginx';
 import { fileReadableArgv, freeDiskArgv, parseDfAvailableMb, portIsListening, shellQuote } from '../../common/commands/shell';
 import { tarFiles, tarSingleFile } from '../../common/commands/tar';
@@ -352,5 +357,29 @@ describe('tar', () => {
     expect(listing[0]).toMatch(new RegExp(`^-rw------- 0/0 +2 2025-05-01 02:00:00 ${long}$`));
     expect(listing[1]).toMatch(/^-rw------- 0\/0 +4 2025-05-01 02:00:00 etc\/app\.env$/);
     expect(execFileSync('tar', ['-xOf', '-', long], { input: archive }).toString()).toBe('a\n');
+  });
+});
+
+describe('maintenance mode (nginx snippets)', () => {
+  it('the location snippet answers 503; the server one serves the page with Retry-After; both in the proxy config', () => {
+    const { server, location } = renderMaintenanceSnippets({ app: 'shop', env: 'production', retryAfterSeconds: 45, reason: 'restore of main\nby x' });
+    expect(location).toBe('# Managed by temporal-runbooks: maintenance mode of shop/production (restore of main by x).\nreturn 503;\n');
+    expect(server).toContain('error_page 503 /.runbook-maintenance.html;');
+    expect(server).toContain(`alias ${MAINTENANCE.pageFile};`);
+    expect(server).toContain('add_header Retry-After 45 always;');
+    const config = renderProxyConfig({ app: 'shop', env: 'production', upstreams: ['shop-production-web-1:8080'] });
+    expect(config).toContain(`    include ${MAINTENANCE.serverGlob};\n`);
+    expect(config).toContain(`        include ${TLS_DIR}/*.redirect.conf;\n        include ${MAINTENANCE.locationGlob};\n`);
+    expect(renderHttpsServer({ app: 'shop', env: 'production', id: 'shop-production', domains: ['shop.example.com'] })).toContain(`include ${MAINTENANCE.locationGlob};`);
+    expect(() => renderMaintenanceSnippets({ app: 'shop', env: 'production', retryAfterSeconds: 0, reason: '' })).toThrow(/retryAfterSeconds must be a whole number/);
+  });
+
+  it('one exec: on carries the snippets and page as arguments (no shell interpretation); off carries nothing', () => {
+    const argv = nginxMaintenanceArgv(true, { server: 'S', location: 'L' }, '<p>$x</p>');
+    expect(argv.slice(0, 2)).toEqual(['sh', '-c']);
+    expect(argv.slice(3)).toEqual(['nginx-maintenance', 'on', 'S', 'L', '<p>$x</p>']);
+    expect(nginxMaintenanceArgv(false).slice(3)).toEqual(['nginx-maintenance', 'off', '', '', '']);
+    expect(() => nginxMaintenanceArgv(true)).toThrow(/needs the snippets/);
+    expect(() => nginxMaintenanceArgv(true, { server: 'a\0', location: '' }, '')).toThrow(/NUL/);
   });
 });

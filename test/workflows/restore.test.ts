@@ -9,7 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { backupFileName, buildManifest } from '../../common/commands/backup';
 import type { FleetContainer, RestoreBackupInput } from '../../common/types';
-import { approveSignal, releasePreviousSignal } from '../../workflows/lib/definitions';
+import { approveSignal, releasePreviousSignal, statusQuery } from '../../workflows/lib/definitions';
 import type { RestoreBackupResult } from '../../workflows/restoreBackup';
 import { mockActivities, type MockActivities } from '../helpers/mock-activities';
 import { testWorker, timeSkippingEnv, waitForGate, workflowBundle } from '../helpers/workflow-env';
@@ -124,8 +124,32 @@ describe('restoreBackup after a rolling update', () => {
     // the safety backup is pinned by this run (nightly retention keeps it until released or 30 days)
     const safety = mocks.calls.find((c) => c.name === 'backupDatabase')!.args as { at: string; pin: { reason: string; by: string; until: string } };
     expect(safety.pin).toEqual({ reason: 'safety', by: expect.stringMatching(/^restoreBackup\/shop\/production\//), until: new Date(Date.parse(safety.at) + 30 * 86_400_000).toISOString() });
-    const order = mocks.names().filter((n) => ['inspectFleet', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'reloadProxy', 'startPreviousDatabaseKeeper', 'releaseLock', 'dropPreviousDatabase'].includes(n));
-    expect(order).toEqual(['inspectFleet', 'inspectFleet', 'stopContainers', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'startContainers', 'reloadProxy', 'reloadProxy', 'startPreviousDatabaseKeeper', 'releaseLock', 'dropPreviousDatabase']);
+    const order = mocks
+      .names()
+      .filter((n) => ['inspectFleet', 'proxyMaintenance', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'reloadProxy', 'waitHealthy', 'smokeTest', 'startPreviousDatabaseKeeper', 'releaseLock', 'dropPreviousDatabase'].includes(n));
+    // maintenance mode on every proxy before the stop; off once the containers are healthy, before the check through the proxy
+    expect(order).toEqual([
+      'inspectFleet', 'inspectFleet', 'proxyMaintenance', 'proxyMaintenance', 'stopContainers', 'stopContainers', 'swapInRestoredDatabase', 'startContainers', 'startContainers',
+      'reloadProxy', 'reloadProxy', 'waitHealthy', 'waitHealthy', 'proxyMaintenance', 'proxyMaintenance', 'smokeTest', 'startPreviousDatabaseKeeper', 'releaseLock', 'dropPreviousDatabase',
+    ]);
+    const switched = argsOf(mocks, 'proxyMaintenance').map((a) => `${a.host.name} ${(a as unknown as { on: boolean }).on ? 'on' : 'off'}`);
+    expect([switched.slice(0, 2).sort(), switched.slice(2).sort()]).toEqual([['one on', 'two on'], ['one off', 'two off']]);
+  });
+
+  it('maintenance mode that cannot be turned on is noted; the restore goes on (a 502 while stopped, as before)', async () => {
+    const { mocks } = restoreMocks({
+      proxyMaintenance: async (req: { on: boolean; container: string }) => {
+        if (req.on) throw ApplicationFailure.nonRetryable(`${req.container} on one: the proxy config does not include the maintenance snippets`, 'ProxyMaintenanceUnsupported');
+        return { changed: false };
+      },
+    });
+    await withWorker(mocks, async (taskQueue) => {
+      const handle = await approvedRestore(taskQueue);
+      expect(await settled(handle)).toMatchObject({ previousKept: true });
+      const st = await handle.query(statusQuery);
+      expect(st.notes?.join('\n')).toMatch(/maintenance mode could not be turned on: .*does not include the maintenance snippets/);
+    });
+    expect(mocks.called('swapInRestoredDatabase')).toBe(1);
   });
 
   it('released early: the kept database is dropped at once, and says by whom', async () => {
@@ -223,6 +247,7 @@ describe('restoreBackup after a rolling update', () => {
     const f = await withWorker(mocks, async (taskQueue) => failureOf(await approvedRestore(taskQueue)));
     expect(f.type).toBe('RestoreFailed');
     expect(f.message).toMatch(/is unhealthy: migrations missing; the previous database is live again \(the restored copy is kept as scratch_restore_main\); the app was started again and is healthy\. Safety backup: shop-production-main-\d{8}T\d{6}Z\.sql\.zst/);
+    expect(argsOf(mocks, 'proxyMaintenance').map((a) => (a as unknown as { on: boolean }).on)).toEqual([true, true, false, false]); // off only once it was healthy again
     const names = mocks.names();
     expect(names.filter((n) => n === 'swapBackPreviousDatabase')).toHaveLength(1);
     expect(names.indexOf('swapBackPreviousDatabase')).toBeGreaterThan(names.indexOf('swapInRestoredDatabase'));
