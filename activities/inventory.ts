@@ -6,7 +6,7 @@ import type { CutoverPlan } from '../common/cutover';
 import { buildCutoverPlan } from '../common/cutover-plan';
 import type { DnsCutoverInput } from '../common/inputs';
 import { InventoryError, parseInventory, type Inventory } from '../common/inventory';
-import { buildBackupPlan, buildDeployPlan, buildUpdatePlan, findTarget, hostSpec, PlanError } from '../common/plan';
+import { buildBackupPlan, buildDeployPlan, buildMaintenancePlan, buildUpdatePlan, findTarget, hostSpec, PlanError, type MaintenancePlan } from '../common/plan';
 import type { BackupPlan, DeployPlan, FirstDeployInput, FleetContainer, RollingUpdateInput, RunbookTarget, UpdatePlan } from '../common/types';
 import { activityInfoOrUndefined } from './context';
 import type { ActivityDeps } from './deps';
@@ -67,6 +67,17 @@ export function createInventoryActivities(deps: ActivityDeps) {
       const inventory = await loadInventory(deps.inventoryPath);
       try {
         return buildBackupPlan(inventory, target);
+      } catch (err) {
+        if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
+        throw err;
+      }
+    },
+
+    /** The proxies of an app/env and what they answer in maintenance mode (recorded in history). */
+    async resolveMaintenancePlan(target: RunbookTarget): Promise<MaintenancePlan> {
+      const inventory = await loadInventory(deps.inventoryPath);
+      try {
+        return buildMaintenancePlan(inventory, target);
       } catch (err) {
         if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
         throw err;

@@ -282,6 +282,24 @@ export function buildCli(): Command {
     );
 
   program
+    .command('maintenance <onOrOff> <app>')
+    .description("maintenance mode (maintenanceMode): every proxy of the app/env answers 503 with Retry-After and the app's page, or serves the app again")
+    .requiredOption('--env <env>')
+    .option('--reason <text>', 'why (kept in the proxy snippet and the history)')
+    .option('--detach', 'start and return; do not watch')
+    .action(
+      withClient(async (rc, onOrOff: string, app: string, opts: { env: string; reason?: string; detach?: boolean }) => {
+        if (onOrOff !== 'on' && onOrOff !== 'off') throw new Error(`maintenance: "${onOrOff}" is not "on" or "off"`);
+        checkName('app', app);
+        checkName('env', opts.env);
+        const input = { app, env: opts.env, on: onOrOff === 'on', ...(opts.reason ? { reason: opts.reason } : {}) };
+        const handle = await rc.start('maintenanceMode', input, `Maintenance mode ${onOrOff} for ${app}/${opts.env}${opts.reason ? `: ${opts.reason}` : ''}`);
+        console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})\n  UI: ${uiUrl(rc, handle.workflowId)}`);
+        return opts.detach ? 0 : watch(rc, handle.workflowId);
+      }),
+    );
+
+  program
     .command('restore <app>')
     .description('restore a database from a verified backup (restoreBackup; waits for approval of gate "restore")')
     .requiredOption('--env <env>')

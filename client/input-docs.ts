@@ -36,6 +36,7 @@ export const INPUT_EXAMPLES: Record<RunbookWithInputSchema, Record<string, unkno
   releasePreviousDatabase: { app: 'demo', env: 'production', database: 'main', runTag: '2026-11-26T14:42:52.219Z', keepFor: '7d' },
   dnsCutover: { app: 'demo', from: 'production', to: 'green', ttlLeadTime: '48h', window: '7d' },
   backupCatalog: { app: 'demo', env: 'production' },
+  maintenanceMode: { app: 'demo', env: 'production', on: true, reason: 'database migration, back at 10:00' },
 };
 
 /** The page under docs/runbooks/ of each runbook with an input schema (helpers share their parent's page). */
@@ -48,6 +49,7 @@ export const RUNBOOK_PAGES: Record<RunbookWithInputSchema, string> = {
   releasePreviousDatabase: 'restoreBackup.md',
   issueCertificate: 'issueCertificate.md',
   dnsCutover: 'dnsCutover.md',
+  maintenanceMode: 'maintenanceMode.md',
 };
 
 /** The workflow ID the CLI and the workers use for a run of the example input. */

@@ -197,6 +197,15 @@ export const BackupCatalogInputSchema = z
   .describe('backupCatalog: which backups an app/env has (read-only; `runbook backups`): per database, each backup with its time, size, whether a drill verified it, and its pin.');
 export type BackupCatalogInput = z.infer<typeof BackupCatalogInputSchema>;
 
+export const MaintenanceModeInputSchema = z
+  .strictObject({
+    ...target,
+    on: bool().describe('true: every proxy of the app/env answers 503 with Retry-After and the maintenance page (apps.<app>.maintenance); false: the app again.'),
+    reason: z.string({ error: typeError('a string') }).max(200).optional().describe('Why, kept in the proxies\' snippet and the run\'s history.'),
+  })
+  .describe('maintenanceMode: turn maintenance mode on or off on every proxy of an app/env (`runbook maintenance on|off`). Takes the app/env lock: refused while another runbook runs there.');
+export type MaintenanceModeInput = z.infer<typeof MaintenanceModeInputSchema>;
+
 /** The schema of each runbook's input, by workflow type (the runbooks that take one). */
 export const INPUT_SCHEMAS = {
   firstDeploy: FirstDeployInputSchema,
@@ -207,6 +216,7 @@ export const INPUT_SCHEMAS = {
   releasePreviousDatabase: ReleasePreviousDatabaseInputSchema,
   dnsCutover: DnsCutoverInputSchema,
   backupCatalog: BackupCatalogInputSchema,
+  maintenanceMode: MaintenanceModeInputSchema,
 } as const satisfies Partial<Record<RunbookName | 'releasePreviousDatabase' | 'backupCatalog', z.ZodType>>;
 export type RunbookWithInputSchema = keyof typeof INPUT_SCHEMAS;
 

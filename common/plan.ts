@@ -36,6 +36,24 @@ export function hostSpec(inventory: Inventory, name: string): HostSpec {
   };
 }
 
+export interface MaintenancePlan {
+  app: string;
+  env: string;
+  proxies: { host: HostSpec; container: string }[];
+  maintenance: { retryAfterSeconds: number; pageFile?: string };
+}
+
+/** Maintenance mode of an app/env: the proxy on each of its hosts and what they answer. */
+export function buildMaintenancePlan(inventory: Inventory, target: RunbookTarget): MaintenancePlan {
+  const { app, env } = findTarget(inventory, target);
+  return {
+    app: target.app,
+    env: target.env,
+    proxies: env.hosts.map((h) => ({ host: hostSpec(inventory, h), container: proxyContainerName(target.app, target.env) })),
+    maintenance: { retryAfterSeconds: app.maintenance.retryAfterSeconds, ...(app.maintenance.pageFile ? { pageFile: app.maintenance.pageFile } : {}) },
+  };
+}
+
 export function findTarget(inventory: Inventory, target: RunbookTarget) {
   const app = inventory.apps[target.app];
   if (!app) throw new PlanError(`unknown app "${target.app}" (inventory has: ${Object.keys(inventory.apps).join(', ') || 'none'})`);

@@ -8,3 +8,4 @@ export { releasePreviousDatabase, restoreBackup } from './restoreBackup';
 export { backupCatalog } from './backupCatalog';
 export { dnsCutover } from './dnsCutover';
 export { rollingUpdate } from './rollingUpdate';
+export { maintenanceMode } from './maintenanceMode';

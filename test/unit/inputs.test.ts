@@ -19,6 +19,7 @@ const MINIMAL: Record<RunbookWithInputSchema, Record<string, unknown>> = {
   releasePreviousDatabase: { ...target, database: 'main', runTag: '2026-11-26T14:42:52.219Z', keepFor: '7d' },
   dnsCutover: { app: 'shop', from: 'production', to: 'green' },
   backupCatalog: target,
+  maintenanceMode: { ...target, on: false },
 };
 
 function failure(runbook: RunbookWithInputSchema, input: unknown): ApplicationFailure {
