@@ -9,6 +9,7 @@ import { createDnsActivities } from './dns';
 import { createDockerActivities } from './docker';
 import { dockerEnvFrom } from './envfiles';
 import { createHealthActivities } from './health';
+import { createHousekeepingActivities } from './housekeeping';
 import { createInventoryActivities } from './inventory';
 import { createKeeperActivities } from './keeper';
 import { createLockActivities } from './lock';
@@ -40,6 +41,7 @@ function allActivities(deps: ActivityDeps) {
     ...createPreflightActivities(deps.ssh, deps.engines),
     ...createDockerActivities(deps.engines, secretEnv),
     ...createHealthActivities(deps.engines),
+    ...createHousekeepingActivities(deps.engines),
     ...createProxyActivities(deps.engines),
     ...createLockActivities(deps),
     ...createKeeperActivities(deps),

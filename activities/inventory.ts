@@ -6,7 +6,7 @@ import type { CutoverPlan } from '../common/cutover';
 import { buildCutoverPlan } from '../common/cutover-plan';
 import type { DnsCutoverInput } from '../common/inputs';
 import { InventoryError, parseInventory, type Inventory } from '../common/inventory';
-import { buildBackupPlan, buildDeployPlan, buildMaintenancePlan, buildUpdatePlan, findTarget, hostSpec, PlanError, type MaintenancePlan } from '../common/plan';
+import { buildBackupPlan, buildDeployPlan, buildHousekeepingPlan, buildMaintenancePlan, buildUpdatePlan, findTarget, hostSpec, PlanError, type HousekeepingPlan, type MaintenancePlan } from '../common/plan';
 import type { BackupPlan, DeployPlan, FirstDeployInput, FleetContainer, RollingUpdateInput, RunbookTarget, UpdatePlan } from '../common/types';
 import { activityInfoOrUndefined } from './context';
 import type { ActivityDeps } from './deps';
@@ -78,6 +78,17 @@ export function createInventoryActivities(deps: ActivityDeps) {
       const inventory = await loadInventory(deps.inventoryPath);
       try {
         return buildMaintenancePlan(inventory, target);
+      } catch (err) {
+        if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
+        throw err;
+      }
+    },
+
+    /** The image repository and hosts of an app/env for housekeeping (recorded in history). */
+    async resolveHousekeepingPlan(target: RunbookTarget): Promise<HousekeepingPlan> {
+      const inventory = await loadInventory(deps.inventoryPath);
+      try {
+        return buildHousekeepingPlan(inventory, target);
       } catch (err) {
         if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
         throw err;

@@ -37,6 +37,7 @@ export const INPUT_EXAMPLES: Record<RunbookWithInputSchema, Record<string, unkno
   dnsCutover: { app: 'demo', from: 'production', to: 'green', ttlLeadTime: '48h', window: '7d' },
   backupCatalog: { app: 'demo', env: 'production' },
   maintenanceMode: { app: 'demo', env: 'production', on: true, reason: 'database migration, back at 10:00' },
+  housekeeping: { app: 'demo', env: 'production', dryRun: true },
 };
 
 /** The page under docs/runbooks/ of each runbook with an input schema (helpers share their parent's page). */
@@ -50,6 +51,7 @@ export const RUNBOOK_PAGES: Record<RunbookWithInputSchema, string> = {
   issueCertificate: 'issueCertificate.md',
   dnsCutover: 'dnsCutover.md',
   maintenanceMode: 'maintenanceMode.md',
+  housekeeping: 'housekeeping.md',
 };
 
 /** The workflow ID the CLI and the workers use for a run of the example input. */

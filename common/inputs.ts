@@ -207,6 +207,14 @@ export const MaintenanceModeInputSchema = z
 export type MaintenanceModeInput = z.infer<typeof MaintenanceModeInputSchema>;
 
 /** The schema of each runbook's input, by workflow type (the runbooks that take one). */
+export const HousekeepingInputSchema = z
+  .strictObject({
+    ...target,
+    dryRun: bool().optional().describe('true: decide and report (what would be removed, what is kept and why, disk use), remove nothing. Default: false.'),
+  })
+  .describe("housekeeping: on every host of an app/env, remove the images of the app's repository older than the running and the previous version; never an image a container uses (`runbook housekeeping`). Takes the app/env lock unless dryRun: never races an update.");
+export type HousekeepingInput = z.infer<typeof HousekeepingInputSchema>;
+
 export const INPUT_SCHEMAS = {
   firstDeploy: FirstDeployInputSchema,
   rollingUpdate: RollingUpdateInputSchema,
@@ -217,6 +225,7 @@ export const INPUT_SCHEMAS = {
   dnsCutover: DnsCutoverInputSchema,
   backupCatalog: BackupCatalogInputSchema,
   maintenanceMode: MaintenanceModeInputSchema,
+  housekeeping: HousekeepingInputSchema,
 } as const satisfies Partial<Record<RunbookName | 'releasePreviousDatabase' | 'backupCatalog', z.ZodType>>;
 export type RunbookWithInputSchema = keyof typeof INPUT_SCHEMAS;
 

@@ -415,3 +415,17 @@ export function hostProxyConfig(plan: UpdatePlan, host: string, live: Record<num
   });
 }
 
+
+export interface HousekeepingPlan {
+  app: string;
+  env: string;
+  /** The app's image repository (apps.<app>.image); its tags are the versions. */
+  repository: string;
+  hosts: HostSpec[];
+}
+
+/** Housekeeping of an app/env: its image repository and the hosts of the environment. */
+export function buildHousekeepingPlan(inventory: Inventory, target: RunbookTarget): HousekeepingPlan {
+  const { app, env } = findTarget(inventory, target);
+  return { app: target.app, env: target.env, repository: app.image, hosts: env.hosts.map((h) => hostSpec(inventory, h)) };
+}

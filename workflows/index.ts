@@ -9,3 +9,4 @@ export { backupCatalog } from './backupCatalog';
 export { dnsCutover } from './dnsCutover';
 export { rollingUpdate } from './rollingUpdate';
 export { maintenanceMode } from './maintenanceMode';
+export { housekeeping } from './housekeeping';

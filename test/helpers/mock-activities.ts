@@ -1,7 +1,7 @@
 // Mocked activities for workflow tests: they record calls and answer like the real ones would.
 import { ApplicationFailure } from '@temporalio/common';
 import { parseInventory } from '../../common/inventory';
-import { buildBackupPlan, buildDeployPlan } from '../../common/plan';
+import { buildBackupPlan, buildDeployPlan, buildHousekeepingPlan } from '../../common/plan';
 import type { Activities } from '../../activities';
 import { createHealthActivities, type BakeRequest } from '../../activities/health';
 import type { FirstDeployInput, LockAnswer } from '../../common/types';
@@ -102,6 +102,17 @@ export function mockActivities(overrides: Overrides = {}): MockActivities {
       } catch (err) {
         throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidInput');
       }
+    },
+    resolveHousekeepingPlan: async (target: { app: string; env: string }) => {
+      try {
+        return buildHousekeepingPlan(inventory, target);
+      } catch (err) {
+        throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidInput');
+      }
+    },
+    diskUsage: async (req: { host: { name: string } }) => {
+      const area = { count: 1, size: 1000, reclaimable: 0 };
+      return { host: req.host.name, disk: { images: area, containers: area, volumes: area, buildCache: { count: 0, size: 0, reclaimable: 0 } } };
     },
     // one webhook configured, reminders an hour before a deadline
     notifyRunbookEvent: async () => ({ webhooks: 1, sent: 1, alreadySent: 0, unconfirmed: 0, remindBeforeMs: 3_600_000 }),
