@@ -8,6 +8,8 @@ import { formatBackups, formatCutoverStatus, formatHistory, formatRunList, forma
 import { failureText, RunbookClient } from './runbooks';
 import { backupScheduleId, certScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, DEFAULT_CERT_CATCHUP_WINDOW, DEFAULT_CERT_EVERY, describeBackupSchedule, describeCertSchedule, hasBackupSchedule, triggerBackupSchedule, triggerCertSchedule, upsertBackupSchedule, upsertCertSchedule } from './schedules';
 import { formatSchedule } from './schedule-format';
+import { formatHousekeeping } from './housekeeping-format';
+import type { HousekeepingResult } from '../workflows/housekeeping';
 import { watch } from './watch';
 
 /** Kept here too: scripts import `watch` from the CLI module. */
@@ -296,6 +298,29 @@ export function buildCli(): Command {
         const handle = await rc.start('maintenanceMode', input, `Maintenance mode ${onOrOff} for ${app}/${opts.env}${opts.reason ? `: ${opts.reason}` : ''}`);
         console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})\n  UI: ${uiUrl(rc, handle.workflowId)}`);
         return opts.detach ? 0 : watch(rc, handle.workflowId);
+      }),
+    );
+
+  program
+    .command('housekeeping <app>')
+    .description("remove the app's images older than the running and the previous version on every host of the env, never one in use; report disk per host (housekeeping)")
+    .requiredOption('--env <env>')
+    .option('--dry-run', 'decide and report only: remove nothing, take no lock')
+    .option('--json', 'print the result as JSON (no live view)')
+    .action(
+      withClient(async (rc, app: string, opts: { env: string; dryRun?: boolean; json?: boolean }) => {
+        checkName('app', app);
+        checkName('env', opts.env);
+        const input = { app, env: opts.env, ...(opts.dryRun ? { dryRun: true } : {}) };
+        const handle = await rc.start('housekeeping', input, `Housekeeping of ${app}/${opts.env}'s images${opts.dryRun ? ' (dry run)' : ''}`);
+        if (opts.json) {
+          console.log(JSON.stringify(await handle.result(), null, 2));
+          return 0;
+        }
+        console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})\n  UI: ${uiUrl(rc, handle.workflowId)}`);
+        const code = await watch(rc, handle.workflowId);
+        if (code === 0) console.log(formatHousekeeping((await rc.handle(handle.workflowId).result()) as HousekeepingResult));
+        return code;
       }),
     );
 

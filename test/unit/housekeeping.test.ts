@@ -1,5 +1,6 @@
 // Housekeeping decisions (common/housekeeping.ts): which tags of an app's repository go and why the
 // others stay; and the disk report read from the engine's df answer.
+import { formatHousekeeping } from '../../client/housekeeping-format';
 import { decideHousekeeping, repositoryTags, summarizeDiskUsage, type HostContainer, type RepositoryImage } from '../../common/housekeeping';
 
 const REPO = 'reg:5000/shop';
@@ -117,4 +118,39 @@ it('summarizes the engine df answer per area with what is reclaimable', () => {
     volumes: { count: 3, size: 100, reclaimable: 30 },
     buildCache: { count: 0, size: 0, reclaimable: 0 },
   });
+});
+
+it('the CLI prints per host what went, what stayed and why, and disk before → after', () => {
+  const area = (size: number, reclaimable = 0) => ({ count: 2, size, reclaimable });
+  const diskOf = (images: number) => ({ images: area(images, 100), containers: area(10), volumes: area(2_500_000), buildCache: area(0) });
+  const text = formatHousekeeping({
+    app: 'shop',
+    env: 'production',
+    repository: REPO,
+    dryRun: false,
+    hosts: [
+      {
+        host: 'one',
+        removed: [{ id: 'sha256:v1', tags: ['v1'], size: 120_000_000, deleted: true }],
+        kept: [
+          { id: 'sha256:v3', tags: ['v3'], reasons: ['running'], containers: ['shop-production-web-1'] },
+          { id: 'sha256:v2', tags: ['v2'], reasons: ['in use'], containers: [], refused: 'container abc is using its referenced image' },
+        ],
+        diskBefore: diskOf(1_500_000_000),
+        diskAfter: diskOf(1_380_000_000),
+      },
+    ],
+  });
+  expect(text.split('\n')).toEqual([
+    'housekeeping of shop/production (reg:5000/shop)',
+    'one:',
+    '  removed v1 (120.0 MB)',
+    '  kept v3: running; used by shop-production-web-1',
+    '  kept v2: in use; the engine refused: container abc is using its referenced image',
+    '  disk (before → after):',
+    '    images      1.50 GB → 1.38 GB (2; reclaimable 100 B)',
+    '    containers  10 B → 10 B (2; reclaimable 0 B)',
+    '    volumes     2.50 MB → 2.50 MB (2; reclaimable 0 B)',
+    '    build cache 0 B → 0 B (2; reclaimable 0 B)',
+  ]);
 });
