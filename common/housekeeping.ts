@@ -5,7 +5,7 @@ import { splitImageReference } from './commands/docker';
 /** An image carrying at least one tag of the repository (as the engine lists it). */
 export interface RepositoryImage {
   id: string;
-  /** Every `repository:tag` reference of the image, other repositories' too. */
+  /** The image's `repository:tag` references as listed (an engine's reference filter may leave out other repositories'). */
   references: string[];
   /** Unix seconds. */
   created: number;
@@ -69,7 +69,9 @@ export function decideHousekeeping(repository: string, images: RepositoryImage[]
   for (const c of containers) usedBy.set(c.imageId, [...(usedBy.get(c.imageId) ?? []), c.name]);
   const running = containers.filter((c) => c.state === 'running');
   const runningIds = new Set(running.map((c) => c.imageId));
-  const previousVersions = new Set(running.map((c) => c.labels['runbook.previous-version']).filter((v): v is string => !!v));
+  // only containers running this repository's images say which of its versions came before
+  const ourIds = new Set(ours.map((i) => i.image.id));
+  const previousVersions = new Set(running.filter((c) => ourIds.has(c.imageId)).map((c) => c.labels['runbook.previous-version']).filter((v): v is string => !!v));
   const newestNotRunning = ours.find((i) => !runningIds.has(i.image.id));
 
   const keep: KeptImage[] = [];

@@ -38,6 +38,12 @@ const CASES: Case[] = [
     { keep: { v5: ['newest not running'], v4: ['running'], v2: ['previous'] }, remove: ['v3', 'v1'] },
   ],
   [
+    'a previous-version label on a container of another image (another app on the host) says nothing about this repository',
+    [V.v1, V.v2, V.v3],
+    [ctr('web-1', 'v3'), { name: 'other-web-1', imageId: 'sha256:other', state: 'running', labels: { 'runbook.previous-version': 'v1' } }],
+    { keep: { v3: ['running'], v2: ['newest not running'] }, remove: ['v1'] },
+  ],
+  [
     'two versions running (mid update): both stay, and the newest of the rest',
     [V.v1, V.v2, V.v3, V.v4],
     [ctr('web-1', 'v3'), ctr('web-2', 'v4'), ctr('web-3', 'v4', 'created')],
