@@ -24,6 +24,7 @@ const HOST2_ADDRESS = '10.201.0.2';
 const HOST2_SOCK = '/run/temporal-runbooks/docker2.sock';
 const engines = { local: new Docker({ socketPath: DOCKER_SOCK }), host2: new Docker({ socketPath: HOST2_SOCK }) };
 const PROXY = 'http://127.0.0.1:18230';
+const HOST2_PROXY = `http://${HOST2_ADDRESS}:18230`;
 const PG = `${APP}-${ENV}-postgres`;
 const RESTORE_ID = `restoreBackup/${APP}/${ENV}`;
 const taskQueue = `e2e-restore-${randomUUID()}`;
@@ -256,4 +257,20 @@ it('the worker SIGKILLed at each step of a restore: the run ends with the app up
   expect(await psql(`SELECT count(*) FROM items WHERE body = 'last-write-before-killed-restore'`)).toBe('0');
   const posted = await fetch(`${PROXY}/items`, { method: 'POST', body: 'after-killed-restore' });
   expect(posted.status).toBe(201);
+});
+
+it('runbook maintenance on: both hosts answer 503 with Retry-After and the page; off: the app again', async () => {
+  const on = await runCli(['maintenance', 'on', APP, '--env', ENV, '--reason', 'e2e: planned work'], setup.env);
+  if (on.code !== 0) throw new Error(`maintenance on failed:\n${on.stdout}\n${on.stderr}`);
+  expect(on.stdout).toContain('maintenanceMode/rsapp/production: succeeded');
+  // the proxy of the second host too, at its own address
+  for (const proxy of [PROXY, HOST2_PROXY]) {
+    const r = await fetch(`${proxy}/version`);
+    expect([r.status, r.headers.get('retry-after'), await r.text()]).toEqual([503, '30', expect.stringContaining('rsapp is down for maintenance')]);
+  }
+  const write = await fetch(`${PROXY}/items`, { method: 'POST', body: 'during-maintenance' });
+  expect(write.status).toBe(503);
+  const off = await runCli(['maintenance', 'off', APP, '--env', ENV], setup.env);
+  expect(off.code).toBe(0);
+  for (const proxy of [PROXY, HOST2_PROXY]) expect(await servedVersion(proxy)).toEqual({ status: 200, body: 'v2' });
 });
