@@ -122,6 +122,18 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
+/** The gate notification's activity once completed: its attempt and result, from the history. */
+async function notificationOutcome(): Promise<{ scheduled: number; attempt: number; result: { sent: number; alreadySent: number; unconfirmed: number } } | undefined> {
+  const E = temporal.api.enums.v1.EventType;
+  const events = (await client.workflow.getHandle(WORKFLOW_ID).fetchHistory()).events ?? [];
+  const scheduled = events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'notifyRunbookEvent').map((e) => String(e.eventId));
+  const completed = events.find((e) => e.eventType === E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED && String(e.activityTaskCompletedEventAttributes?.scheduledEventId) === scheduled[0]);
+  if (!completed) return undefined;
+  const started = events.find((e) => e.eventType === E.EVENT_TYPE_ACTIVITY_TASK_STARTED && String(e.activityTaskStartedEventAttributes?.scheduledEventId) === scheduled[0]);
+  const result = JSON.parse(Buffer.from(completed.activityTaskCompletedEventAttributes!.result!.payloads![0].data!).toString('utf8'));
+  return { scheduled: scheduled.length, attempt: started?.activityTaskStartedEventAttributes?.attempt ?? 0, result };
+}
+
 it('the go-live gate is posted once, with the link; the worker killed right after and its retry post nothing more', async () => {
   const first = new WorkerProcess(env);
   workers.push(first);
@@ -139,23 +151,18 @@ it('the go-live gate is posted once, with the link; the worker killed right afte
   for (const secret of [secretKey, hookToken]) expect(gateCall.raw).not.toContain(secret);
   await waitFor('the first worker to be dead', 10_000, () => (killOnFirst === undefined ? true : undefined));
 
-  // a new worker: the notification activity is retried once its 30 s timeout has passed
+  // a new worker: the notification activity is retried once its 30 s timeout has passed (a decision
+  // would cancel it: the gate is approved only once the retry has ended)
   const second = new WorkerProcess(env);
   workers.push(second);
   await second.start();
+  await waitFor('the retried notification to end', 120_000, notificationOutcome);
   const approved = await runCli(['approve', WORKFLOW_ID, '--gate', 'go-live', '--by', 'alice'], env);
   expect(approved.stdout).toContain('accepted');
   await client.workflow.getHandle(WORKFLOW_ID).result();
 
-  // the activity's attempts, as the history has them
-  const history = await client.workflow.getHandle(WORKFLOW_ID).fetchHistory();
-  const events = history.events ?? [];
-  const scheduled = events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'notifyRunbookEvent').map((e) => String(e.eventId));
-  expect(scheduled).toHaveLength(1); // the gate's notification; the run succeeded
-  const completed = events.find((e) => e.eventType === temporal.api.enums.v1.EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED && String(e.activityTaskCompletedEventAttributes?.scheduledEventId) === scheduled[0]);
-  const startedEvent = events.find((e) => e.eventType === temporal.api.enums.v1.EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED && String(e.activityTaskStartedEventAttributes?.scheduledEventId) === scheduled[0]);
-  const attempt = startedEvent?.activityTaskStartedEventAttributes?.attempt ?? 0;
-  const result = JSON.parse(Buffer.from(completed!.activityTaskCompletedEventAttributes!.result!.payloads![0].data!).toString('utf8'));
+  const { scheduled, attempt, result } = (await notificationOutcome())!;
+  expect(scheduled).toBe(1); // the gate's notification; the run succeeded
   console.log(`notifyRunbookEvent: completed on attempt ${attempt}: ${JSON.stringify(result)}`);
   // the retry found the delivery recorded (sent, or "sending" if the kill came first) and posted nothing
   expect(attempt).toBeGreaterThanOrEqual(2);

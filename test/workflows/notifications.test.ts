@@ -4,6 +4,7 @@
 // notification that cannot be sent never fails the run.
 import { randomUUID } from 'node:crypto';
 import type { WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { RunbookEventRequest } from '../../activities/notify';
 import type { FirstDeployInput } from '../../common/types';
@@ -90,16 +91,38 @@ it('with no webhook configured nothing waits for a reminder; the decision alone 
 it('a notification that cannot be sent is noted in the status and the run goes on', async () => {
   const mocks = mockActivities({
     notifyRunbookEvent: async () => {
-      throw Object.assign(new Error('webhook http://127.0.0.1:9/… unreachable: ECONNREFUSED'), { nonRetryable: true });
+      throw ApplicationFailure.nonRetryable('webhook http://127.0.0.1:9/… refused the notification: HTTP 403', 'NotifyRejected');
     },
   });
   await run(mocks, async (handle) => {
     await waitForGate(handle, 'go-live', 30_000);
+    for (let i = 0; i < 200 && !(await handle.query(statusQuery)).notes?.length; i++) await new Promise((r) => setTimeout(r, 50));
     await handle.signal(approveSignal, { gate: 'go-live', by: 'alice' });
     await handle.signal(approveSignal, { gate: 'go-live', by: 'bob' });
     await handle.result();
     const st = await handle.query(statusQuery);
     expect(st.phase).toBe('succeeded');
-    expect(st.notes?.join('\n')).toMatch(/the "gate-opened" notification could not be sent: .*unreachable/);
+    expect(st.notes?.join('\n')).toMatch(/the "gate-opened" notification could not be sent: .*refused the notification: HTTP 403/);
+  });
+});
+
+it('a decided gate does not wait for its notification: a POST still being retried is cancelled', async () => {
+  let attempts = 0;
+  const mocks = mockActivities({
+    notifyRunbookEvent: async () => {
+      attempts++;
+      throw new Error('webhook http://127.0.0.1:9/… answered HTTP 503'); // retryable: the receiver is down
+    },
+  });
+  await run(mocks, async (handle) => {
+    await waitForGate(handle, 'go-live');
+    await handle.signal(approveSignal, { gate: 'go-live', by: 'alice' });
+    await handle.signal(approveSignal, { gate: 'go-live', by: 'bob' });
+    await handle.result();
+    const st = await handle.query(statusQuery);
+    expect(st.phase).toBe('succeeded');
+    // cancelled once the gate was decided: neither all 8 attempts nor a "could not be sent" note
+    expect(attempts).toBeLessThan(8);
+    expect(st.notes ?? []).toEqual([]);
   });
 });

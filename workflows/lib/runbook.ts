@@ -103,7 +103,14 @@ export class Runbook {
       return await this.step(`approval:${gate}`, async () => {
         // wait() opens the gate before its first await: a decision sent while the notification is on its way counts
         const decision = this.approvals.wait(gate, description, policy, approvalTimeoutMs(timeout));
-        const [result] = await Promise.all([decision, this.tellWhileOpen(gate)]);
+        // notifications never hold a decided gate: what is left of them (a POST being retried, the reminder) is cancelled
+        const telling = new CancellationScope();
+        const told = telling.run(() => this.tellWhileOpen(gate)).catch((err) => {
+          if (!isCancellation(err)) throw err;
+        });
+        const result = await decision;
+        telling.cancel();
+        await told;
         return result;
       });
     } finally {
