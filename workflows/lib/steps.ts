@@ -32,7 +32,7 @@ export async function withLock<T>(rb: Runbook, target: { app: string; env: strin
       try {
         await lockActivities.releaseLock({ app: target.app, env: target.env, workflowId, runId });
       } catch (err) {
-        const message = `could not release the lock of ${target.app}/${target.env} (release it with \`runbook lock release ${target.app} --env ${target.env} --force\`): ${errorMessage(rootFailure(err))}`;
+        const message = `could not release the lock of ${target.app}/${target.env} (release it with \`runbook lock release ${target.app} --env ${target.env} --by <you>\`): ${errorMessage(rootFailure(err))}`;
         log.error(message);
         rb.note(message);
       }
