@@ -3,6 +3,7 @@
 // drain then waits for the workers of the previous config to finish their in-flight requests.
 // During a DNS cutover a proxy can forward everything to the other side, its own config kept aside.
 import { readFile } from 'node:fs/promises';
+import type Docker from 'dockerode';
 import { ApplicationFailure } from '@temporalio/common';
 import {
   defaultMaintenancePage,
@@ -41,6 +42,8 @@ export interface MaintenanceRequest {
   retryAfterSeconds: number;
   /** The app's page (HTML) on the worker; else a plain page naming the app. */
   pageFile?: string;
+  /** On: how long to wait for the requests already in flight at the app (default 20 s). */
+  drainTimeoutSeconds?: number;
 }
 
 export function createProxyActivities(engines: DockerEngines) {
@@ -73,6 +76,9 @@ export function createProxyActivities(engines: DockerEngines) {
           throw ApplicationFailure.nonRetryable(`nginx -t rejected the maintenance snippets in ${req.container} on ${req.host.name}; they were removed and it serves as before:\n${output}`, 'ProxyConfigInvalid');
         }
         if (r.exitCode !== 0) throw new Error(`maintenance ${req.on ? 'on' : 'off'} in ${req.container} failed (exit ${r.exitCode}): ${output}`);
+        // on: the workers of the app's config may still have requests at the app; the caller stops
+        // it next, so those are answered first (else they end as 502s)
+        if (req.on) await drainWorkers(docker, req.container, parseSwitchedWorkers(r.stdout), req.drainTimeoutSeconds ?? MAINTENANCE_DRAIN_SECONDS);
         return { changed: true };
       } catch (err) {
         throw engineFailure(req.host, `maintenance ${req.on ? 'on' : 'off'} in ${req.container}`, err);
@@ -168,21 +174,30 @@ export function createProxyActivities(engines: DockerEngines) {
      * caller stops the old replicas anyway, and their own graceful shutdown answers what is left.
      */
     async waitProxyDrained(req: { host: HostSpec; container: string; workers: number[]; timeoutSeconds: number }): Promise<{ drained: boolean; stillServing: number[]; waitedMs: number }> {
-      if (req.workers.length === 0) return { drained: true, stillServing: [], waitedMs: 0 };
-      const started = Date.now();
-      const beat = setInterval(() => heartbeat({ draining: req.container, workers: req.workers }), 5000);
       try {
-        const docker = await engines.engine(req.host);
-        const r = await execInContainer(docker, req.container, nginxWorkersGoneArgv(req.workers, req.timeoutSeconds));
-        const waitedMs = Date.now() - started;
-        if (r.exitCode === 0) return { drained: true, stillServing: [], waitedMs };
-        if (r.exitCode === NGINX_DRAIN_TIMED_OUT) return { drained: false, stillServing: r.stdout.replace(/^still serving:/, '').trim().split(/\s+/).map(Number), waitedMs };
-        throw new Error(`waiting for the drain of ${req.container} failed (exit ${r.exitCode}): ${(r.stdout + r.stderr).trim()}`);
+        return await drainWorkers(await engines.engine(req.host), req.container, req.workers, req.timeoutSeconds);
       } catch (err) {
         throw engineFailure(req.host, `drain proxy ${req.container}`, err);
-      } finally {
-        clearInterval(beat);
       }
     },
   };
+}
+
+/** How long maintenance on waits for the requests in flight at the app (a slow request is not waited for past this). */
+const MAINTENANCE_DRAIN_SECONDS = 20;
+
+/** Waits until the nginx workers `workers` have exited (at most `timeoutSeconds`), heartbeating. */
+async function drainWorkers(docker: Docker, container: string, workers: number[], timeoutSeconds: number): Promise<{ drained: boolean; stillServing: number[]; waitedMs: number }> {
+  if (workers.length === 0) return { drained: true, stillServing: [], waitedMs: 0 };
+  const started = Date.now();
+  const beat = setInterval(() => heartbeat({ draining: container, workers }), 5000);
+  try {
+    const r = await execInContainer(docker, container, nginxWorkersGoneArgv(workers, timeoutSeconds));
+    const waitedMs = Date.now() - started;
+    if (r.exitCode === 0) return { drained: true, stillServing: [], waitedMs };
+    if (r.exitCode === NGINX_DRAIN_TIMED_OUT) return { drained: false, stillServing: r.stdout.replace(/^still serving:/, '').trim().split(/\s+/).map(Number), waitedMs };
+    throw new Error(`waiting for the drain of ${container} failed (exit ${r.exitCode}): ${(r.stdout + r.stderr).trim()}`);
+  } finally {
+    clearInterval(beat);
+  }
 }

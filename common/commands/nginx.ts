@@ -70,6 +70,9 @@ export function defaultMaintenancePage(app: string): string {
 `;
 }
 
+// Lists the pids of nginx worker processes (also those already shutting down) on one line.
+const LIST_WORKERS = `for p in /proc/[0-9]*; do case "$(tr '\\000' ' ' < "$p/cmdline" 2>/dev/null)" in "nginx: worker process"*) printf '%s ' "\${p#/proc/}";; esac; done`;
+
 /** Exit codes of {@link nginxMaintenanceArgv}'s script besides 0 (switched, tested and reloaded). */
 export const NGINX_MAINTENANCE_EXIT = { unchanged: 10, testFailed: 11, reloadFailed: 12, writeFailed: 13, notIncluded: 14 } as const;
 
@@ -89,12 +92,16 @@ const NGINX_MAINTENANCE_SCRIPT = [
   'fi',
   // nginx still runs the config it had: removing what failed the test is enough
   `if ! nginx -t 2>&1; then rm -f "$server_file" "$location_file"; exit ${NGINX_MAINTENANCE_EXIT.testFailed}; fi`,
+  `workers=$(${LIST_WORKERS})`,
   `nginx -s reload 2>&1 || exit ${NGINX_MAINTENANCE_EXIT.reloadFailed}`,
+  'echo "workers: $workers"',
 ].join('\n');
 
 /**
  * One exec that turns maintenance mode on (the page and both snippets written, \`nginx -t\`, graceful
  * reload) or off (the snippets removed, reload). Already in that state: nothing happens (exit 10).
+ * Prints \`workers: <pids>\` like {@link nginxSwitchArgv}: until those exit, requests already in
+ * flight still go to the app (so the app is stopped only after they drained).
  * A snippet that fails \`nginx -t\` is removed again: the proxy keeps serving the app.
  */
 export function nginxMaintenanceArgv(on: boolean, snippets?: { server: string; location: string }, page?: string): string[] {
@@ -220,9 +227,6 @@ server {
 
 /** Exit codes of {@link nginxSwitchArgv}'s script besides 0 (config placed, tested and reloaded). */
 export const NGINX_SWITCH_EXIT = { unchanged: 10, testFailed: 11, reloadFailed: 12, writeFailed: 13 } as const;
-
-// Lists the pids of nginx worker processes (also those already shutting down) on one line.
-const LIST_WORKERS = `for p in /proc/[0-9]*; do case "$(tr '\\000' ' ' < "$p/cmdline" 2>/dev/null)" in "nginx: worker process"*) printf '%s ' "\${p#/proc/}";; esac; done`;
 
 /** The script of {@link nginxSwitchArgv}: `$1` the config file, `$2` the new content. */
 const NGINX_SWITCH_SCRIPT = [

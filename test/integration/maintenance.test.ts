@@ -49,6 +49,8 @@ const config =
 server {
     listen 127.0.0.1:8081;
     location / { default_type text/plain; return 200 "the app\\n"; }
+    # a slow answer (3000 bytes at 1000 bytes/s): a request still in flight when the proxy switches
+    location /slow { default_type text/plain; limit_rate 1000; return 200 "${'x'.repeat(3000)}"; }
 }
 `;
 const request = (on: boolean, pageFile?: string) => ({ host, container, app: 'it-mnt', env: tag, on, reason: 'integration test', retryAfterSeconds: 30, ...(pageFile ? { pageFile } : {}) });
@@ -109,6 +111,19 @@ it("the app's own page replaces the default one; off serves the app again; off a
   expect(await acts.proxyMaintenance(request(false))).toEqual({ changed: true });
   expect(await eventually(() => get('/'), (x) => x.status === 200)).toMatchObject({ status: 200, body: 'the app\n' });
   expect(await acts.proxyMaintenance(request(false))).toEqual({ changed: false });
+});
+
+it('on returns only after the requests already in flight at the app were answered (the caller stops the app next)', async () => {
+  expect(await eventually(() => get('/'), (x) => x.status === 200)).toMatchObject({ status: 200, body: 'the app\n' });
+  let answeredAt = 0;
+  const slow = get('/slow').then((r) => ((answeredAt = Date.now()), r));
+  await new Promise((r) => setTimeout(r, 300)); // the request reached the app
+  expect(await acts.proxyMaintenance(request(true))).toEqual({ changed: true });
+  const switchedAt = Date.now();
+  expect(answeredAt).toBeGreaterThan(0);
+  expect(answeredAt).toBeLessThanOrEqual(switchedAt);
+  expect(await slow).toMatchObject({ status: 200, body: 'x'.repeat(3000) });
+  expect(await acts.proxyMaintenance(request(false))).toEqual({ changed: true });
 });
 
 it('a proxy config rendered before maintenance mode existed is refused, saying how to fix it', async () => {

@@ -379,6 +379,8 @@ describe('maintenance mode (nginx snippets)', () => {
     expect(argv.slice(0, 2)).toEqual(['sh', '-c']);
     expect(argv.slice(3)).toEqual(['nginx-maintenance', 'on', 'S', 'L', '<p>$x</p>']);
     expect(nginxMaintenanceArgv(false).slice(3)).toEqual(['nginx-maintenance', 'off', '', '', '']);
+    // the workers that served the app before the reload: the activity waits for them to exit
+    expect(argv[2]).toMatch(/workers=\$\(.*\)\nnginx -s reload .*\necho "workers: \$workers"$/);
     expect(() => nginxMaintenanceArgv(true)).toThrow(/needs the snippets/);
     expect(() => nginxMaintenanceArgv(true, { server: 'a\0', location: '' }, '')).toThrow(/NUL/);
   });
