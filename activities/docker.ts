@@ -18,7 +18,7 @@ import {
   volumeCreateBody,
 } from '../common/commands/docker';
 import { tarSingleFile } from '../common/commands/tar';
-import { LABEL } from '../common/naming';
+import { LABEL, type ContainerRole } from '../common/naming';
 import type { ContainerSpec, EnsureResult, FleetContainer, HostSpec } from '../common/types';
 import { heartbeat, sleep } from './context';
 import { SshPool } from './ssh';
@@ -339,6 +339,9 @@ export async function removeContainersByLabels(docker: Docker, labels: Record<st
   return removed;
 }
 
+/** Who stops first: nothing is routed to the app once its proxy is gone, and its databases go last. */
+const STOP_ORDER: ContainerRole[] = ['proxy', 'web', 'migrate', 'dependency'];
+
 export async function removeNetworksByLabels(docker: Docker, labels: Record<string, string>): Promise<string[]> {
   const nets = await docker.listNetworks({ filters: labelFilter(labels) });
   const removed: string[] = [];
@@ -518,6 +521,68 @@ export function createDockerActivities(engines: DockerEngines, readSecretEnv: (s
           started.push(name);
         }
         return { host: req.host.name, started };
+      });
+    },
+
+    /**
+     * \`runbook stop\`: every container of the app/env on this host (found by label, whatever its name),
+     * stopped with the grace period and removed, the proxy first and the dependencies last; then its
+     * networks. Volumes stay. Idempotent: what is gone already is skipped.
+     */
+    async removeAppContainers(req: HostRequest & { app: string; env: string; timeoutSeconds: number }): Promise<{ host: string; removed: { name: string; role: string }[]; networks: string[] }> {
+      return withEngine(req.host, `stop ${req.app}/${req.env}`, async (d) => {
+        const removed: { name: string; role: string }[] = [];
+        for (const role of STOP_ORDER) {
+          const list = await d.listContainers({ all: true, filters: labelFilter({ [LABEL.app]: req.app, [LABEL.env]: req.env, [LABEL.role]: role }) });
+          await Promise.all(
+            list.map(async (c) => {
+              const container = d.getContainer(c.Id);
+              try {
+                if (c.State === 'running') await container.stop({ t: req.timeoutSeconds }).catch((err) => (statusCode(err) === 304 ? undefined : Promise.reject(err)));
+                await container.remove({ v: false });
+                removed.push({ name: (c.Names[0] ?? c.Id).replace(/^\//, ''), role });
+              } catch (err) {
+                if (statusCode(err) !== 404 && statusCode(err) !== 409) throw err; // gone, or being removed by a retried attempt
+              }
+            }),
+          );
+        }
+        const networks = await removeNetworksByLabels(d, { [LABEL.app]: req.app, [LABEL.env]: req.env });
+        return { host: req.host.name, removed, networks };
+      });
+    },
+
+    /** Which of the named volumes exist on this host. */
+    async listVolumes(req: HostRequest & { names: string[] }): Promise<{ host: string; existing: string[] }> {
+      return withEngine(req.host, `list volumes`, async (d) => {
+        const existing: string[] = [];
+        for (const name of req.names) {
+          try {
+            await d.getVolume(name).inspect();
+            existing.push(name);
+          } catch (err) {
+            if (statusCode(err) !== 404) throw err;
+          }
+        }
+        return { host: req.host.name, existing };
+      });
+    },
+
+    /** Removes the named volumes (gone already: fine); one still used by a container is refused, naming it. */
+    async removeVolumes(req: HostRequest & { names: string[] }): Promise<{ host: string; removed: string[] }> {
+      return withEngine(req.host, `remove volumes ${req.names.join(', ')}`, async (d) => {
+        const removed: string[] = [];
+        for (const name of req.names) {
+          try {
+            await d.getVolume(name).remove();
+            removed.push(name);
+          } catch (err) {
+            if (statusCode(err) === 404) continue;
+            if (statusCode(err) === 409) throw ApplicationFailure.nonRetryable(`volume ${name} on ${req.host.name} is still used by a container; it was kept`, 'VolumeInUse');
+            throw err;
+          }
+        }
+        return { host: req.host.name, removed };
       });
     },
 

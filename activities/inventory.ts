@@ -6,7 +6,7 @@ import type { CutoverPlan } from '../common/cutover';
 import { buildCutoverPlan } from '../common/cutover-plan';
 import type { DnsCutoverInput } from '../common/inputs';
 import { InventoryError, parseInventory, type Inventory } from '../common/inventory';
-import { buildBackupPlan, buildDeployPlan, buildHousekeepingPlan, buildMaintenancePlan, buildUpdatePlan, findTarget, hostSpec, PlanError, type HousekeepingPlan, type MaintenancePlan } from '../common/plan';
+import { buildBackupPlan, buildDeployPlan, buildHousekeepingPlan, buildMaintenancePlan, buildUpdatePlan, findTarget, hostSpec, PlanError, type HousekeepingPlan, type MaintenancePlan, buildStopPlan, type StopPlan } from '../common/plan';
 import type { BackupPlan, DeployPlan, FirstDeployInput, FleetContainer, RollingUpdateInput, RunbookTarget, UpdatePlan } from '../common/types';
 import { activityInfoOrUndefined } from './context';
 import type { ActivityDeps } from './deps';
@@ -85,6 +85,16 @@ export function createInventoryActivities(deps: ActivityDeps) {
     },
 
     /** The image repository and hosts of an app/env for housekeeping (recorded in history). */
+    async resolveStopPlan(target: RunbookTarget): Promise<StopPlan> {
+      const inventory = await loadInventory(deps.inventoryPath);
+      try {
+        return buildStopPlan(inventory, target);
+      } catch (err) {
+        if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
+        throw err;
+      }
+    },
+
     async resolveHousekeepingPlan(target: RunbookTarget): Promise<HousekeepingPlan> {
       const inventory = await loadInventory(deps.inventoryPath);
       try {

@@ -325,6 +325,23 @@ export function buildCli(): Command {
     );
 
   program
+    .command('stop <app>')
+    .description('stop an app/env (stopApp): its containers on every host, proxy first, databases last, and its networks; volumes are kept')
+    .requiredOption('--env <env>')
+    .option('--volumes', 'also remove its volumes (the data), after a "remove-volumes" approval')
+    .option('--detach', 'start and return; do not watch')
+    .action(
+      withClient(async (rc, app: string, opts: { env: string; volumes?: boolean; detach?: boolean }) => {
+        checkName('app', app);
+        checkName('env', opts.env);
+        const input = { app, env: opts.env, ...(opts.volumes ? { removeVolumes: true } : {}) };
+        const handle = await rc.start('stopApp', input, `Stop ${app}/${opts.env}${opts.volumes ? ' and remove its volumes (needs approval)' : ' (volumes kept)'}`);
+        console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})\n  UI: ${uiUrl(rc, handle.workflowId)}`);
+        return opts.detach ? 0 : watch(rc, handle.workflowId);
+      }),
+    );
+
+  program
     .command('restore <app>')
     .description('restore a database from a verified backup (restoreBackup; waits for approval of gate "restore")')
     .requiredOption('--env <env>')

@@ -37,6 +37,7 @@ export const INPUT_EXAMPLES: Record<RunbookWithInputSchema, Record<string, unkno
   dnsCutover: { app: 'demo', from: 'production', to: 'green', ttlLeadTime: '48h', window: '7d' },
   backupCatalog: { app: 'demo', env: 'production' },
   maintenanceMode: { app: 'demo', env: 'production', on: true, reason: 'database migration, back at 10:00' },
+  stopApp: { app: 'demo', env: 'staging' },
   housekeeping: { app: 'demo', env: 'production', dryRun: true },
 };
 
@@ -51,6 +52,7 @@ export const RUNBOOK_PAGES: Record<RunbookWithInputSchema, string> = {
   issueCertificate: 'issueCertificate.md',
   dnsCutover: 'dnsCutover.md',
   maintenanceMode: 'maintenanceMode.md',
+  stopApp: 'stopApp.md',
   housekeeping: 'housekeeping.md',
 };
 

@@ -206,6 +206,15 @@ export const MaintenanceModeInputSchema = z
   .describe('maintenanceMode: turn maintenance mode on or off on every proxy of an app/env (`runbook maintenance on|off`). Takes the app/env lock: refused while another runbook runs there.');
 export type MaintenanceModeInput = z.infer<typeof MaintenanceModeInputSchema>;
 
+export const StopAppInputSchema = z
+  .strictObject({
+    ...target,
+    removeVolumes: bool().optional().describe('Also remove the named volumes (its data), after a "remove-volumes" approval. Default: false (they are kept).'),
+    approvalTimeout: approvalTimeout(),
+  })
+  .describe('stopApp: stop an app/env (`runbook stop`): every container of it on every host, the proxy first, the databases last, and its networks; volumes are kept unless removing them is asked for and approved.');
+export type StopAppInput = z.infer<typeof StopAppInputSchema>;
+
 /** The schema of each runbook's input, by workflow type (the runbooks that take one). */
 export const HousekeepingInputSchema = z
   .strictObject({
@@ -225,6 +234,7 @@ export const INPUT_SCHEMAS = {
   dnsCutover: DnsCutoverInputSchema,
   backupCatalog: BackupCatalogInputSchema,
   maintenanceMode: MaintenanceModeInputSchema,
+  stopApp: StopAppInputSchema,
   housekeeping: HousekeepingInputSchema,
 } as const satisfies Partial<Record<RunbookName | 'releasePreviousDatabase' | 'backupCatalog', z.ZodType>>;
 export type RunbookWithInputSchema = keyof typeof INPUT_SCHEMAS;

@@ -17,7 +17,7 @@ export const LABEL = {
 
 export type ContainerRole = 'web' | 'dependency' | 'proxy' | 'migrate';
 
-export const RUNBOOKS = ['firstDeploy', 'rollingUpdate', 'issueCertificate', 'renewCertificates', 'dnsCutover', 'nightlyBackup', 'restoreBackup', 'maintenanceMode', 'housekeeping'] as const;
+export const RUNBOOKS = ['firstDeploy', 'rollingUpdate', 'issueCertificate', 'renewCertificates', 'dnsCutover', 'nightlyBackup', 'restoreBackup', 'maintenanceMode', 'stopApp', 'housekeeping'] as const;
 export type RunbookName = (typeof RUNBOOKS)[number];
 
 export const TASK_QUEUE = 'runbooks';

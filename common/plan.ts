@@ -13,7 +13,7 @@ import {
   volumeName,
   webContainerName,
 } from './naming';
-import type { BackupPlan, BackupPolicy, ContainerSpec, DatabaseTarget, DeployPlan, FirstDeployInput, FleetContainer, HostSpec, PreflightRequest, ReplicaPlan, RollingUpdateInput, RunbookTarget, StorageSpec, UpdatePlan } from './types';
+import type { ApprovalPolicy, BackupPlan, BackupPolicy, ContainerSpec, DatabaseTarget, DeployPlan, FirstDeployInput, FleetContainer, HostSpec, PreflightRequest, ReplicaPlan, RollingUpdateInput, RunbookTarget, StorageSpec, UpdatePlan } from './types';
 
 /** Bad input: the runbook stops before any side effect. */
 export class PlanError extends Error {
@@ -428,4 +428,34 @@ export interface HousekeepingPlan {
 export function buildHousekeepingPlan(inventory: Inventory, target: RunbookTarget): HousekeepingPlan {
   const { app, env } = findTarget(inventory, target);
   return { app: target.app, env: target.env, repository: app.image, hosts: env.hosts.map((h) => hostSpec(inventory, h)) };
+}
+
+export interface StopPlan {
+  app: string;
+  env: string;
+  hosts: HostSpec[];
+  /** The named volumes of the app/env on each host: kept, unless removing them is asked for and approved. */
+  volumes: { host: string; name: string }[];
+  stopTimeoutSeconds: number;
+  approvals: ApprovalPolicy;
+}
+
+/**
+ * Stopping an app/env: its hosts (its containers are found there by label), the volumes it made (the
+ * dependencies' on the first host, where they run; each proxy's TLS volume) and who approves removing them.
+ */
+export function buildStopPlan(inventory: Inventory, target: RunbookTarget): StopPlan {
+  const { app, env } = findTarget(inventory, target);
+  const [first] = env.hosts;
+  return {
+    app: target.app,
+    env: target.env,
+    hosts: env.hosts.map((h) => hostSpec(inventory, h)),
+    volumes: [
+      ...app.dependencies.flatMap((d) => Object.keys(d.volumes).map((v) => ({ host: first, name: volumeName(target.app, target.env, v) }))),
+      ...env.hosts.map((h) => ({ host: h, name: proxyTlsVolumeName(target.app, target.env) })),
+    ],
+    stopTimeoutSeconds: app.stopTimeoutSeconds,
+    approvals: { approvers: env.approvers, minApprovals: env.minApprovals },
+  };
 }

@@ -10,3 +10,4 @@ export { dnsCutover } from './dnsCutover';
 export { rollingUpdate } from './rollingUpdate';
 export { maintenanceMode } from './maintenanceMode';
 export { housekeeping } from './housekeeping';
+export { stopApp } from './stopApp';

@@ -1,7 +1,8 @@
 // A person is told when they are needed, once: a real deploy on the local engine stops at its go-live
 // gate, the worker posts one webhook with the run's link to a receiver on loopback, and is SIGKILLed
 // the moment that receiver has answered. A new worker retries the notification activity: it finds the
-// delivery recorded and posts nothing again. Approved from the CLI, the deploy goes live.
+// delivery recorded and posts nothing again. Approved from the CLI, the deploy goes live; then
+// `runbook stop` takes it down and keeps its volume.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -120,6 +121,7 @@ afterAll(async () => {
   await new Promise((r) => receiver.close(r));
   await removeEverything();
   if (dir) rmSync(dir, { recursive: true, force: true });
+  await docker.getVolume(`${APP}-${ENV}-proxy-tls`).remove().catch(() => undefined);
 });
 
 /** The gate notification's activity once completed: its attempt and result, from the history. */
@@ -170,4 +172,15 @@ it('the go-live gate is posted once, with the link; the worker killed right afte
   expect(result.alreadySent + result.unconfirmed).toBe(1);
   expect(received.filter((r) => r.body.event.kind === 'gate-opened')).toHaveLength(1);
   expect(received).toHaveLength(1);
+});
+
+it('then runbook stop takes the deployed app down: no container or network of it is left, its volume stays', async () => {
+  const stopped = await runCli(['stop', APP, '--env', ENV], env);
+  if (stopped.code !== 0) throw new Error(`runbook stop failed:\n${stopped.stdout}\n${stopped.stderr}`);
+  expect(stopped.stdout).toContain(`stopApp/${APP}/${ENV}: succeeded`);
+  expect(await docker.listContainers({ all: true, filters: { label: [`runbook.app=${APP}`] } })).toEqual([]);
+  expect(await docker.listNetworks({ filters: { label: [`runbook.app=${APP}`] } })).toEqual([]);
+  expect((await docker.getVolume(`${APP}-${ENV}-proxy-tls`).inspect()).Name).toBe(`${APP}-${ENV}-proxy-tls`);
+  // nothing acknowledged any more at the proxy's port
+  await expect(fetch('http://127.0.0.1:18196/version')).rejects.toThrow();
 });

@@ -20,6 +20,7 @@ const MINIMAL: Record<RunbookWithInputSchema, Record<string, unknown>> = {
   dnsCutover: { app: 'shop', from: 'production', to: 'green' },
   backupCatalog: target,
   maintenanceMode: { ...target, on: false },
+  stopApp: target,
   housekeeping: target,
 };
 
