@@ -58,6 +58,17 @@ export async function waitForGate(handle: WorkflowHandle, gate: string, timeoutM
   }
 }
 
+/**
+ * The run's outcome without time skipping. The environment's client unlocks time skipping while it
+ * awaits a result, and the test server then jumps to its next timer (a gate's deadline, a reminder,
+ * years ahead when nothing else is scheduled) in the middle of the run, e.g. while the run is still
+ * handling a signal; a wait on the run's status does not.
+ */
+export async function settled(handle: WorkflowHandle): Promise<unknown> {
+  while ((await handle.describe()).status.name === 'RUNNING') await new Promise((r) => setTimeout(r, 10));
+  return handle.result();
+}
+
 /** The ApplicationFailure a run failed with (the test fails if it succeeded or failed otherwise). */
 export async function workflowFailure(result: Promise<unknown>): Promise<ApplicationFailure> {
   const err = await result.then(

@@ -12,7 +12,7 @@ import { approveSignal, rejectSignal } from '../../workflows/lib/definitions';
 import type { NightlyBackupResult } from '../../workflows/nightlyBackup';
 import type { RestoreBackupResult } from '../../workflows/restoreBackup';
 import { mockActivities, type MockActivities } from '../helpers/mock-activities';
-import { testWorker, timeSkippingEnv, waitForGate, workflowBundle, workflowFailure as failureOf } from '../helpers/workflow-env';
+import { settled, testWorker, timeSkippingEnv, waitForGate, workflowBundle, workflowFailure as failureOf } from '../helpers/workflow-env';
 
 jest.setTimeout(180_000);
 
@@ -104,16 +104,6 @@ async function withWorker<T>(mocks: MockActivities, fn: (taskQueue: string) => P
   return worker.runUntil(fn(taskQueue));
 }
 
-
-/**
- * The run's outcome without time skipping. The environment's client unlocks time skipping while it
- * awaits a result, and the test server then jumps to its next timer (years ahead when nothing else
- * is scheduled) in the middle of the night's run; a plain client on the same connection does not.
- */
-async function settled(handle: WorkflowHandle): Promise<unknown> {
-  while ((await handle.describe()).status.name === 'RUNNING') await new Promise((r) => setTimeout(r, 10));
-  return handle.result();
-}
 
 const night = (i: number, firstNight: number) => new Date(firstNight + i * DAY).toISOString().slice(0, 10);
 

@@ -14,7 +14,7 @@ import { parseInventory } from '../../common/inventory';
 import type { CertificateFacts, CertificatePlan, IssueCertificateInput, IssueCertificateResult, RenewCertificatesResult } from '../../common/types';
 import { judgeServed, type Served } from '../../workflows/issueCertificate';
 import { FINGERPRINT, mockActivities, type MockActivities } from '../helpers/mock-activities';
-import { testWorker, timeSkippingEnv, workflowBundle, workflowFailure } from '../helpers/workflow-env';
+import { settled, testWorker, timeSkippingEnv, workflowBundle, workflowFailure } from '../helpers/workflow-env';
 
 jest.setTimeout(300_000);
 
@@ -419,13 +419,9 @@ describe('issueCertificate', () => {
   });
 });
 
-/**
- * The run's outcome without time skipping (see backup.test.ts): the environment's client would let
- * the server jump to its next timer in the middle of a tick; a plain client on the same connection does not.
- */
-async function settled(handle: WorkflowHandle): Promise<{ ok: true; result: RenewCertificatesResult } | { ok: false; failure: ApplicationFailure }> {
-  while ((await handle.describe()).status.name === 'RUNNING') await new Promise((r) => setTimeout(r, 10));
-  const result = handle.result();
+/** The run's outcome (see settled), succeeded or failed. */
+async function outcomeOf(handle: WorkflowHandle): Promise<{ ok: true; result: RenewCertificatesResult } | { ok: false; failure: ApplicationFailure }> {
+  const result = settled(handle);
   return result.then(
     (r) => ({ ok: true as const, result: r as RenewCertificatesResult }),
     async () => ({ ok: false as const, failure: await workflowFailure(result) }),
@@ -451,7 +447,7 @@ describe('renewCertificates', () => {
         const calls = mocks.calls.length;
         if (i === FAIL_AT) fake.orderFailures = [rateLimited()];
         const handle = await plain.workflow.start('renewCertificates', { taskQueue, workflowId: `renewCertificates-tick-${i}`, args: [{}] });
-        const outcome = await settled(handle);
+        const outcome = await outcomeOf(handle);
         const newOrders = fake.orders.slice(orders);
         if (newOrders.some((o) => o.serial)) issuedAt.push(i);
         const children = mocks.calls.slice(calls).filter((c) => c.name === 'resolveCertificatePlan' && (c.args as IssueCertificateInput).reason !== undefined);
@@ -513,7 +509,7 @@ describe('renewCertificates', () => {
     const mocks = mockActivities(fake.activities());
     const [all, one] = await withWorker(mocks, async (taskQueue) => {
       const plain = new Client({ connection: env.connection });
-      const start = (args: object) => plain.workflow.start('renewCertificates', { taskQueue, workflowId: `renew-${randomUUID()}`, args: [args] }).then(settled);
+      const start = (args: object) => plain.workflow.start('renewCertificates', { taskQueue, workflowId: `renew-${randomUUID()}`, args: [args] }).then(outcomeOf);
       return [await start({}), await start({ app: 'shop', env: 'dev' })];
     });
     expect(all.ok).toBe(false);

@@ -12,7 +12,7 @@ import type { FleetContainer, RestoreBackupInput } from '../../common/types';
 import { approveSignal, releasePreviousSignal, statusQuery } from '../../workflows/lib/definitions';
 import type { RestoreBackupResult } from '../../workflows/restoreBackup';
 import { mockActivities, type MockActivities } from '../helpers/mock-activities';
-import { testWorker, timeSkippingEnv, waitForGate, workflowBundle } from '../helpers/workflow-env';
+import { settled, testWorker, timeSkippingEnv, waitForGate, workflowBundle } from '../helpers/workflow-env';
 
 jest.setTimeout(180_000);
 
@@ -84,12 +84,6 @@ async function approvedRestore(taskQueue: string, input: Partial<RestoreBackupIn
   await handle.signal(approveSignal, { gate: 'restore', by: 'alice' });
   await handle.signal(approveSignal, { gate: 'restore', by: 'bob' });
   return handle;
-}
-
-/** The outcome without letting the test server skip time (a plain wait on the run's status). */
-async function settled(handle: WorkflowHandle): Promise<unknown> {
-  while ((await handle.describe()).status.name === 'RUNNING') await new Promise((r) => setTimeout(r, 10));
-  return handle.result();
 }
 
 async function failureOf(handle: WorkflowHandle): Promise<ApplicationFailure> {

@@ -12,7 +12,7 @@ import type { StopPlan } from '../../common/plan';
 import type { StopAppResult } from '../../workflows/stopApp';
 import { approveSignal, rejectSignal } from '../../workflows/lib/definitions';
 import { mockActivities, type MockActivities } from '../helpers/mock-activities';
-import { testWorker, timeSkippingEnv, waitForGate, workflowBundle, workflowFailure } from '../helpers/workflow-env';
+import { settled, testWorker, timeSkippingEnv, waitForGate, workflowBundle, workflowFailure } from '../helpers/workflow-env';
 
 jest.setTimeout(60_000);
 
@@ -79,7 +79,7 @@ it('removeVolumes: the gate lists every volume before anything stops; approved, 
     expect(st.pendingGates[0].description).toMatch(/REMOVE its volumes, the data in them: shop-production-pgdata on one, shop-production-proxy-tls on one, shop-production-proxy-tls on two/);
     expect(mocks.called('removeAppContainers')).toBe(0);
     await h.signal(approveSignal, { gate: 'remove-volumes', by: 'bob' });
-    return (await h.result()) as StopAppResult;
+    return (await settled(h)) as StopAppResult;
   });
   const order = mocks.names().filter((n) => ['removeAppContainers', 'removeVolumes'].includes(n));
   expect(order).toEqual(['removeAppContainers', 'removeAppContainers', 'removeVolumes', 'removeVolumes']);
@@ -91,7 +91,7 @@ it('removeVolumes rejected: the run fails and nothing was changed', async () => 
   const f = await run(mocks, { app: 'shop', env: 'production', removeVolumes: true }, async (h) => {
     await waitForGate(h, 'remove-volumes');
     await h.signal(rejectSignal, { gate: 'remove-volumes', by: 'alice' });
-    return workflowFailure(h.result());
+    return workflowFailure(settled(h));
   });
   expect(f.message).toBe('removing the volumes of shop/production was rejected by alice; nothing was changed');
   expect(mocks.called('removeAppContainers') + mocks.called('removeVolumes')).toBe(0);
