@@ -52,10 +52,33 @@ export async function waitForGate(handle: WorkflowHandle, gate: string, timeoutM
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const st = await handle.query(statusQuery);
-    if (st.pendingGates.some((g) => g.gate === gate)) return st;
+    if (st.pendingGates.some((g) => g.gate === gate) && (await activitiesPickedUp(handle))) return st;
     if (Date.now() > deadline) throw new Error(`gate ${gate} never opened`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+const { EventType } = temporal.api.enums.v1;
+const ENDED = new Set([EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED, EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT, EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED]);
+
+/**
+ * Every activity the run scheduled has been picked up by the worker (running, or ended). A gate's
+ * notification is scheduled as the gate opens; a decision signalled while it is still only scheduled
+ * makes the run cancel an activity that never started, and the time-skipping test server then leaves
+ * the run's next workflow task hanging (seen in CI: the run never ended). The real server does not.
+ */
+async function activitiesPickedUp(handle: WorkflowHandle): Promise<boolean> {
+  const { events } = await handle.fetchHistory();
+  const scheduled = new Set<string>();
+  for (const e of events ?? []) {
+    if (e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) scheduled.add(String(e.eventId));
+    const ended = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes ?? e.activityTaskCanceledEventAttributes;
+    if (e.eventType != null && ENDED.has(e.eventType) && ended) scheduled.delete(String(ended.scheduledEventId));
+  }
+  if (scheduled.size === 0) return true;
+  const pending = (await handle.describe()).raw.pendingActivities ?? [];
+  const started = pending.filter((a) => a.state === temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED).length;
+  return started >= scheduled.size;
 }
 
 /**
