@@ -60,14 +60,46 @@ const envFileSchema = z.strictObject({
   required: z.array(envVarName).default([]),
 });
 
+/** Files on the host mounted read-only into the container (a password for the `*_FILE` convention). */
+const secretFilesSchema = z.array(z.strictObject({ path: absolutePath, target: absolutePath })).default([]);
+
+/**
+ * A health check the engine runs in the container (as Compose's \`healthcheck\`): a command (argv, or
+ * one string run by the shell), exit 0 is healthy; defaults every 5 s, 5 s per probe, 3 retries, no
+ * start period. Without one, the image's own HEALTHCHECK counts, and without that, 2 s running.
+ */
+const healthCommand = z.union([z.array(z.string().min(1)).min(1, { error: 'must have at least one word' }), z.string().min(1)]);
+const probeFields = {
+  intervalSeconds: positiveInt.optional(),
+  /** One probe's time limit. */
+  probeTimeoutSeconds: positiveInt.optional(),
+  retries: positiveInt.optional(),
+  /** Failures in this time after the start do not count (a database replaying its log). */
+  startPeriodSeconds: z.number().int().min(0).optional(),
+};
+
+/** Docker-style memory size: 512m, 1.5g, 64k (binary units). */
+const memorySize = z.string({ error: 'must be a size like "512m" or "1g"' }).regex(/^\d+(\.\d+)?[kmg]$/, { error: 'must be a size like "512m" or "1g" (k, m, g: KiB, MiB, GiB)' });
+
+/** Limits the engine enforces on the container (Compose's `deploy.resources.limits`). */
+const resourcesSchema = z.strictObject({
+  memory: memorySize.optional(),
+  cpus: z.number({ error: 'must be a number of CPUs, e.g. 0.5' }).positive({ error: 'must be more than 0' }).optional(),
+});
+
 const dependencySchema = z.strictObject({
   name: name('dependency name'),
   image: imageWithTag,
+  /** Replaces the image's command, e.g. [redis-server, --appendonly, "yes"]. */
+  command: z.array(z.string().min(1)).min(1, { error: 'must have at least one word' }).optional(),
   envFile: envFileSchema.optional(),
+  secretFiles: secretFilesSchema,
   /** Non-secret settings only; secrets go in envFile. */
   env: z.record(envVarName, z.string()).default({}),
   volumes: z.record(name('volume name'), absolutePath).default({}),
+  healthCheck: z.strictObject({ command: healthCommand, ...probeFields }).optional(),
   healthTimeoutSeconds: positiveInt.default(120),
+  resources: resourcesSchema.optional(),
 });
 
 const dnsName = z.string().regex(/^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/, { error: 'must be a DNS name (a wildcard only as the leftmost label: "*.example.com")' });
@@ -213,6 +245,10 @@ const environmentSchema = z.strictObject({
   cutover: environmentCutoverSchema.optional(),
   /** Replaces the app's `notify` for this environment. */
   notify: notifySchema.optional(),
+  /** Replace the app's, for this environment (staging and production differ: 002 Pattern 1). */
+  envFile: envFileSchema.optional(),
+  secretFiles: secretFilesSchema.optional(),
+  resources: resourcesSchema.optional(),
 });
 
 const nonNegativeInt = z.number({ error: 'must be a number' }).int({ error: 'must be a whole number' }).min(0, { error: 'must be 0 or more' });
@@ -289,12 +325,21 @@ const appSchema = z.strictObject({
   image: imageRepository,
   port,
   healthCheck: z
-    .strictObject({ path: z.string().startsWith('/', { error: 'must start with "/"' }).default('/health'), timeoutSeconds: positiveInt.default(90) })
+    .strictObject({
+      path: z.string().startsWith('/', { error: 'must start with "/"' }).default('/health'),
+      /** How long a new replica may take to become healthy. */
+      timeoutSeconds: positiveInt.default(90),
+      /** Run by the engine in each replica (else the image's HEALTHCHECK, else 2 s running). */
+      command: healthCommand.optional(),
+      ...probeFields,
+    })
     .default({ path: '/health', timeoutSeconds: 90 }),
   migrate: z.strictObject({ command: z.array(z.string().min(1)).min(1, { error: 'must have at least one word' }), timeoutSeconds: positiveInt.default(300) }).optional(),
   envFile: envFileSchema.optional(),
-  secretFiles: z.array(z.strictObject({ path: absolutePath, target: absolutePath })).default([]),
+  secretFiles: secretFilesSchema,
   dependencies: z.array(dependencySchema).default([]),
+  /** Limits of each replica and the migration (an environment may replace them). */
+  resources: resourcesSchema.optional(),
   proxyImage: imageWithTag,
   smokeTest: z
     .strictObject({
@@ -333,6 +378,8 @@ export type DependencyConfig = z.infer<typeof dependencySchema>;
 export type BackupConfig = z.infer<typeof backupSchema>;
 export type CutoverDatabaseConfig = z.infer<typeof cutoverDatabaseSchema>;
 export type NotifyConfig = z.infer<typeof notifySchema>;
+export type DeclaredHealthCheck = { command?: z.infer<typeof healthCommand> } & { [K in keyof typeof probeFields]?: number };
+export type ResourcesConfig = z.infer<typeof resourcesSchema>;
 
 export class InventoryError extends Error {
   constructor(readonly problems: string[]) {

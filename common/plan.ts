@@ -1,4 +1,5 @@
 // Resolves an inventory + input into the fully explicit deploy plan that is recorded in history.
+import { engineHealthCheck, engineResources } from './commands/docker';
 import { PROXY_CONFIG_PATH, renderProxyConfig, TLS_DIR } from './commands/nginx';
 import type { BackupConfig, Inventory } from './inventory';
 import {
@@ -67,22 +68,37 @@ export function appContainerSpec(
   app: Inventory['apps'][string],
   o: { app: string; env: string; version: string; name: string; role: 'web' | 'migrate'; labels: Record<string, string>; restart: boolean },
 ): ContainerSpec {
+  const env = app.environments[o.env];
+  const { envFile, secretFiles } = appFiles(app, o.env);
+  const healthCheck = o.role === 'web' ? engineHealthCheck(app.healthCheck) : undefined;
+  const resources = engineResources(env?.resources ?? app.resources);
   return {
     name: o.name,
     image: `${app.image}:${o.version}`,
     role: o.role,
     labels: labelsFor(o.app, o.env, o.role, { [LABEL.version]: o.version, ...o.labels }),
     env: { APP_ENV: o.env },
-    envFiles: app.envFile ? [{ path: app.envFile.path, required: app.envFile.required }] : [],
+    envFiles: envFile ? [{ path: envFile.path, required: envFile.required }] : [],
     network: networkName(o.app, o.env),
     aliases: [],
     volumes: [],
-    binds: app.secretFiles.map((s) => ({ source: s.path, target: s.target, readOnly: true })),
+    binds: secretBinds(secretFiles),
     ports: [],
     stopTimeoutSeconds: app.stopTimeoutSeconds,
     restart: o.restart,
+    ...(healthCheck ? { healthCheck } : {}),
+    ...(resources ? { resources } : {}),
   };
 }
+
+/** The app's env file and secret files in an environment: the environment's replace the app's. */
+export function appFiles(app: Inventory['apps'][string], envName: string): { envFile?: { path: string; required: string[] }; secretFiles: { path: string; target: string }[] } {
+  const env = app.environments[envName];
+  const envFile = env?.envFile ?? app.envFile;
+  return { ...(envFile ? { envFile } : {}), secretFiles: env?.secretFiles ?? app.secretFiles };
+}
+
+const secretBinds = (files: { path: string; target: string }[]): ContainerSpec['binds'] => files.map((s) => ({ source: s.path, target: s.target, readOnly: true }));
 
 /**
  * The first deploy plan. `fleet` is the app/env's web containers as the engines report them (labels):
@@ -119,31 +135,39 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
   const network = networkName(appName, envName);
   const image = `${app.image}:${version}`;
   const runLabel = { [LABEL.runId]: runId };
-  const appEnvFiles = app.envFile ? [{ path: app.envFile.path, required: app.envFile.required }] : [];
+  const files = appFiles(app, envName);
+  const appEnvFiles = files.envFile ? [{ path: files.envFile.path, required: files.envFile.required }] : [];
 
   const appContainer = (name: string, role: 'web' | 'migrate', labels: Record<string, string>, restart: boolean): ContainerSpec =>
     appContainerSpec(app, { app: appName, env: envName, version, name, role, labels: { ...runLabel, ...labels }, restart });
 
-  const dependencies = app.dependencies.map((dep) => ({
-    name: dep.name,
-    host: primary.name,
-    healthTimeoutSeconds: dep.healthTimeoutSeconds,
-    container: {
-      name: dependencyContainerName(appName, envName, dep.name),
-      image: dep.image,
-      role: 'dependency' as const,
-      labels: labelsFor(appName, envName, 'dependency', { ...runLabel, 'runbook.dependency': dep.name }),
-      env: dep.env,
-      envFiles: dep.envFile ? [{ path: dep.envFile.path, required: dep.envFile.required }] : [],
-      network,
-      aliases: [dep.name],
-      volumes: Object.entries(dep.volumes).map(([vol, target]) => ({ name: volumeName(appName, envName, vol), target })),
-      binds: [],
-      ports: [],
-      stopTimeoutSeconds: app.stopTimeoutSeconds,
-      restart: true,
-    },
-  }));
+  const dependencies = app.dependencies.map((dep) => {
+    const healthCheck = engineHealthCheck(dep.healthCheck);
+    const resources = engineResources(dep.resources);
+    return {
+      name: dep.name,
+      host: primary.name,
+      healthTimeoutSeconds: dep.healthTimeoutSeconds,
+      container: {
+        name: dependencyContainerName(appName, envName, dep.name),
+        image: dep.image,
+        role: 'dependency' as const,
+        labels: labelsFor(appName, envName, 'dependency', { ...runLabel, 'runbook.dependency': dep.name }),
+        env: dep.env,
+        envFiles: dep.envFile ? [{ path: dep.envFile.path, required: dep.envFile.required }] : [],
+        ...(dep.command ? { cmd: dep.command } : {}),
+        network,
+        aliases: [dep.name],
+        volumes: Object.entries(dep.volumes).map(([vol, target]) => ({ name: volumeName(appName, envName, vol), target })),
+        binds: secretBinds(dep.secretFiles),
+        ports: [],
+        stopTimeoutSeconds: app.stopTimeoutSeconds,
+        restart: true,
+        ...(healthCheck ? { healthCheck } : {}),
+        ...(resources ? { resources } : {}),
+      },
+    };
+  });
 
   const replicas: ReplicaPlan[] = [];
   hosts.forEach((host, h) => {
@@ -216,7 +240,10 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
       ...(app.smokeTest.expectBody !== undefined ? { expectBody: app.smokeTest.expectBody.replace(/\{\{version\}\}/g, version) } : {}),
     })),
     envFiles: [...appEnvFiles, ...dependencies.flatMap((d) => d.container.envFiles)],
-    secretFiles: hosts.flatMap((h) => app.secretFiles.map((s) => ({ host: h.name, path: s.path }))),
+    secretFiles: [
+      ...hosts.flatMap((h) => files.secretFiles.map((s) => ({ host: h.name, path: s.path }))),
+      ...app.dependencies.flatMap((d) => d.secretFiles.map((s) => ({ host: primary.name, path: s.path }))),
+    ],
     portsToCheck: hosts.map((h) => ({
       host: h.name,
       bindAddress: h.bindAddress ?? env.proxy.bindAddress,
@@ -265,6 +292,7 @@ export function buildBackupPlan(inventory: Inventory, target: RunbookTarget): Ba
   const backup = app.backup;
   if (!backup) throw new PlanError(`app "${target.app}" has no backup section in the inventory (apps.${target.app}.backup)`);
   const firstHost = hostSpec(inventory, env.hosts[0]);
+  const files = appFiles(app, target.env);
   const targets: DatabaseTarget[] = backup.databases.map((db) => ({
     name: db.name,
     database: db.database,
@@ -301,9 +329,9 @@ export function buildBackupPlan(inventory: Inventory, target: RunbookTarget): Ba
         ? {
             config: {
               files: [
-                ...(app.envFile ? [app.envFile.path] : []),
-                ...app.dependencies.flatMap((d) => (d.envFile ? [d.envFile.path] : [])),
-                ...app.secretFiles.map((f) => f.path),
+                ...(files.envFile ? [files.envFile.path] : []),
+                ...app.dependencies.flatMap((d) => [...(d.envFile ? [d.envFile.path] : []), ...d.secretFiles.map((f) => f.path)]),
+                ...files.secretFiles.map((f) => f.path),
                 ...backup.archives.extraConfigFiles,
               ],
               proxies: env.hosts.map((h) => ({ host: hostSpec(inventory, h), container: proxyContainerName(target.app, target.env), path: PROXY_CONFIG_PATH })),
@@ -398,6 +426,18 @@ export function buildUpdatePlan(inventory: Inventory, input: RollingUpdateInput,
     },
     healthPath: app.healthCheck.path,
     backup: input.backup ?? (app.backup !== undefined && !input.isRollback),
+    ...(app.migrate && !input.isRollback
+      ? {
+          migrate: {
+            host: hosts[0].name,
+            timeoutSeconds: app.migrate.timeoutSeconds,
+            container: {
+              ...appContainerSpec(app, { app: appName, env: envName, version: target, name: migrateContainerName(appName, envName, target), role: 'migrate', labels: { [LABEL.runId]: runId }, restart: false }),
+              cmd: app.migrate.command,
+            },
+          },
+        }
+      : {}),
     approvals: { approvers: env.approvers, minApprovals: env.minApprovals },
     unchanged: slots.every((s) => s.current?.version === target) && fleet.every((c) => chosen.has(`${c.host}/${c.name}`)),
     // web containers that are not the current one of a replica, or of a replica that no longer exists

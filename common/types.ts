@@ -84,6 +84,19 @@ export interface ContainerSpec {
   ports: PortBinding[];
   stopTimeoutSeconds: number;
   restart: boolean;
+  /** A health check the engine runs (declared in the inventory); else the image's own. */
+  healthCheck?: EngineHealthCheck;
+  /** Limits the engine enforces. */
+  resources?: { memoryBytes?: number; nanoCpus?: number };
+}
+
+/** Docker's health check: `test` is ["CMD", ...argv] or ["CMD-SHELL", "command"]. */
+export interface EngineHealthCheck {
+  test: string[];
+  intervalSeconds: number;
+  timeoutSeconds: number;
+  retries: number;
+  startPeriodSeconds: number;
 }
 
 export interface DependencyPlan {
@@ -130,7 +143,7 @@ export interface DeployPlan {
   volumes: { host: string; name: string }[];
   dependencies: DependencyPlan[];
   pulls: { host: string; image: string }[];
-  migrate?: { host: string; container: ContainerSpec; timeoutSeconds: number };
+  migrate?: OneOffPlan;
   replicas: ReplicaPlan[];
   healthTimeoutSeconds: number;
   proxies: ProxyPlan[];
@@ -420,6 +433,13 @@ export interface SlotPlan {
   rollback: ContainerSpec;
 }
 
+/** A container that runs once to completion (a migration) on one host. */
+export interface OneOffPlan {
+  host: string;
+  container: ContainerSpec;
+  timeoutSeconds: number;
+}
+
 export interface UpdatePlan {
   app: string;
   env: string;
@@ -437,6 +457,11 @@ export interface UpdatePlan {
   smokeTest: { path: string; expectStatus: number; expectBody?: string; hostHeader?: string };
   healthPath: string;
   backup: boolean;
+  /**
+   * The new version's migration (apps.<app>.migrate), run once after the backup and before any new
+   * replica starts; none for a rollback (the schema stays expanded: see docs/migrations.md).
+   */
+  migrate?: OneOffPlan;
   approvals: ApprovalPolicy;
   /** Every replica already runs the version: nothing to do. */
   unchanged: boolean;

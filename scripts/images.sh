@@ -3,7 +3,7 @@
 # to the local registry ($REGISTRY):
 #   local/debian:bookworm        debootstrap minbase + docker import (also
 #                                pushed as $REGISTRY/debian:bookworm)
-#   $REGISTRY/demo-app:v1 :v2 :broken   images/demo-app
+#   $REGISTRY/demo-app:v1 :v2 :broken :bad-migration   images/demo-app
 #   $REGISTRY/postgres:15        images/postgres
 #   $REGISTRY/nginx:1            images/nginx
 # Needs the engine and the registry (docker-engine.sh start, registry.sh start).
@@ -104,7 +104,7 @@ main() {
   docker_cmd tag "$BASE" "$REGISTRY/debian:bookworm"
 
   local v
-  for v in v1 v2 broken; do
+  for v in v1 v2 broken bad-migration; do
     build "$REGISTRY/demo-app:$v" "$IMAGES_DIR/demo-app" --build-arg "APP_VERSION=$v"
   done
   build "$REGISTRY/postgres:15" "$IMAGES_DIR/postgres"
@@ -112,7 +112,7 @@ main() {
 
   local tag
   for tag in "$REGISTRY/debian:bookworm" "$REGISTRY/demo-app:v1" "$REGISTRY/demo-app:v2" \
-    "$REGISTRY/demo-app:broken" "$REGISTRY/postgres:15" "$REGISTRY/nginx:1"; do
+    "$REGISTRY/demo-app:broken" "$REGISTRY/demo-app:bad-migration" "$REGISTRY/postgres:15" "$REGISTRY/nginx:1"; do
     push "$tag"
   done
   # dangling layers from rebuilt images

@@ -10,7 +10,7 @@ import { ActivityFailure, ApplicationFailure, CancellationScope, executeChild, p
 import type { Activities } from '../activities';
 import { formatDuration, parseDuration } from '../common/duration';
 import { hostProxyConfig } from '../common/plan';
-import type { ContainerSpec, HostSpec, RollingUpdateInput, RollingUpdateResult, SlotPlan, UpdatePlan } from '../common/types';
+import type { ContainerSpec, HostSpec, OneOffPlan, RollingUpdateInput, RollingUpdateResult, SlotPlan, UpdatePlan } from '../common/types';
 import { parseInput, RollingUpdateInputSchema } from '../common/inputs';
 import { rootFailure, withLock } from './lib/steps';
 import { pinRequestIfPatched } from './lib/pins';
@@ -211,6 +211,8 @@ async function update(rb: Runbook, plan: UpdatePlan, input: RollingUpdateInput, 
       }),
     );
   }
+  // after the backup (it holds the schema before) and before any new replica starts
+  if (plan.migrate && patched('update-migrations')) await migrate(rb, plan, plan.migrate);
   const batchSize = input.batchSize ?? 1;
   const batches: SlotPlan[][] = [];
   for (let i = 0; i < plan.slots.length; i += batchSize) batches.push(plan.slots.slice(i, i + batchSize));
@@ -257,6 +259,29 @@ async function update(rb: Runbook, plan: UpdatePlan, input: RollingUpdateInput, 
   }
   await removeStrays(fleet);
   return fleet.live;
+}
+
+/**
+ * The new version's migration, once, while the old version serves: it must keep working on the
+ * migrated schema (expand/contract, docs/migrations.md). Failed, nothing else is changed.
+ */
+async function migrate(rb: Runbook, plan: UpdatePlan, m: OneOffPlan): Promise<void> {
+  const host = plan.hosts.find((h) => h.name === m.host)!;
+  const failed = (err: unknown): never => {
+    const cause = rootFailure(err);
+    throw ApplicationFailure.create({
+      message: `the migrations of ${plan.version} failed: ${errorMessage(cause)}\nno replica was changed: every replica still runs ${plan.fromVersion} (the migration's container ${m.container.name} is kept on ${m.host} for its logs)`,
+      type: 'MigrationFailed',
+      nonRetryable: true,
+      ...(cause instanceof ApplicationFailure && cause.details?.length ? { details: cause.details } : {}),
+    });
+  };
+  await rb.step('migrate', async () => {
+    const ran = await waiting.runOneOff.executeWithOptions({ summary: `migrations of ${plan.version}: ${m.container.name} on ${m.host}` }, [{ host, spec: m.container, timeoutSeconds: m.timeoutSeconds }]).catch(failed);
+    // its last log lines are in this run's history; the exited container would pin the image
+    await quick.removeContainers({ host, names: [m.container.name], timeoutSeconds: 5 });
+    return ran;
+  });
 }
 
 /** After the first batch: a human approves, or the proxies are watched for the bake time. */

@@ -1,5 +1,6 @@
 // Docker Engine API requests (the bodies dockerode sends), built from a ContainerSpec.
-import type { ContainerSpec } from '../types';
+import type { DeclaredHealthCheck, ResourcesConfig } from '../inventory';
+import type { ContainerSpec, EngineHealthCheck } from '../types';
 
 /** Body of POST /containers/create. `secretEnv` holds values read from env files at use. */
 export function containerCreateBody(spec: ContainerSpec, secretEnv: string[] = []): Record<string, unknown> {
@@ -19,6 +20,7 @@ export function containerCreateBody(spec: ContainerSpec, secretEnv: string[] = [
     Labels: spec.labels,
     ExposedPorts: exposed,
     StopTimeout: spec.stopTimeoutSeconds,
+    ...(spec.healthCheck ? { Healthcheck: engineHealthcheckBody(spec.healthCheck) } : {}),
     HostConfig: {
       NetworkMode: spec.network,
       PortBindings: portBindings,
@@ -27,11 +29,45 @@ export function containerCreateBody(spec: ContainerSpec, secretEnv: string[] = [
         ...spec.binds.map((b) => ({ Type: 'bind', Source: b.source, Target: b.target, ReadOnly: b.readOnly })),
       ],
       RestartPolicy: spec.restart ? { Name: 'unless-stopped' } : { Name: 'no' },
+      ...(spec.resources?.memoryBytes !== undefined ? { Memory: spec.resources.memoryBytes } : {}),
+      ...(spec.resources?.nanoCpus !== undefined ? { NanoCpus: spec.resources.nanoCpus } : {}),
       LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
     },
     NetworkingConfig: {
       EndpointsConfig: { [spec.network]: { Aliases: spec.aliases } },
     },
+  };
+}
+
+const NS_PER_SECOND = 1_000_000_000;
+
+/** The create body's \`Healthcheck\` (durations in nanoseconds). */
+export function engineHealthcheckBody(h: EngineHealthCheck): Record<string, unknown> {
+  return { Test: h.test, Interval: h.intervalSeconds * NS_PER_SECOND, Timeout: h.timeoutSeconds * NS_PER_SECOND, Retries: h.retries, StartPeriod: h.startPeriodSeconds * NS_PER_SECOND };
+}
+
+/** A declared health check (inventory) as the engine runs it: argv as CMD, a string through the shell. */
+export function engineHealthCheck(declared: DeclaredHealthCheck | undefined): EngineHealthCheck | undefined {
+  if (declared?.command === undefined) return undefined;
+  return {
+    test: typeof declared.command === 'string' ? ['CMD-SHELL', declared.command] : ['CMD', ...declared.command],
+    intervalSeconds: declared.intervalSeconds ?? 5,
+    timeoutSeconds: declared.probeTimeoutSeconds ?? 5,
+    retries: declared.retries ?? 3,
+    startPeriodSeconds: declared.startPeriodSeconds ?? 0,
+  };
+}
+
+const MEMORY_UNITS = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 } as const;
+
+/** Inventory limits (memory "512m", cpus 0.5) as the engine takes them (bytes, nano-CPUs). */
+export function engineResources(r: ResourcesConfig | undefined): ContainerSpec['resources'] {
+  if (!r || (r.memory === undefined && r.cpus === undefined)) return undefined;
+  const memory = r.memory === undefined ? undefined : /^(\d+(?:\.\d+)?)([kmg])$/.exec(r.memory);
+  if (r.memory !== undefined && !memory) throw new Error(`not a memory size: ${JSON.stringify(r.memory)}`);
+  return {
+    ...(memory ? { memoryBytes: Math.round(Number(memory[1]) * MEMORY_UNITS[memory[2] as keyof typeof MEMORY_UNITS]) } : {}),
+    ...(r.cpus !== undefined ? { nanoCpus: Math.round(r.cpus * NS_PER_SECOND) } : {}),
   };
 }
 

@@ -112,15 +112,62 @@ afterAll(async () => {
 
 let restoredFrom: string;
 
+const itemColumns = async () => (await psql(`SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns WHERE table_name = 'items'`)).split(',');
+
+/** The steps of the app's newest run of `workflowType`. */
+async function lastRun(workflowType: string): Promise<{ workflowId: string; steps: string[] }> {
+  for await (const wf of client.workflow.list({ query: `RunbookApp = '${APP}' AND WorkflowType = '${workflowType}'` })) {
+    const st = (await client.workflow.getHandle(wf.workflowId, wf.runId).query(statusQuery)) as RunbookStatus;
+    return { workflowId: wf.workflowId, steps: st.steps.map((x) => x.step) };
+  }
+  throw new Error(`no ${workflowType} run of ${APP}`);
+}
+
+/** The versions a proxy serves, sampled until stopped, consecutive repeats collapsed. */
+class VersionSampler {
+  private readonly seen: string[] = [];
+  private running = true;
+  private readonly done: Promise<void>;
+  constructor(proxy: string) {
+    this.done = (async () => {
+      while (this.running) {
+        const r = await servedVersion(proxy);
+        const v = r.status === 200 ? r.body : `HTTP ${r.status}`;
+        if (this.seen.at(-1) !== v) this.seen.push(v);
+        await sleep(50);
+      }
+    })();
+  }
+  async stop(): Promise<string[]> {
+    this.running = false;
+    await this.done;
+    return this.seen;
+  }
+}
+
 it('deploy v1, then a rolling update to v2 (its backup first): versioned replicas on both engines, writes acknowledged', async () => {
   let t0 = Date.now();
   await cli(['deploy', APP, '--env', ENV], 'deploy');
   timings.deploy = `${((Date.now() - t0) / 1000).toFixed(1)} s`;
   const before = await fetch(`${PROXY}/items`, { method: 'POST', body: 'before-update' });
   expect(before.status).toBe(201);
+  expect(await itemColumns()).toEqual(['body', 'created_at', 'id']);
+  // through the update: writes at 30/s, and the version served, sampled every 50 ms
+  const writes = new WriteStream(PROXY, 30, 300, `update-${randomUUID().slice(0, 8)}`);
+  const served = new VersionSampler(PROXY);
   t0 = Date.now();
   await cli(['update', APP, '--env', ENV, '--version', 'v2'], 'update');
   timings.update = `${((Date.now() - t0) / 1000).toFixed(1)} s`;
+  await writes.stop();
+  const versions = await served.stop();
+  timings['update load'] = `${writes.acked.length} writes acknowledged, ${writes.refused.length} refused; slowest ${writes.slowestMs} ms; served ${versions.join(' → ')}`;
+  expect(writes.refused).toEqual([]);
+  // v2's migration ran before any v2 replica (v1 served on the migrated schema until the switch)
+  expect(versions).toEqual(['v1', 'v2']);
+  expect(await itemColumns()).toEqual(['body', 'created_at', 'id', 'source']);
+  const update = await lastRun('rollingUpdate');
+  expect(update.steps.indexOf('migrate')).toBeGreaterThan(update.steps.indexOf('backup'));
+  expect(update.steps.indexOf('migrate')).toBeLessThan(update.steps.findIndex((s) => s.startsWith('batch 1/2: start')));
   const fleet = await web();
   expect(fleet.map((c) => [c.host, c.name, c.version, c.running])).toEqual([
     ['local', 'rsapp-production-web-1-v2', 'v2', true],
@@ -131,6 +178,23 @@ it('deploy v1, then a rolling update to v2 (its backup first): versioned replica
   const again = await cli(['deploy', APP, '--env', ENV], 'deploy again');
   expect(again.stdout).toMatch(/nothing to change: already deployed as planned/);
   expect((await web()).map((c) => c.name)).toEqual(fleet.map((c) => c.name));
+});
+
+it('an update whose migration fails changes nothing: every replica still runs v2 and serves, the failed migration kept for its logs', async () => {
+  const fleet = await web();
+  const r = await runCli(['update', APP, '--env', ENV, '--version', 'bad-migration', '--no-backup'], setup.env);
+  expect(r.code).not.toBe(0);
+  expect(r.stdout + r.stderr).toMatch(/the migrations of bad-migration failed: rsapp-production-migrate-bad-migration exited with code 1/);
+  expect(r.stdout + r.stderr).toMatch(/migration 'a broken one' failed: .*no_such_table.*nothing applied/);
+  expect(r.stdout + r.stderr).toMatch(/no replica was changed: every replica still runs v2/);
+  expect(await web()).toEqual(fleet);
+  expect(await servedVersion(PROXY)).toEqual({ status: 200, body: 'v2' });
+  expect(await servedVersion(HOST2_PROXY)).toEqual({ status: 200, body: 'v2' });
+  expect(await itemColumns()).toEqual(['body', 'created_at', 'id', 'source']);
+  const kept = await engines.local.getContainer('rsapp-production-migrate-bad-migration').inspect();
+  expect([kept.State.Running, kept.State.ExitCode]).toEqual([false, 1]);
+  // v2's own migration container was removed after it succeeded
+  expect(await engines.local.listContainers({ all: true, filters: { name: ['rsapp-production-migrate-v2'] } })).toEqual([]);
 });
 
 it('restore under 100 writes/s: the versioned replicas on both hosts stop and start, no acknowledged write is lost', async () => {

@@ -170,10 +170,31 @@ describe.each([
     expect(await acts.configureProxy({ host, container: proxy.name, config })).toEqual({ changed: false }); // previous config kept
   });
 
+  it("a declared health check is the engine's (not the image's), waitHealthy follows it; memory and CPU limits are enforced", async () => {
+    const base = { ...webSpec(`it-test-${tag}-dep-ok`, network, 'v1', runId), image: `${REGISTRY}/debian:bookworm`, role: 'dependency' as const, envFiles: [] };
+    const ready: ContainerSpec = {
+      ...base,
+      cmd: ['sh', '-c', 'sleep 2; touch /tmp/ready; exec sleep 600'],
+      healthCheck: { test: ['CMD-SHELL', 'test -f /tmp/ready'], intervalSeconds: 1, timeoutSeconds: 2, retries: 3, startPeriodSeconds: 0 },
+      resources: { memoryBytes: 64 * 1024 ** 2, nanoCpus: 500_000_000 },
+    };
+    await acts.ensureContainer({ host, spec: ready });
+    const healthy = await acts.waitHealthy({ host, container: ready.name, timeoutSeconds: 30 });
+    expect(healthy.health).toBe('healthy');
+    expect(healthy.seconds).toBeGreaterThanOrEqual(1.5); // not "running for 2 s": the check passed once the file existed
+    const info = await docker.getContainer(ready.name).inspect();
+    expect([info.HostConfig.Memory, info.HostConfig.NanoCpus, info.Config.Healthcheck?.Test]).toEqual([64 * 1024 ** 2, 500_000_000, ['CMD-SHELL', 'test -f /tmp/ready']]);
+    const never: ContainerSpec = { ...ready, name: `it-test-${tag}-dep-bad`, cmd: ['sleep', '600'], healthCheck: { ...ready.healthCheck!, test: ['CMD', 'sh', '-c', 'echo "not ready: no /tmp/ready"; exit 1'] } };
+    await acts.ensureContainer({ host, spec: never });
+    const f = await failure(acts.waitHealthy({ host, container: never.name, timeoutSeconds: 30 }));
+    expect(f.type).toBe('ContainerUnhealthy');
+    expect(f.message).toMatch(/health log:\n {2}exit 1: not ready: no \/tmp\/ready/);
+  });
+
   it('removes what a run created, keeping nothing of it', async () => {
     const result = await acts.removeRunResources({ host, app: 'it', env: 'test', runId });
     expect(result.removedContainers.sort()).toEqual(
-      [`it-test-${tag}-broken-1`, `it-test-${tag}-migrate-bad`, `it-test-${tag}-migrate-ok`, `it-test-${tag}-proxy`, `it-test-${tag}-web-1`].sort(),
+      [`it-test-${tag}-broken-1`, `it-test-${tag}-dep-bad`, `it-test-${tag}-dep-ok`, `it-test-${tag}-migrate-bad`, `it-test-${tag}-migrate-ok`, `it-test-${tag}-proxy`, `it-test-${tag}-web-1`].sort(),
     );
     expect(result.removedNetworks).toEqual([network]);
     expect(await docker.listContainers({ all: true, filters: { label: [`runbook.run-id=${runId}`] } })).toEqual([]);

@@ -2,7 +2,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { containerCreateBody, containerDrift, demuxDockerStream, labelFilter, lastLines, splitImageReference, summarizeHealthLog } from '../../common/commands/docker';
+import { containerCreateBody, containerDrift, demuxDockerStream, engineHealthCheck, engineResources, labelFilter, lastLines, splitImageReference, summarizeHealthLog } from '../../common/commands/docker';
 import { missingVariables, parseEnvFile, toDockerEnv } from '../../common/commands/envfile';
 import {
   FORWARD_MARKER,
@@ -95,6 +95,21 @@ describe('docker request bodies', () => {
   it('omits Cmd when the image default is wanted', () => {
     const { cmd: _cmd, ...noCmd } = spec;
     expect('Cmd' in containerCreateBody(noCmd)).toBe(false);
+  });
+
+  it('a declared health check and limits: Healthcheck in nanoseconds, Memory in bytes, NanoCpus', () => {
+    const healthCheck = engineHealthCheck({ command: 'redis-cli ping', intervalSeconds: 2, startPeriodSeconds: 30 })!;
+    expect(healthCheck).toEqual({ test: ['CMD-SHELL', 'redis-cli ping'], intervalSeconds: 2, timeoutSeconds: 5, retries: 3, startPeriodSeconds: 30 });
+    expect(engineHealthCheck({ command: ['pg_isready', '-q'] })!.test).toEqual(['CMD', 'pg_isready', '-q']);
+    expect(engineHealthCheck(undefined)).toBeUndefined();
+    expect(engineResources({ memory: '1.5g', cpus: 0.25 })).toEqual({ memoryBytes: 1610612736, nanoCpus: 250_000_000 });
+    expect(engineResources({ memory: '64k' })).toEqual({ memoryBytes: 65536 });
+    expect(engineResources({})).toBeUndefined();
+    const body = containerCreateBody({ ...spec, healthCheck, resources: { memoryBytes: 536870912, nanoCpus: 500_000_000 } }) as any;
+    expect(body.Healthcheck).toEqual({ Test: ['CMD-SHELL', 'redis-cli ping'], Interval: 2e9, Timeout: 5e9, Retries: 3, StartPeriod: 30e9 });
+    expect([body.HostConfig.Memory, body.HostConfig.NanoCpus]).toEqual([536870912, 500_000_000]);
+    const plain = containerCreateBody(spec) as any;
+    expect(['Healthcheck' in plain, 'Memory' in plain.HostConfig, 'NanoCpus' in plain.HostConfig]).toEqual([false, false, false]);
   });
   it('detects drift of an existing container', () => {
     expect(containerDrift(spec, { image: spec.image, labels: { ...spec.labels, 'runbook.run-id': 'other' } })).toEqual([]);

@@ -141,3 +141,54 @@ describe('durations', () => {
     expect(formatDuration(90_000)).toBe('90s');
   });
 });
+
+describe('declared stacks: dependency commands, secret files, health checks, limits; per-environment files', () => {
+  const yaml = TEST_INVENTORY_YAML.replace(
+    '      - { name: postgres, image: "reg:5000/postgres:15", volumes: { pgdata: /var/lib/postgresql/data } }',
+    `      - { name: postgres, image: "reg:5000/postgres:15", volumes: { pgdata: /var/lib/postgresql/data },
+          env: { POSTGRES_PASSWORD_FILE: /run/secrets/pg-password },
+          secretFiles: [{ path: /etc/shop/pg-password, target: /run/secrets/pg-password }],
+          healthCheck: { command: [pg_isready, -U, shop], startPeriodSeconds: 10 },
+          resources: { memory: 1g, cpus: 1.5 } }
+      - { name: redis, image: "reg:5000/redis:7", command: [redis-server, --appendonly, "yes"],
+          healthCheck: { command: "redis-cli -a \\"$$(cat /run/secrets/redis)\\" ping | grep -q PONG", intervalSeconds: 2, retries: 10 } }`,
+  )
+    .replace('    port: 8080\n', '    port: 8080\n    healthCheck: { command: [shop, healthcheck], probeTimeoutSeconds: 2 }\n    resources: { memory: 512m, cpus: 0.5 }\n')
+    .replace(
+      '        minApprovals: 2',
+      '        minApprovals: 2\n        envFile: { path: /etc/shop/production.env, required: [DATABASE_URL] }\n        secretFiles: [{ path: /etc/shop/production-key, target: /run/secrets/key }]\n        resources: { memory: 2g }',
+    );
+  const inv = parseInventory(yaml);
+  const plan = buildDeployPlan(inv, { app: 'shop', env: 'production' }, 'run-1');
+
+  it("a dependency's command, secret files (for *_FILE), declared health check and limits go to its container", () => {
+    const [pg, redis] = plan.dependencies.map((d) => d.container);
+    expect(pg.binds).toEqual([{ source: '/etc/shop/pg-password', target: '/run/secrets/pg-password', readOnly: true }]);
+    expect(pg.env).toEqual({ POSTGRES_PASSWORD_FILE: '/run/secrets/pg-password' });
+    expect(pg.healthCheck).toEqual({ test: ['CMD', 'pg_isready', '-U', 'shop'], intervalSeconds: 5, timeoutSeconds: 5, retries: 3, startPeriodSeconds: 10 });
+    expect(pg.resources).toEqual({ memoryBytes: 1024 ** 3, nanoCpus: 1_500_000_000 });
+    expect(redis.cmd).toEqual(['redis-server', '--appendonly', 'yes']);
+    expect(redis.healthCheck?.test[0]).toBe('CMD-SHELL');
+    expect(redis.resources).toBeUndefined();
+    // the preflight checks the dependency's secret file on the host it runs on
+    expect(plan.secretFiles).toContainEqual({ host: 'one', path: '/etc/shop/pg-password' });
+  });
+
+  it("the environment's env file, secret files and limits replace the app's; the replicas get the declared health check, the migration not", () => {
+    const web = plan.replicas[0].container;
+    expect(web.envFiles).toEqual([{ path: '/etc/shop/production.env', required: ['DATABASE_URL'] }]);
+    expect(web.binds).toEqual([{ source: '/etc/shop/production-key', target: '/run/secrets/key', readOnly: true }]);
+    expect(web.resources).toEqual({ memoryBytes: 2 * 1024 ** 3 });
+    expect(web.healthCheck).toEqual({ test: ['CMD', 'shop', 'healthcheck'], intervalSeconds: 5, timeoutSeconds: 2, retries: 3, startPeriodSeconds: 0 });
+    expect(plan.migrate?.container.envFiles).toEqual(web.envFiles);
+    expect(plan.migrate?.container.healthCheck).toBeUndefined();
+    expect(plan.envFiles.map((f) => f.path)).toEqual(['/etc/shop/production.env']);
+    expect(plan.secretFiles.filter((f) => f.path === '/etc/shop/production-key').map((f) => f.host)).toEqual(['one', 'two']);
+    expect(JSON.stringify(plan)).not.toContain('/etc/shop.env');
+  });
+
+  it('a size that is not one is refused with the field and the expected form', () => {
+    expect(() => parseInventory(yaml.replace('memory: 512m', 'memory: 512MB'))).toThrow(/apps\.shop\.resources\.memory: must be a size like "512m" or "1g"/);
+    expect(() => parseInventory(yaml.replace('cpus: 0.5', 'cpus: 0'))).toThrow(/apps\.shop\.resources\.cpus: must be more than 0/);
+  });
+});

@@ -2,7 +2,7 @@
 // start-before-stop order, canary approve / reject / timeout, bake pass / fail, failure in the first
 // and in the last batch (everything switched goes back), no-op, unknown tag, mixed fleet; a day-long
 // bake in bounded history, and histories recorded before the bake moved into an activity still replay.
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -10,6 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
+import { historyToJson } from '../../client/history-json';
 import { parseInventory } from '../../common/inventory';
 import { buildUpdatePlan } from '../../common/plan';
 import type { ContainerSpec, FleetContainer, RollingUpdateInput, RollingUpdateResult } from '../../common/types';
@@ -198,6 +199,66 @@ describe('rollingUpdate', () => {
     const { at, pin } = mocks.calls.find((c) => c.name === 'backupDatabase')!.args as { at: string; pin: { until: string } };
     expect(pin).toEqual({ reason: 'pre-update', by: expect.stringMatching(/^rollingUpdate\/shop\/production\//), until: new Date(Date.parse(at) + 30 * 86_400_000).toISOString() });
     expect(fleet.versions()).toEqual(['one:1:v2', 'two:2:v2']);
+  });
+
+  it("runs the new version's migration once, after the backup and before any new replica starts, then removes its container", async () => {
+    const fleet = new FakeFleet();
+    const mocks = mockActivities(
+      fleet.activities({
+        backupDatabase: async () => ({ file: 'shop-production-main-x.sql.zst', sizeBytes: 1, durationMs: 1 }),
+        drillRestore: async () => ({ file: 'f', tables: 1, rows: 1, durationMs: 1, scratchDatabase: 's' }),
+        archiveVolume: async () => ({ file: 'v', sizeBytes: 1, sha256: '0' }),
+        archiveConfig: async () => ({ file: 'c', sizeBytes: 1, sha256: '0' }),
+        runOneOff: async (req: { spec: ContainerSpec }) => {
+          fleet.events.push(`migrate ${req.spec.name}`);
+          return { name: req.spec.name, exitCode: 0, alreadyDone: false, lastLogLines: ['migrations applied for v2'] };
+        },
+      }),
+    );
+    const { history } = await run(mocks, async (start) => {
+      const h = await start({ backup: true });
+      await h.result();
+      return { history: await h.fetchHistory() };
+    });
+    const order = mocks.names();
+    expect(order.filter((n) => n === 'runOneOff')).toHaveLength(1);
+    expect(order.indexOf('drillRestore')).toBeLessThan(order.indexOf('runOneOff'));
+    expect(fleet.events[0]).toBe('migrate shop-production-migrate-v2');
+    expect(fleet.events.indexOf('start shop-production-web-1-v2')).toBeGreaterThan(0);
+    const { host, spec, timeoutSeconds } = mocks.calls.find((c) => c.name === 'runOneOff')!.args as { host: { name: string }; spec: ContainerSpec; timeoutSeconds: number };
+    expect([host.name, spec.image, spec.cmd, spec.role, spec.restart, timeoutSeconds]).toEqual(['one', 'reg:5000/shop:v2', ['shop', 'migrate'], 'migrate', false, 300]);
+    expect(spec.envFiles).toEqual([{ path: '/etc/shop.env', required: ['DATABASE_URL'] }]);
+    expect(mocks.calls.filter((c) => c.name === 'removeContainers').map((c) => (c.args as { names: string[] }).names)[0]).toEqual(['shop-production-migrate-v2']);
+    expect(fleet.versions()).toEqual(['one:1:v2', 'two:2:v2']);
+    if (process.env.RECORD_UPDATE_HISTORIES === '1') writeFileSync(path.join(__dirname, '../replay/histories/rollingUpdate-migrated-backed-up.json'), JSON.stringify(historyToJson(history), null, 1) + '\n');
+  });
+
+  it('a failing migration changes nothing else: no new replica, no switch, the old version serves; its container is kept for its logs', async () => {
+    const fleet = new FakeFleet();
+    const mocks = mockActivities(
+      fleet.activities({
+        runOneOff: async (req: { spec: ContainerSpec }) => {
+          throw ApplicationFailure.nonRetryable(`${req.spec.name} exited with code 1\nlast log lines:\nmigration 2 failed: column "source" already exists`, 'OneOffFailed');
+        },
+      }),
+    );
+    const f = await run(mocks, async (start) => failureOf(await start({})));
+    expect(f.type).toBe('MigrationFailed');
+    expect(f.message).toBe(
+      'the migrations of v2 failed: shop-production-migrate-v2 exited with code 1\nlast log lines:\nmigration 2 failed: column "source" already exists\nno replica was changed: every replica still runs v1 (the migration\'s container shop-production-migrate-v2 is kept on one for its logs)',
+    );
+    expect(fleet.events).toEqual([]);
+    expect(mocks.called('ensureContainer') + mocks.called('configureProxy') + mocks.called('removeContainers')).toBe(0);
+    expect(fleet.versions()).toEqual(['one:1:v1', 'two:2:v1']);
+  });
+
+  it('a rollback runs no migration (the schema stays expanded for the old version)', async () => {
+    const fleet = new FakeFleet('v2');
+    for (const c of fleet.containers.values()) c.version = 'v2';
+    const mocks = mockActivities(fleet.activities());
+    await run(mocks, async (start) => (await start({ version: 'v1', isRollback: true })).result());
+    expect(mocks.called('runOneOff')).toBe(0);
+    expect(fleet.versions()).toEqual(['one:1:v1', 'two:2:v1']);
   });
 
   it('the version already running: a no-op that touches nothing', async () => {
