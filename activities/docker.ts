@@ -18,7 +18,7 @@ import {
   volumeCreateBody,
 } from '../common/commands/docker';
 import { tarSingleFile } from '../common/commands/tar';
-import { LABEL, type ContainerRole } from '../common/naming';
+import { LABEL, previousDependencyName, type ContainerRole } from '../common/naming';
 import type { ContainerSpec, EnsureResult, FleetContainer, HostSpec } from '../common/types';
 import { heartbeat, sleep } from './context';
 import { SshPool } from './ssh';
@@ -241,7 +241,9 @@ export async function ensureContainer(docker: Docker, spec: ContainerSpec, secre
     if (drift.length) {
       throw ApplicationFailure.nonRetryable(
         `container ${spec.name} already exists and is not the one this runbook wants (${drift.join('; ')}); ` +
-          `use the rolling update runbook to change a deployed version, or remove the container`,
+          (spec.role === 'dependency'
+            ? `to move it to the image the inventory declares: runbook update ${spec.labels[LABEL.app]} --env ${spec.labels[LABEL.env]} --service ${spec.labels['runbook.dependency']}`
+            : `use the rolling update runbook to change a deployed version, or remove the container`),
         'ContainerConflict',
       );
     }
@@ -459,6 +461,74 @@ export function createDockerActivities(engines: DockerEngines, readSecretEnv: (s
             ...(c.Labels['runbook.previous-version'] ? { previousVersion: c.Labels['runbook.previous-version'] } : {}),
           }))
           .sort((a, b) => a.replica - b.replica || a.name.localeCompare(b.name));
+      });
+    },
+
+    /** The image a container runs (none: it does not exist), and whether a dependency update kept its previous one. */
+    async inspectContainerImage(req: HostRequest & { name: string }): Promise<{ image?: string; previousKept: boolean }> {
+      return withEngine(req.host, `inspect ${req.name}`, async (d) => {
+        const current = await inspectContainer(d, req.name);
+        const previous = await inspectContainer(d, previousDependencyName(req.name));
+        return { ...(current ? { image: current.image } : {}), previousKept: previous !== undefined };
+      });
+    },
+
+    /**
+     * A dependency's new container in place of the old (\`runbook update --service\`): the old one is
+     * renamed \`<name>-previous\`, stopped with its grace period (the data is flushed; one process
+     * on the volume at a time) and kept; the new one starts with the name and volumes. Idempotent: a
+     * retried attempt finds what the earlier one did. Health is waited for separately.
+     */
+    async replaceDependency(req: HostRequest & { spec: ContainerSpec; timeoutSeconds: number }): Promise<{ previous?: { name: string; image: string }; created: boolean }> {
+      return withEngine(req.host, `replace ${req.spec.name}`, async (d) => {
+        const name = req.spec.name;
+        const previousName = previousDependencyName(name);
+        if (!(await imageExists(d, req.spec.image))) await pullImage(d, req.spec.image, (status) => heartbeat({ image: req.spec.image, status }));
+        let current = await inspectContainer(d, name);
+        let previous = await inspectContainer(d, previousName);
+        if (current && current.image !== req.spec.image) {
+          // a previous container of an older update that ended: the running one is what to keep now
+          if (previous) await d.getContainer(previousName).remove({ force: true, v: false });
+          await d.getContainer(name).rename({ name: previousName });
+          previous = { ...current, name: previousName };
+          current = undefined;
+        }
+        if (previous && previous.status === 'running') {
+          heartbeat({ stopping: previousName });
+          await d
+            .getContainer(previousName)
+            .stop({ t: req.timeoutSeconds })
+            .catch((err) => {
+              if (statusCode(err) !== 304) throw err;
+            });
+        }
+        const ensured = await ensureContainer(d, req.spec, () => readSecretEnv(req.spec));
+        return { ...(previous ? { previous: { name: previousName, image: previous.image } } : {}), created: ensured.created };
+      });
+    },
+
+    /**
+     * The rollback of {@link replaceDependency}: the new container goes and the kept one gets its
+     * name back and starts, on the same volumes. Fails if no previous container is kept.
+     */
+    async restoreDependency(req: HostRequest & { name: string; timeoutSeconds: number }): Promise<{ image: string }> {
+      return withEngine(req.host, `roll back ${req.name}`, async (d) => {
+        const previousName = previousDependencyName(req.name);
+        const previous = await inspectContainer(d, previousName);
+        const current = await inspectContainer(d, req.name);
+        if (!previous) {
+          if (current) return { image: current.image }; // a retried attempt already put it back
+          throw ApplicationFailure.nonRetryable(`neither ${req.name} nor ${previousName} exists on ${req.host.name}: nothing to roll back to`, 'NothingToRollBack');
+        }
+        if (current) await d.getContainer(req.name).remove({ force: true, v: false });
+        await d.getContainer(previousName).rename({ name: req.name });
+        await d
+          .getContainer(req.name)
+          .start()
+          .catch((err) => {
+            if (statusCode(err) !== 304) throw err;
+          });
+        return { image: previous.image };
       });
     },
 

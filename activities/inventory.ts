@@ -4,10 +4,10 @@ import { ApplicationFailure } from '@temporalio/common';
 import { DnsInputError } from '../common/commands/dns';
 import type { CutoverPlan } from '../common/cutover';
 import { buildCutoverPlan } from '../common/cutover-plan';
-import type { DnsCutoverInput } from '../common/inputs';
+import type { DnsCutoverInput, UpdateDependencyInput } from '../common/inputs';
 import { InventoryError, parseInventory, type Inventory } from '../common/inventory';
-import { buildBackupPlan, buildDeployPlan, buildHousekeepingPlan, buildMaintenancePlan, buildUpdatePlan, findTarget, hostSpec, PlanError, type HousekeepingPlan, type MaintenancePlan, buildStopPlan, type StopPlan } from '../common/plan';
-import type { BackupPlan, DeployPlan, FirstDeployInput, FleetContainer, RollingUpdateInput, RunbookTarget, UpdatePlan } from '../common/types';
+import { buildBackupPlan, buildDependencyUpdatePlan, buildDeployPlan, buildHousekeepingPlan, buildMaintenancePlan, buildUpdatePlan, findTarget, hostSpec, PlanError, type HousekeepingPlan, type MaintenancePlan, buildStopPlan, type StopPlan } from '../common/plan';
+import type { BackupPlan, DependencyUpdatePlan, DeployPlan, FirstDeployInput, FleetContainer, RollingUpdateInput, RunbookTarget, UpdatePlan } from '../common/types';
 import { activityInfoOrUndefined } from './context';
 import type { ActivityDeps } from './deps';
 import { createDockerActivities } from './docker';
@@ -89,6 +89,18 @@ export function createInventoryActivities(deps: ActivityDeps) {
       const inventory = await loadInventory(deps.inventoryPath);
       try {
         return buildStopPlan(inventory, target);
+      } catch (err) {
+        if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
+        throw err;
+      }
+    },
+
+    /** The dependency as the inventory declares it, to replace the running one (\`runbook update --service\`). */
+    async resolveDependencyUpdatePlan(input: UpdateDependencyInput): Promise<DependencyUpdatePlan> {
+      const inventory = await loadInventory(deps.inventoryPath);
+      const runId = activityInfoOrUndefined()?.workflowExecution?.runId ?? 'direct';
+      try {
+        return buildDependencyUpdatePlan(inventory, input, runId);
       } catch (err) {
         if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
         throw err;

@@ -205,9 +205,10 @@ export function buildCli(): Command {
 
   program
     .command('update <app>')
-    .description('rolling update to a version: start-before-stop per batch, canary, automatic rollback of the whole fleet (rollingUpdate)')
+    .description('rolling update to a version: start-before-stop per batch, canary, automatic rollback of the whole fleet (rollingUpdate); with --service, one dependency to the image the inventory declares (updateDependency)')
     .requiredOption('--env <env>')
-    .requiredOption('--version <version>', 'image tag to roll out')
+    .option('--version <version>', 'image tag to roll out (required without --service; with it, the inventory\'s tag, checked)')
+    .option('--service <name>', 'update this dependency (e.g. redis) instead of the app: volumes kept, health-gated, approval for a database, rolled back on failure')
     .option('--batch <n>', 'replicas replaced at a time, across hosts', (v) => Number(v), 1)
     .option('--canary <mode>', 'after the first batch: "approve" (a gate) or "bake=10m" (watch health and errors)')
     .option('--surge <n>', 'batches that may boot ahead while one is switched (default: all; 0: one after the other)', (v) => Number(v))
@@ -216,10 +217,19 @@ export function buildCli(): Command {
     .option('--approval-timeout <duration>', 'how long the canary gate waits (default 7d)')
     .option('--detach', 'start and return; do not watch')
     .action(
-      withClient(async (rc, app: string, opts: { env: string; version: string; batch: number; surge?: number; drainTimeout: string; canary?: string; backup: boolean; approvalTimeout?: string; detach?: boolean }) => {
+      withClient(async (rc, app: string, opts: { env: string; version?: string; service?: string; batch: number; surge?: number; drainTimeout: string; canary?: string; backup: boolean; approvalTimeout?: string; detach?: boolean }) => {
         checkName('app', app);
         checkName('env', opts.env);
-        if (!isValidVersion(opts.version)) throw new Error(`version "${opts.version}" is not a valid image tag`);
+        if (opts.version !== undefined && !isValidVersion(opts.version)) throw new Error(`version "${opts.version}" is not a valid image tag`);
+        if (opts.service !== undefined) {
+          checkName('service', opts.service);
+          if (opts.canary !== undefined || opts.surge !== undefined) throw new Error('--canary and --surge are for the app\'s replicas, not for --service');
+          const input = { app, env: opts.env, service: opts.service, ...(opts.version ? { version: opts.version } : {}), ...(opts.backup === false ? { backup: false } : {}), ...(opts.approvalTimeout ? { approvalTimeout: opts.approvalTimeout } : {}) };
+          const handle = await rc.start('updateDependency', input, `Update the dependency ${opts.service} of ${app}/${opts.env} to the inventory's image${opts.version ? ` (${opts.version})` : ''}`);
+          console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})\n  UI: ${uiUrl(rc, handle.workflowId)}`);
+          return opts.detach ? 0 : watch(rc, handle.workflowId);
+        }
+        if (opts.version === undefined) throw new Error('--version is required (or --service <name> to update a dependency)');
         if (!Number.isInteger(opts.batch) || opts.batch < 1) throw new Error('--batch must be a whole number ≥ 1');
         if (opts.surge !== undefined && (!Number.isInteger(opts.surge) || opts.surge < 0)) throw new Error('--surge must be a whole number ≥ 0');
         parseDuration(opts.drainTimeout, '--drain-timeout');

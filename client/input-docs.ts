@@ -39,6 +39,7 @@ export const INPUT_EXAMPLES: Record<RunbookWithInputSchema, Record<string, unkno
   maintenanceMode: { app: 'demo', env: 'production', on: true, reason: 'database migration, back at 10:00' },
   stopApp: { app: 'demo', env: 'staging' },
   housekeeping: { app: 'demo', env: 'production', dryRun: true },
+  updateDependency: { app: 'demo', env: 'production', service: 'postgres', version: '15', approvalTimeout: '24h' },
 };
 
 /** The page under docs/runbooks/ of each runbook with an input schema (helpers share their parent's page). */
@@ -54,6 +55,7 @@ export const RUNBOOK_PAGES: Record<RunbookWithInputSchema, string> = {
   maintenanceMode: 'maintenanceMode.md',
   stopApp: 'stopApp.md',
   housekeeping: 'housekeeping.md',
+  updateDependency: 'updateDependency.md',
 };
 
 /** The workflow ID the CLI and the workers use for a run of the example input. */

@@ -215,6 +215,17 @@ export const StopAppInputSchema = z
   .describe('stopApp: stop an app/env (`runbook stop`): every container of it on every host, the proxy first, the databases last, and its networks; volumes are kept unless removing them is asked for and approved.');
 export type StopAppInput = z.infer<typeof StopAppInputSchema>;
 
+export const UpdateDependencyInputSchema = z
+  .strictObject({
+    ...target,
+    service: z.string().regex(NAME_PATTERN, { error: 'must be a dependency name from the inventory' }).describe('The dependency, as named in the inventory (e.g. "redis").'),
+    version: version().optional().describe("The image tag it goes to; must be the inventory's (edit the inventory first). Default: the inventory's."),
+    backup: bool().optional().describe('Take a backup first (a child nightlyBackup, pinned). Default: true when a backup database lives in it.'),
+    approvalTimeout: approvalTimeout(),
+  })
+  .describe("updateDependency: replace one dependency's container with the image the inventory declares (`runbook update <app> --service <name>`): its volumes kept, health-gated, an approval gate for a database, rolled back to the old image on failure.");
+export type UpdateDependencyInput = z.infer<typeof UpdateDependencyInputSchema>;
+
 /** The schema of each runbook's input, by workflow type (the runbooks that take one). */
 export const HousekeepingInputSchema = z
   .strictObject({
@@ -236,6 +247,7 @@ export const INPUT_SCHEMAS = {
   maintenanceMode: MaintenanceModeInputSchema,
   stopApp: StopAppInputSchema,
   housekeeping: HousekeepingInputSchema,
+  updateDependency: UpdateDependencyInputSchema,
 } as const satisfies Partial<Record<RunbookName | 'releasePreviousDatabase' | 'backupCatalog', z.ZodType>>;
 export type RunbookWithInputSchema = keyof typeof INPUT_SCHEMAS;
 

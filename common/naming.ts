@@ -17,7 +17,7 @@ export const LABEL = {
 
 export type ContainerRole = 'web' | 'dependency' | 'proxy' | 'migrate';
 
-export const RUNBOOKS = ['firstDeploy', 'rollingUpdate', 'issueCertificate', 'renewCertificates', 'dnsCutover', 'nightlyBackup', 'restoreBackup', 'maintenanceMode', 'stopApp', 'housekeeping'] as const;
+export const RUNBOOKS = ['firstDeploy', 'rollingUpdate', 'issueCertificate', 'renewCertificates', 'dnsCutover', 'nightlyBackup', 'restoreBackup', 'maintenanceMode', 'stopApp', 'housekeeping', 'updateDependency'] as const;
 export type RunbookName = (typeof RUNBOOKS)[number];
 
 export const TASK_QUEUE = 'runbooks';
@@ -31,6 +31,8 @@ export const proxyContainerName = (app: string, env: string): string => `${prefi
 /** The named volume with the proxy's certificates, keys and HTTPS snippets. */
 export const proxyTlsVolumeName = (app: string, env: string): string => `${prefix(app, env)}-proxy-tls`;
 export const migrateContainerName = (app: string, env: string, version: string): string => `${prefix(app, env)}-migrate-${version}`;
+/** The container a dependency update keeps stopped until the new one is healthy (the rollback target). */
+export const previousDependencyName = (container: string): string => `${container}-previous`;
 
 /** `<runbook>/<app>/<env>`: with conflict policy FAIL, two runs on one target cannot overlap. */
 export const runbookWorkflowId = (runbook: RunbookName, app: string, env: string): string => `${runbook}/${app}/${env}`;

@@ -1,5 +1,6 @@
 // Resolves an inventory + input into the fully explicit deploy plan that is recorded in history.
-import { engineHealthCheck, engineResources } from './commands/docker';
+import { engineHealthCheck, engineResources, splitImageReference } from './commands/docker';
+import type { UpdateDependencyInput } from './inputs';
 import { PROXY_CONFIG_PATH, renderProxyConfig, TLS_DIR } from './commands/nginx';
 import type { BackupConfig, Inventory } from './inventory';
 import {
@@ -14,7 +15,7 @@ import {
   volumeName,
   webContainerName,
 } from './naming';
-import type { ApprovalPolicy, BackupPlan, BackupPolicy, ContainerSpec, DatabaseTarget, DeployPlan, FirstDeployInput, FleetContainer, HostSpec, PreflightRequest, ReplicaPlan, RollingUpdateInput, RunbookTarget, StorageSpec, UpdatePlan } from './types';
+import type { ApprovalPolicy, BackupPlan, BackupPolicy, ContainerSpec, DatabaseTarget, DependencyPlan, DependencyUpdatePlan, DeployPlan, FirstDeployInput, FleetContainer, HostSpec, PreflightRequest, ReplicaPlan, RollingUpdateInput, RunbookTarget, StorageSpec, UpdatePlan } from './types';
 
 /** Bad input: the runbook stops before any side effect. */
 export class PlanError extends Error {
@@ -100,6 +101,39 @@ export function appFiles(app: Inventory['apps'][string], envName: string): { env
 
 const secretBinds = (files: { path: string; target: string }[]): ContainerSpec['binds'] => files.map((s) => ({ source: s.path, target: s.target, readOnly: true }));
 
+/** The dependency containers of an app/env (on the environment's first host), as the inventory declares them. */
+function dependencyPlans(inventory: Inventory, appName: string, envName: string, primary: HostSpec, runLabel: Record<string, string>): DependencyPlan[] {
+  const { app } = findTarget(inventory, { app: appName, env: envName });
+  const network = networkName(appName, envName);
+  return app.dependencies.map((dep) => {
+    const healthCheck = engineHealthCheck(dep.healthCheck);
+    const resources = engineResources(dep.resources);
+    return {
+      name: dep.name,
+      host: primary.name,
+      healthTimeoutSeconds: dep.healthTimeoutSeconds,
+      container: {
+        name: dependencyContainerName(appName, envName, dep.name),
+        image: dep.image,
+        role: 'dependency' as const,
+        labels: labelsFor(appName, envName, 'dependency', { ...runLabel, 'runbook.dependency': dep.name }),
+        env: dep.env,
+        envFiles: dep.envFile ? [{ path: dep.envFile.path, required: dep.envFile.required }] : [],
+        ...(dep.command ? { cmd: dep.command } : {}),
+        network,
+        aliases: [dep.name],
+        volumes: Object.entries(dep.volumes).map(([vol, target]) => ({ name: volumeName(appName, envName, vol), target })),
+        binds: secretBinds(dep.secretFiles),
+        ports: [],
+        stopTimeoutSeconds: app.stopTimeoutSeconds,
+        restart: true,
+        ...(healthCheck ? { healthCheck } : {}),
+        ...(resources ? { resources } : {}),
+      },
+    };
+  });
+}
+
 /**
  * The first deploy plan. `fleet` is the app/env's web containers as the engines report them (labels):
  * when a rolling update or rollback has moved the replicas to versioned names, the plan converges on
@@ -141,33 +175,7 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
   const appContainer = (name: string, role: 'web' | 'migrate', labels: Record<string, string>, restart: boolean): ContainerSpec =>
     appContainerSpec(app, { app: appName, env: envName, version, name, role, labels: { ...runLabel, ...labels }, restart });
 
-  const dependencies = app.dependencies.map((dep) => {
-    const healthCheck = engineHealthCheck(dep.healthCheck);
-    const resources = engineResources(dep.resources);
-    return {
-      name: dep.name,
-      host: primary.name,
-      healthTimeoutSeconds: dep.healthTimeoutSeconds,
-      container: {
-        name: dependencyContainerName(appName, envName, dep.name),
-        image: dep.image,
-        role: 'dependency' as const,
-        labels: labelsFor(appName, envName, 'dependency', { ...runLabel, 'runbook.dependency': dep.name }),
-        env: dep.env,
-        envFiles: dep.envFile ? [{ path: dep.envFile.path, required: dep.envFile.required }] : [],
-        ...(dep.command ? { cmd: dep.command } : {}),
-        network,
-        aliases: [dep.name],
-        volumes: Object.entries(dep.volumes).map(([vol, target]) => ({ name: volumeName(appName, envName, vol), target })),
-        binds: secretBinds(dep.secretFiles),
-        ports: [],
-        stopTimeoutSeconds: app.stopTimeoutSeconds,
-        restart: true,
-        ...(healthCheck ? { healthCheck } : {}),
-        ...(resources ? { resources } : {}),
-      },
-    };
-  });
+  const dependencies = dependencyPlans(inventory, appName, envName, primary, runLabel);
 
   const replicas: ReplicaPlan[] = [];
   hosts.forEach((host, h) => {
@@ -495,6 +503,36 @@ export function buildStopPlan(inventory: Inventory, target: RunbookTarget): Stop
       ...app.dependencies.flatMap((d) => Object.keys(d.volumes).map((v) => ({ host: first, name: volumeName(target.app, target.env, v) }))),
       ...env.hosts.map((h) => ({ host: h, name: proxyTlsVolumeName(target.app, target.env) })),
     ],
+    stopTimeoutSeconds: app.stopTimeoutSeconds,
+    approvals: { approvers: env.approvers, minApprovals: env.minApprovals },
+  };
+}
+
+/**
+ * Replacing one dependency's container with the image the inventory declares (\`runbook update
+ * --service\`). The inventory is what runs: a version that is not the inventory's is refused, saying
+ * what to change. \`database\`: a backup database lives in it (an approval gate, a backup first).
+ */
+export function buildDependencyUpdatePlan(inventory: Inventory, input: UpdateDependencyInput, runId: string): DependencyUpdatePlan {
+  const { app, env } = findTarget(inventory, input);
+  const at = app.dependencies.findIndex((d) => d.name === input.service);
+  if (at < 0) throw new PlanError(`app "${input.app}" has no dependency "${input.service}" (it has: ${app.dependencies.map((d) => d.name).join(', ') || 'none'})`);
+  const declared = app.dependencies[at].image;
+  if (input.version !== undefined && splitImageReference(declared).tag !== input.version) {
+    const wanted = `${splitImageReference(declared).repository}:${input.version}`;
+    throw new PlanError(`apps.${input.app}.dependencies.${at}.image is ${declared}: set it to ${wanted} first (the inventory is what runs; a deploy would otherwise refuse the container)`);
+  }
+  const primary = hostSpec(inventory, env.hosts[0]);
+  const dependency = dependencyPlans(inventory, input.app, input.env, primary, { [LABEL.runId]: runId })[at];
+  const database = (app.backup?.databases ?? []).some((db) => db.dependency === input.service);
+  return {
+    app: input.app,
+    env: input.env,
+    service: input.service,
+    host: primary,
+    dependency,
+    database,
+    backup: input.backup ?? (database && app.backup !== undefined),
     stopTimeoutSeconds: app.stopTimeoutSeconds,
     approvals: { approvers: env.approvers, minApprovals: env.minApprovals },
   };

@@ -106,6 +106,21 @@ export interface DependencyPlan {
   healthTimeoutSeconds: number;
 }
 
+/** `runbook update --service`: one dependency's container replaced by the inventory's image. */
+export interface DependencyUpdatePlan {
+  app: string;
+  env: string;
+  service: string;
+  host: HostSpec;
+  /** The container as it should run (the inventory's image, command, volumes, health check). */
+  dependency: DependencyPlan;
+  /** A backup database lives in it: an approval gate and, by default, a backup first. */
+  database: boolean;
+  backup: boolean;
+  stopTimeoutSeconds: number;
+  approvals: ApprovalPolicy;
+}
+
 export interface ReplicaPlan {
   host: string;
   index: number;

@@ -5,6 +5,7 @@
 #                                pushed as $REGISTRY/debian:bookworm)
 #   $REGISTRY/demo-app:v1 :v2 :broken :bad-migration   images/demo-app
 #   $REGISTRY/postgres:15        images/postgres
+#   $REGISTRY/redis:7.0 :7.2 :broken   images/redis
 #   $REGISTRY/nginx:1            images/nginx
 # Needs the engine and the registry (docker-engine.sh start, registry.sh start).
 # Re-runs are fast: the rootfs tarball is cached in $RUNBOOK_HOME/cache keyed
@@ -108,11 +109,15 @@ main() {
     build "$REGISTRY/demo-app:$v" "$IMAGES_DIR/demo-app" --build-arg "APP_VERSION=$v"
   done
   build "$REGISTRY/postgres:15" "$IMAGES_DIR/postgres"
+  for v in 7.0 7.2 broken; do
+    build "$REGISTRY/redis:$v" "$IMAGES_DIR/redis" --build-arg "REDIS_TAG=$v"
+  done
   build "$REGISTRY/nginx:1" "$IMAGES_DIR/nginx"
 
   local tag
   for tag in "$REGISTRY/debian:bookworm" "$REGISTRY/demo-app:v1" "$REGISTRY/demo-app:v2" \
-    "$REGISTRY/demo-app:broken" "$REGISTRY/demo-app:bad-migration" "$REGISTRY/postgres:15" "$REGISTRY/nginx:1"; do
+    "$REGISTRY/demo-app:broken" "$REGISTRY/demo-app:bad-migration" "$REGISTRY/postgres:15" "$REGISTRY/nginx:1" \
+    "$REGISTRY/redis:7.0" "$REGISTRY/redis:7.2" "$REGISTRY/redis:broken"; do
     push "$tag"
   done
   # dangling layers from rebuilt images

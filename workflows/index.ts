@@ -11,3 +11,4 @@ export { rollingUpdate } from './rollingUpdate';
 export { maintenanceMode } from './maintenanceMode';
 export { housekeeping } from './housekeeping';
 export { stopApp } from './stopApp';
+export { updateDependency } from './updateDependency';

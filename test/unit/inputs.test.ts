@@ -22,6 +22,7 @@ const MINIMAL: Record<RunbookWithInputSchema, Record<string, unknown>> = {
   maintenanceMode: { ...target, on: false },
   stopApp: target,
   housekeeping: target,
+  updateDependency: { ...target, service: 'redis' },
 };
 
 function failure(runbook: RunbookWithInputSchema, input: unknown): ApplicationFailure {
