@@ -6,7 +6,7 @@ import { parseDuration } from '../common/duration';
 import type { CanaryMode, FirstDeployResult, IssueCertificateResult } from '../common/types';
 import { formatBackups, formatCutoverStatus, formatHistory, formatRunList, formatPlan, formatPreflight, formatStatus } from './format';
 import { failureText, RunbookClient } from './runbooks';
-import { backupScheduleId, certScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, DEFAULT_CERT_CATCHUP_WINDOW, DEFAULT_CERT_EVERY, describeBackupSchedule, describeCertSchedule, hasBackupSchedule, triggerBackupSchedule, triggerCertSchedule, upsertBackupSchedule, upsertCertSchedule } from './schedules';
+import { backupScheduleId, certScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, DEFAULT_CERT_CATCHUP_WINDOW, DEFAULT_CERT_EVERY, DEFAULT_HOUSEKEEPING_CRON, describeBackupSchedule, describeCertSchedule, hasBackupSchedule, housekeepingScheduleId, triggerBackupSchedule, triggerCertSchedule, triggerSchedule, upsertBackupSchedule, upsertCertSchedule, upsertHousekeepingSchedule } from './schedules';
 import { formatSchedule } from './schedule-format';
 import { formatHousekeeping } from './housekeeping-format';
 import type { HousekeepingResult } from '../workflows/housekeeping';
@@ -574,6 +574,56 @@ export function buildCli(): Command {
             return 0;
         }
         console.log(formatSchedule(await describeCertSchedule(rc.client)));
+        return 0;
+      }),
+    );
+  schedule
+    .command('housekeeping <app>')
+    .description(`create or update the housekeeping schedule of an app/env (daily, overlap: skip): old images removed, disk per host; or show, trigger, pause, resume, delete it`)
+    .requiredOption('--env <env>')
+    .option('--cron <expr>', 'when, as 5 cron fields', DEFAULT_HOUSEKEEPING_CRON)
+    .option('--timezone <tz>', 'IANA time zone of the cron expression', 'UTC')
+    .option('--catchup-window <duration>', 'how late a missed run may still start', DEFAULT_CATCHUP_WINDOW)
+    .option('--show', 'show the schedule; change nothing')
+    .option('--trigger', 'run housekeeping now through the schedule (skipped, exit code 1, if one is running)')
+    .option('--pause', 'pause the schedule')
+    .option('--resume', 'resume the paused schedule')
+    .option('--delete', 'delete the schedule')
+    .option('--note <text>', 'why (kept on the schedule, with --pause/--resume)')
+    .action(
+      withClient(async (rc, app: string, opts: { env: string; cron: string; timezone: string; catchupWindow: string; show?: boolean; trigger?: boolean; pause?: boolean; resume?: boolean; delete?: boolean; note?: string }) => {
+        checkName('app', app);
+        checkName('env', opts.env);
+        const verbs = (['show', 'trigger', 'pause', 'resume', 'delete'] as const).filter((v) => opts[v]);
+        if (verbs.length > 1) throw new Error(`--${verbs.join(', --')}: give one at most`);
+        const handle = rc.client.schedule.getHandle(housekeepingScheduleId(app, opts.env));
+        switch (verbs[0]) {
+          case undefined: {
+            const r = await upsertHousekeepingSchedule(rc.client, { app, env: opts.env, cron: opts.cron, timezone: opts.timezone, catchupWindow: opts.catchupWindow, taskQueue: rc.settings.taskQueue });
+            console.log(`${r.created ? 'created' : 'updated'} ${r.scheduleId}`);
+            break;
+          }
+          case 'trigger': {
+            const outcome = await triggerSchedule(rc.client, handle.scheduleId);
+            if (!outcome.started) {
+              console.log(`skipped: housekeeping of ${app}/${opts.env} is already running (${outcome.running.join(', ') || 'unknown'}); overlap policy SKIP`);
+              return 1;
+            }
+            console.log(`started ${outcome.started}\n  UI: ${uiUrl(rc, outcome.started)}\n  follow: runbook watch ${outcome.started}`);
+            return 0;
+          }
+          case 'pause':
+            await handle.pause(opts.note ?? 'pause from the runbook CLI');
+            break;
+          case 'resume':
+            await handle.unpause(opts.note ?? 'resume from the runbook CLI');
+            break;
+          case 'delete':
+            await handle.delete();
+            console.log(`deleted ${handle.scheduleId}`);
+            return 0;
+        }
+        console.log(formatSchedule(await handle.describe()));
         return 0;
       }),
     );

@@ -7,6 +7,7 @@ import { ScheduleNotFoundError, type Client, type ScheduleDescription, type Sche
 import { parseDuration } from '../common/duration';
 import { runbookWorkflowId } from '../common/naming';
 import { SA_APP, SA_AWAITING_APPROVAL, SA_ENV, SA_STEP } from '../common/search-attributes';
+import type { HousekeepingInput } from '../common/inputs';
 import type { NightlyBackupInput } from '../common/types';
 import { cronProblem, timezoneProblem } from './schedule-format';
 
@@ -184,4 +185,53 @@ export async function describeCertSchedule(client: Client): Promise<ScheduleDesc
 /** One renewal check now, through the schedule (skipped while one runs). */
 export async function triggerCertSchedule(client: Client, timeoutMs = 15_000): Promise<TriggerOutcome> {
   return triggerSchedule(client, certScheduleId(), timeoutMs);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Housekeeping: one schedule per app/env (`housekeeping/<app>/<env>`), daily by default after the
+// nightly backup. Overlap SKIP. A run that finds the app/env locked (an update going on) fails
+// without removing anything; the next one tries again.
+
+export const DEFAULT_HOUSEKEEPING_CRON = '30 4 * * *';
+
+export const housekeepingScheduleId = (app: string, env: string): string => runbookWorkflowId('housekeeping', app, env);
+
+export interface HousekeepingScheduleOptions {
+  app: string;
+  env: string;
+  cron?: string;
+  timezone?: string;
+  catchupWindow?: string;
+  taskQueue: string;
+}
+
+export function housekeepingScheduleParts(o: HousekeepingScheduleOptions): ScheduleParts {
+  const cron = o.cron ?? DEFAULT_HOUSEKEEPING_CRON;
+  const problem = cronProblem(cron, DEFAULT_HOUSEKEEPING_CRON) ?? timezoneProblem(o.timezone ?? 'UTC');
+  if (problem) throw new Error(problem);
+  const input: HousekeepingInput = { app: o.app, env: o.env };
+  return {
+    spec: { cronExpressions: [cron.trim()], timezone: o.timezone ?? 'UTC' },
+    action: {
+      type: 'startWorkflow',
+      workflowType: 'housekeeping',
+      args: [input],
+      taskQueue: o.taskQueue,
+      // the schedule appends the scheduled time: housekeeping/<app>/<env>-2026-11-22T04:30:00Z
+      workflowId: housekeepingScheduleId(o.app, o.env),
+      staticSummary: `Housekeeping of ${o.app}/${o.env}: images older than the running and previous versions, disk per host`,
+      typedSearchAttributes: [
+        { key: SA_APP, value: o.app },
+        { key: SA_ENV, value: o.env },
+        { key: SA_STEP, value: 'starting' },
+        { key: SA_AWAITING_APPROVAL, value: false },
+      ],
+    },
+    policies: { overlap: 'SKIP', catchupWindow: catchupWindowMs(o.catchupWindow ?? DEFAULT_CATCHUP_WINDOW) },
+  };
+}
+
+/** Creates the housekeeping schedule of an app/env, or updates it (keeping its paused state). */
+export async function upsertHousekeepingSchedule(client: Client, o: HousekeepingScheduleOptions): Promise<{ scheduleId: string; created: boolean }> {
+  return upsertSchedule(client, housekeepingScheduleId(o.app, o.env), housekeepingScheduleParts(o), 'created by runbook schedule housekeeping');
 }

@@ -1,5 +1,6 @@
 import type { CalendarSpecDescription, ScheduleDescription } from '@temporalio/client';
 import { calendarToCron, cronInWords, cronProblem, durationInWords, formatSchedule, runTimeInWords, timezoneProblem } from '../../client/schedule-format';
+import { housekeepingScheduleParts } from '../../client/schedules';
 
 // What the server returns for `0 2 * * *` (a cron expression is kept as a structured calendar).
 const nightly: CalendarSpecDescription = {
@@ -73,5 +74,15 @@ describe('schedule text', () => {
     expect(text).toContain('Sun 29 Nov 2026 02:00 UTC (in 2 d 12 h)');
     expect(text).not.toContain('Mon 30 Nov');
     expect(text).not.toContain('"second"');
+  });
+});
+
+describe('the housekeeping schedule', () => {
+  it('runs housekeeping of the app/env daily after the nightly backup, overlap skip; a bad cron is refused', () => {
+    const parts = housekeepingScheduleParts({ app: 'shop', env: 'production', taskQueue: 'runbooks' });
+    expect(parts.spec).toEqual({ cronExpressions: ['30 4 * * *'], timezone: 'UTC' });
+    expect(parts.action).toMatchObject({ type: 'startWorkflow', workflowType: 'housekeeping', args: [{ app: 'shop', env: 'production' }], workflowId: 'housekeeping/shop/production', taskQueue: 'runbooks' });
+    expect(parts.policies).toEqual({ overlap: 'SKIP', catchupWindow: 6 * 3600_000 });
+    expect(() => housekeepingScheduleParts({ app: 'shop', env: 'production', taskQueue: 'runbooks', cron: 'every day' })).toThrow(/cron/);
   });
 });
