@@ -6,8 +6,8 @@ import type { CutoverPlan } from '../common/cutover';
 import { buildCutoverPlan } from '../common/cutover-plan';
 import type { DnsCutoverInput, UpdateDependencyInput } from '../common/inputs';
 import { InventoryError, parseInventory, type Inventory } from '../common/inventory';
-import { buildBackupPlan, buildDependencyUpdatePlan, buildDeployPlan, buildHousekeepingPlan, buildMaintenancePlan, buildUpdatePlan, findTarget, hostSpec, PlanError, type HousekeepingPlan, type MaintenancePlan, buildStopPlan, type StopPlan } from '../common/plan';
-import type { BackupPlan, DependencyUpdatePlan, DeployPlan, FirstDeployInput, FleetContainer, RollingUpdateInput, RunbookTarget, UpdatePlan } from '../common/types';
+import { buildBackupPlan, buildDependencyUpdatePlan, buildRestoreMigrationPlan, buildDeployPlan, buildHousekeepingPlan, buildMaintenancePlan, buildUpdatePlan, findTarget, hostSpec, PlanError, type HousekeepingPlan, type MaintenancePlan, buildStopPlan, type StopPlan } from '../common/plan';
+import type { BackupPlan, DependencyUpdatePlan, DeployPlan, OneOffPlan, FirstDeployInput, FleetContainer, RollingUpdateInput, RunbookTarget, UpdatePlan } from '../common/types';
 import { activityInfoOrUndefined } from './context';
 import type { ActivityDeps } from './deps';
 import { createDockerActivities } from './docker';
@@ -89,6 +89,18 @@ export function createInventoryActivities(deps: ActivityDeps) {
       const inventory = await loadInventory(deps.inventoryPath);
       try {
         return buildStopPlan(inventory, target);
+      } catch (err) {
+        if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
+        throw err;
+      }
+    },
+
+    /** The migration of the version the app runs, to bring a restored database to its schema (null: the app has none). */
+    async resolveRestoreMigration(req: RunbookTarget & { version: string; runTag: string }): Promise<OneOffPlan | null> {
+      const inventory = await loadInventory(deps.inventoryPath);
+      const runId = activityInfoOrUndefined()?.workflowExecution?.runId ?? 'direct';
+      try {
+        return buildRestoreMigrationPlan(inventory, req, req.version, runId, req.runTag) ?? null;
       } catch (err) {
         if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
         throw err;

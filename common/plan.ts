@@ -15,7 +15,7 @@ import {
   volumeName,
   webContainerName,
 } from './naming';
-import type { ApprovalPolicy, BackupPlan, BackupPolicy, ContainerSpec, DatabaseTarget, DependencyPlan, DependencyUpdatePlan, DeployPlan, FirstDeployInput, FleetContainer, HostSpec, PreflightRequest, ReplicaPlan, RollingUpdateInput, RunbookTarget, StorageSpec, UpdatePlan } from './types';
+import type { ApprovalPolicy, BackupPlan, BackupPolicy, ContainerSpec, DatabaseTarget, DependencyPlan, DependencyUpdatePlan, DeployPlan, FirstDeployInput, FleetContainer, HostSpec, OneOffPlan, PreflightRequest, ReplicaPlan, RollingUpdateInput, RunbookTarget, StorageSpec, UpdatePlan } from './types';
 
 /** Bad input: the runbook stops before any side effect. */
 export class PlanError extends Error {
@@ -434,18 +434,7 @@ export function buildUpdatePlan(inventory: Inventory, input: RollingUpdateInput,
     },
     healthPath: app.healthCheck.path,
     backup: input.backup ?? (app.backup !== undefined && !input.isRollback),
-    ...(app.migrate && !input.isRollback
-      ? {
-          migrate: {
-            host: hosts[0].name,
-            timeoutSeconds: app.migrate.timeoutSeconds,
-            container: {
-              ...appContainerSpec(app, { app: appName, env: envName, version: target, name: migrateContainerName(appName, envName, target), role: 'migrate', labels: { [LABEL.runId]: runId }, restart: false }),
-              cmd: app.migrate.command,
-            },
-          },
-        }
-      : {}),
+    ...(app.migrate && !input.isRollback ? { migrate: migrationPlan(app, { app: appName, env: envName }, target, hosts[0].name, runId)! } : {}),
     approvals: { approvers: env.approvers, minApprovals: env.minApprovals },
     unchanged: slots.every((s) => s.current?.version === target) && fleet.every((c) => chosen.has(`${c.host}/${c.name}`)),
     // web containers that are not the current one of a replica, or of a replica that no longer exists
@@ -536,4 +525,27 @@ export function buildDependencyUpdatePlan(inventory: Inventory, input: UpdateDep
     stopTimeoutSeconds: app.stopTimeoutSeconds,
     approvals: { approvers: env.approvers, minApprovals: env.minApprovals },
   };
+}
+
+/**
+ * The app's migration (\`apps.<app>.migrate\`) of \`version\` as a one-off container on \`host\`, or
+ * undefined when the app has none. \`nameSuffix\` tells apart a second run of the same version's
+ * migration (after a restore) from the one its release ran.
+ */
+export function migrationPlan(app: Inventory['apps'][string], target: RunbookTarget, version: string, host: string, runId: string, nameSuffix = ''): OneOffPlan | undefined {
+  if (!app.migrate) return undefined;
+  const name = `${migrateContainerName(target.app, target.env, version)}${nameSuffix}`;
+  return {
+    host,
+    timeoutSeconds: app.migrate.timeoutSeconds,
+    container: { ...appContainerSpec(app, { app: target.app, env: target.env, version, name, role: 'migrate', labels: { [LABEL.runId]: runId }, restart: false }), cmd: app.migrate.command },
+  };
+}
+
+/** The migration to run on a restored database, for the version the app runs (none: the app has no migrate). */
+export function buildRestoreMigrationPlan(inventory: Inventory, target: RunbookTarget, version: string, runId: string, runTag: string): OneOffPlan | undefined {
+  const { app, env } = findTarget(inventory, target);
+  if (!isValidVersion(version)) throw new PlanError(`version "${version}" is not a valid image tag`);
+  // one container name per restore: a later restore never mistakes this one's exit 0 for its own
+  return migrationPlan(app, target, version, env.hosts[0], runId, `-restore-${runTag.replace(/[^0-9]/g, '').slice(0, 14)}`);
 }

@@ -142,6 +142,7 @@ async function restore(rb: Runbook, plan: BackupPlan, target: DatabaseTarget, fi
     await rb.step('stop app', () => allSettled(running.map((r) => settling.stopContainers({ host: r.host, names: r.containers, timeoutSeconds: plan.stopTimeoutSeconds }))));
     await rb.step('swap in restored database', () => settling.swapInRestoredDatabase({ target, runTag }));
     swapped = true;
+    if (patched('restore-migrations')) await migrateRestored(rb, plan, fleets.flat(), runTag);
     await startFleet(rb, plan, running, maintenance);
   } catch (err) {
     await CancellationScope.nonCancellable(async () => {
@@ -227,6 +228,28 @@ function maintenanceOf(plan: BackupPlan, reason: string): Maintenance {
 }
 
 /** Starts every web container that was running, then waits until each is healthy and the app answers. */
+/**
+ * A backup older than the running release holds an older schema: the running version's migration
+ * brings the restored database to it before the app starts (it failing puts the previous one back).
+ */
+async function migrateRestored(rb: Runbook, plan: BackupPlan, fleet: FleetContainer[], runTag: string): Promise<void> {
+  const versions = [...new Set(fleet.filter((c) => c.state === 'running').map((c) => c.version))];
+  if (versions.length !== 1) {
+    if (versions.length > 1) rb.note(`the app runs several versions (${versions.join(', ')}): no migration was run on the restored database`);
+    return;
+  }
+  const migration = await rb.step('migration plan', () => quick.resolveRestoreMigration({ app: plan.app, env: plan.env, version: versions[0], runTag }));
+  if (!migration) return;
+  const host = plan.web.find((w) => w.host.name === migration.host)?.host ?? plan.web[0].host;
+  await rb.step('migrate restored database', async () => {
+    // the app is down: heartbeats show a dead worker in seconds; the migration's own timeout bounds it
+    const migrating = proxyActivities<Activities>({ startToCloseTimeout: (migration.timeoutSeconds + 60) * 1000, heartbeatTimeout: '10 seconds', retry });
+    const ran = await migrating.runOneOff.executeWithOptions({ summary: `migrations of ${versions[0]} on the restored database` }, [{ host, spec: migration.container, timeoutSeconds: migration.timeoutSeconds }]);
+    await quick.removeContainers({ host, names: [migration.container.name], timeoutSeconds: 5 });
+    return ran;
+  });
+}
+
 async function startFleet(rb: Runbook, plan: BackupPlan, running: RunningWeb[], maintenance?: Maintenance): Promise<void> {
   await rb.step('start app', () => allSettled(running.map((r) => (r.containers.length ? settling.startContainers({ host: r.host, names: r.containers }) : Promise.resolve({ host: r.host.name, started: [] })))));
   // A restarted container may get another address: each proxy reloads to resolve the names again.

@@ -12,6 +12,7 @@ import Docker from 'dockerode';
 import type { RunbookStatus } from '../../common/types';
 import { statusQuery } from '../../workflows/lib/definitions';
 import type { RestoreBackupResult } from '../../workflows/restoreBackup';
+import type { HousekeepingResult } from '../../workflows/housekeeping';
 import { e2eSetup, historyText, runCli, WorkerProcess, type E2eSetup } from '../helpers/e2e';
 import { psqlIn, servedVersion, sleep, waitFor, WriteStream } from '../helpers/e2e-app';
 import { DOCKER_SOCK, RUNBOOK_HOME, TEMPORAL_ADDRESS } from '../helpers/paths';
@@ -112,7 +113,7 @@ afterAll(async () => {
 
 let restoredFrom: string;
 
-const itemColumns = async () => (await psql(`SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns WHERE table_name = 'items'`)).split(',');
+const itemIndexes = async () => (await psql(`SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'items'`)).split(',');
 
 /** The steps of the app's newest run of `workflowType`. */
 async function lastRun(workflowType: string): Promise<{ workflowId: string; steps: string[] }> {
@@ -151,7 +152,7 @@ it('deploy v1, then a rolling update to v2 (its backup first): versioned replica
   timings.deploy = `${((Date.now() - t0) / 1000).toFixed(1)} s`;
   const before = await fetch(`${PROXY}/items`, { method: 'POST', body: 'before-update' });
   expect(before.status).toBe(201);
-  expect(await itemColumns()).toEqual(['body', 'created_at', 'id']);
+  expect(await itemIndexes()).toEqual(['items_pkey']);
   // through the update: writes at 30/s, and the version served, sampled every 50 ms
   const writes = new WriteStream(PROXY, 30, 300, `update-${randomUUID().slice(0, 8)}`);
   const served = new VersionSampler(PROXY);
@@ -164,7 +165,7 @@ it('deploy v1, then a rolling update to v2 (its backup first): versioned replica
   expect(writes.refused).toEqual([]);
   // v2's migration ran before any v2 replica (v1 served on the migrated schema until the switch)
   expect(versions).toEqual(['v1', 'v2']);
-  expect(await itemColumns()).toEqual(['body', 'created_at', 'id', 'source']);
+  expect(await itemIndexes()).toEqual(['items_created_at', 'items_pkey']);
   const update = await lastRun('rollingUpdate');
   expect(update.steps.indexOf('migrate')).toBeGreaterThan(update.steps.indexOf('backup'));
   expect(update.steps.indexOf('migrate')).toBeLessThan(update.steps.findIndex((s) => s.startsWith('batch 1/2: start')));
@@ -190,7 +191,7 @@ it('an update whose migration fails changes nothing: every replica still runs v2
   expect(await web()).toEqual(fleet);
   expect(await servedVersion(PROXY)).toEqual({ status: 200, body: 'v2' });
   expect(await servedVersion(HOST2_PROXY)).toEqual({ status: 200, body: 'v2' });
-  expect(await itemColumns()).toEqual(['body', 'created_at', 'id', 'source']);
+  expect(await itemIndexes()).toEqual(['items_created_at', 'items_pkey']);
   const kept = await engines.local.getContainer('rsapp-production-migrate-bad-migration').inspect();
   expect([kept.State.Running, kept.State.ExitCode]).toEqual([false, 1]);
   // v2's own migration container was removed after it succeeded
@@ -216,7 +217,9 @@ it('restore under 100 writes/s: the versioned replicas on both hosts stop and st
     expect(c.startedAt).toBeGreaterThan(t0);
   }
   const steps = ((await client.workflow.getHandle(RESTORE_ID, runId).query(statusQuery)) as RunbookStatus).steps.map((s) => s.step);
-  expect(steps).toEqual(expect.arrayContaining(['read fleet', 'stop app', 'swap in restored database', 'start app', 'health check', 'keep previous database']));
+  expect(steps).toEqual(expect.arrayContaining(['read fleet', 'stop app', 'swap in restored database', 'migrate restored database', 'start app', 'health check', 'keep previous database']));
+  // the backup was taken before v2's migration: v2's migration ran again on the restored database
+  expect(await itemIndexes()).toEqual(['items_created_at', 'items_pkey']);
 
   // every acknowledged write is in the live (restored) database or in the kept previous one
   expect(result.previousDatabase).toMatch(/^scratch_previous_main_/);
@@ -337,4 +340,24 @@ it('runbook maintenance on: both hosts answer 503 with Retry-After and the page;
   const off = await runCli(['maintenance', 'off', APP, '--env', ENV], setup.env);
   expect(off.code).toBe(0);
   for (const proxy of [PROXY, HOST2_PROXY]) expect(await servedVersion(proxy)).toEqual({ status: 200, body: 'v2' });
+});
+
+it('the housekeeping schedule, triggered: old images go on both hosts, the running and previous versions stay, the app serves', async () => {
+  const created = await cli(['schedule', 'housekeeping', APP, '--env', ENV, '--cron', '0 3 1 1 *'], 'schedule housekeeping');
+  expect(created.stdout).toMatch(new RegExp(`(created|updated) housekeeping/${APP}/${ENV}`));
+  try {
+    const triggered = await cli(['schedule', 'housekeeping', APP, '--env', ENV, '--trigger'], 'trigger housekeeping');
+    const started = /started (\S+)/.exec(triggered.stdout)![1];
+    expect(started).toMatch(new RegExp(`^housekeeping/${APP}/${ENV}-`));
+    const result = (await client.workflow.getHandle(started).result()) as HousekeepingResult;
+    expect(result.hosts.map((h) => h.host).sort()).toEqual(['host2', 'local']);
+    for (const h of result.hosts) {
+      const keptTags = h.kept.flatMap((k) => k.tags);
+      expect(keptTags).toEqual(expect.arrayContaining(['v2', 'v1']));
+      expect(h.removed.flatMap((r) => r.tags)).not.toEqual(expect.arrayContaining(['v2']));
+    }
+    for (const proxy of [PROXY, HOST2_PROXY]) expect(await servedVersion(proxy)).toEqual({ status: 200, body: 'v2' });
+  } finally {
+    await runCli(['schedule', 'housekeeping', APP, '--env', ENV, '--delete'], setup.env);
+  }
 });

@@ -1,7 +1,7 @@
 // Mocked activities for workflow tests: they record calls and answer like the real ones would.
 import { ApplicationFailure } from '@temporalio/common';
 import { parseInventory } from '../../common/inventory';
-import { buildBackupPlan, buildDeployPlan, buildHousekeepingPlan } from '../../common/plan';
+import { buildBackupPlan, buildDeployPlan, buildHousekeepingPlan, buildRestoreMigrationPlan } from '../../common/plan';
 import type { Activities } from '../../activities';
 import { createHealthActivities, type BakeRequest } from '../../activities/health';
 import type { FirstDeployInput, LockAnswer } from '../../common/types';
@@ -75,6 +75,8 @@ export function mockActivities(overrides: Overrides = {}): MockActivities {
     waitHealthy: async (req: { container: string }) => ({ container: req.container, health: 'healthy', seconds: 1 }),
     pullImage: async (req: { image: string }) => ({ image: req.image, id: 'sha256:1' }),
     runOneOff: async (req: { spec: { name: string } }) => ({ name: req.spec.name, exitCode: 0, alreadyDone: false, lastLogLines: [] }),
+    resolveRestoreMigration: async (req: { app: string; env: string; version: string; runTag: string }) => buildRestoreMigrationPlan(inventory, req, req.version, 'run-test', req.runTag) ?? null,
+    removeContainers: async (req: { host: { name: string }; names: string[] }) => ({ host: req.host.name, removed: req.names }),
     configureProxy: async () => ({ changed: true, previousWorkers: [101] }),
     waitProxyDrained: async () => ({ drained: true, stillServing: [], waitedMs: 1 }),
     reloadProxy: async () => ({ reloaded: true }),

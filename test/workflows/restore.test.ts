@@ -229,6 +229,29 @@ describe('restoreBackup after a rolling update', () => {
     expect([...running].sort()).toEqual(VERSIONED);
   });
 
+  it("the running version's migration brings the restored database to its schema, after the swap and before the app starts", async () => {
+    const { mocks } = restoreMocks();
+    await withWorker(mocks, async (taskQueue) => settled(await approvedRestore(taskQueue)));
+    const order = mocks.names().filter((n) => ['swapInRestoredDatabase', 'runOneOff', 'removeContainers', 'startContainers'].includes(n));
+    expect(order).toEqual(['swapInRestoredDatabase', 'runOneOff', 'removeContainers', 'startContainers', 'startContainers']);
+    const { host, spec } = argsOf(mocks, 'runOneOff')[0] as unknown as { host: { name: string }; spec: { name: string; image: string; cmd: string[] } };
+    expect([host.name, spec.image, spec.cmd]).toEqual(['one', 'reg:5000/shop:v2', ['shop', 'migrate']]);
+    expect(spec.name).toMatch(/^shop-production-migrate-v2-restore-\d{14}$/);
+  });
+
+  it('a migration that fails on the restored database: the previous database is put back and the app started on it', async () => {
+    const { mocks } = restoreMocks({
+      runOneOff: async (req: { spec: { name: string } }) => {
+        throw ApplicationFailure.nonRetryable(`${req.spec.name} exited with code 1\nlast log lines:\nmigration 'items.source' failed`, 'OneOffFailed');
+      },
+    });
+    const f = await withWorker(mocks, async (taskQueue) => failureOf(await approvedRestore(taskQueue)));
+    expect(f.type).toBe('RestoreFailed');
+    expect(f.message).toMatch(/exited with code 1\nlast log lines:\nmigration 'items.source' failed; the previous database is live again \(the restored copy is kept as scratch_restore_main\); the app was started again and is healthy/);
+    const names = mocks.names();
+    expect(names.indexOf('swapBackPreviousDatabase')).toBeGreaterThan(names.indexOf('runOneOff'));
+  });
+
   it('the app does not come back healthy after the swap: the previous database is put back and the app restarted', async () => {
     let healthChecks = 0;
     const { mocks } = restoreMocks({
