@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // `runbook`: start, watch, approve and list runbooks. Exit code 0 only on success.
+import type { ScheduleHandle } from '@temporalio/client';
 import { Command } from 'commander';
 import { isValidVersion, NAME_PATTERN, runbookWorkflowId } from '../common/naming';
 import { parseDuration } from '../common/duration';
 import type { CanaryMode, FirstDeployResult, IssueCertificateResult } from '../common/types';
 import { formatBackups, formatCutoverStatus, formatHistory, formatRunList, formatPlan, formatPreflight, formatStatus } from './format';
 import { failureText, RunbookClient } from './runbooks';
-import { backupScheduleId, certScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, DEFAULT_CERT_CATCHUP_WINDOW, DEFAULT_CERT_EVERY, DEFAULT_HOUSEKEEPING_CRON, describeBackupSchedule, describeCertSchedule, hasBackupSchedule, housekeepingScheduleId, triggerBackupSchedule, triggerCertSchedule, triggerSchedule, upsertBackupSchedule, upsertCertSchedule, upsertHousekeepingSchedule } from './schedules';
+import { backupScheduleId, certScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, DEFAULT_CERT_CATCHUP_WINDOW, DEFAULT_CERT_EVERY, DEFAULT_HOUSEKEEPING_CRON, describeBackupSchedule, hasBackupSchedule, housekeepingScheduleId, triggerBackupSchedule, triggerSchedule, upsertBackupSchedule, upsertCertSchedule, upsertHousekeepingSchedule } from './schedules';
 import { formatSchedule } from './schedule-format';
 import { formatHousekeeping } from './housekeeping-format';
 import type { HousekeepingResult } from '../workflows/housekeeping';
@@ -52,6 +53,53 @@ interface CutoverCliOptions {
 }
 
 /** `approve`, `none` or `bake=10m`. */
+interface ScheduleVerbs {
+  show?: boolean;
+  trigger?: boolean;
+  pause?: boolean;
+  resume?: boolean;
+  delete?: boolean;
+  note?: string;
+}
+
+/**
+ * `runbook schedule certs|housekeeping`: with no verb, create or update the schedule (\`upsert\`);
+ * else one of show, trigger (through the schedule: skipped, exit 1, while a run goes on), pause,
+ * resume, delete. Prints the schedule after it.
+ */
+async function scheduleCommand(rc: RunbookClient, handle: ScheduleHandle, opts: ScheduleVerbs, what: string, upsert: () => Promise<{ scheduleId: string; created: boolean }>): Promise<number> {
+  const verbs = (['show', 'trigger', 'pause', 'resume', 'delete'] as const).filter((v) => opts[v]);
+  if (verbs.length > 1) throw new Error(`--${verbs.join(', --')}: give one at most`);
+  switch (verbs[0]) {
+    case undefined: {
+      const r = await upsert();
+      console.log(`${r.created ? 'created' : 'updated'} ${r.scheduleId}`);
+      break;
+    }
+    case 'trigger': {
+      const outcome = await triggerSchedule(rc.client, handle.scheduleId);
+      if (!outcome.started) {
+        console.log(`skipped: ${what} is already running (${outcome.running.join(', ') || 'unknown'}); overlap policy SKIP`);
+        return 1;
+      }
+      console.log(`started ${outcome.started}\n  UI: ${uiUrl(rc, outcome.started)}\n  follow: runbook watch ${outcome.started}`);
+      return 0;
+    }
+    case 'pause':
+      await handle.pause(opts.note ?? 'pause from the runbook CLI');
+      break;
+    case 'resume':
+      await handle.unpause(opts.note ?? 'resume from the runbook CLI');
+      break;
+    case 'delete':
+      await handle.delete();
+      console.log(`deleted ${handle.scheduleId}`);
+      return 0;
+  }
+  console.log(formatSchedule(await handle.describe()));
+  return 0;
+}
+
 export function parseCanary(text: string): CanaryMode {
   if (text === 'approve' || text === 'none') return text;
   const m = /^bake=(\S+)$/.exec(text);
@@ -543,39 +591,9 @@ export function buildCli(): Command {
     .option('--delete', 'delete the schedule (installed certificates stay)')
     .option('--note <text>', 'why (kept on the schedule, with --pause/--resume)')
     .action(
-      withClient(async (rc, opts: { every: string; catchupWindow: string; show?: boolean; trigger?: boolean; pause?: boolean; resume?: boolean; delete?: boolean; note?: string }) => {
-        const verbs = (['show', 'trigger', 'pause', 'resume', 'delete'] as const).filter((v) => opts[v]);
-        if (verbs.length > 1) throw new Error(`--${verbs.join(', --')}: give one at most`);
-        const handle = rc.client.schedule.getHandle(certScheduleId());
-        switch (verbs[0]) {
-          case undefined: {
-            const r = await upsertCertSchedule(rc.client, { every: opts.every, catchupWindow: opts.catchupWindow, taskQueue: rc.settings.taskQueue });
-            console.log(`${r.created ? 'created' : 'updated'} ${r.scheduleId}`);
-            break;
-          }
-          case 'trigger': {
-            const outcome = await triggerCertSchedule(rc.client);
-            if (!outcome.started) {
-              console.log(`skipped: a renewal check is already running (${outcome.running.join(', ') || 'unknown'}); overlap policy SKIP`);
-              return 1;
-            }
-            console.log(`started ${outcome.started}\n  UI: ${uiUrl(rc, outcome.started)}\n  follow: runbook watch ${outcome.started}`);
-            return 0;
-          }
-          case 'pause':
-            await handle.pause(opts.note ?? 'pause from the runbook CLI');
-            break;
-          case 'resume':
-            await handle.unpause(opts.note ?? 'resume from the runbook CLI');
-            break;
-          case 'delete':
-            await handle.delete();
-            console.log(`deleted ${handle.scheduleId}`);
-            return 0;
-        }
-        console.log(formatSchedule(await describeCertSchedule(rc.client)));
-        return 0;
-      }),
+      withClient(async (rc, opts: { every: string; catchupWindow: string } & ScheduleVerbs) =>
+        scheduleCommand(rc, rc.client.schedule.getHandle(certScheduleId()), opts, 'a renewal check', () => upsertCertSchedule(rc.client, { every: opts.every, catchupWindow: opts.catchupWindow, taskQueue: rc.settings.taskQueue })),
+      ),
     );
   schedule
     .command('housekeeping <app>')
@@ -591,40 +609,13 @@ export function buildCli(): Command {
     .option('--delete', 'delete the schedule')
     .option('--note <text>', 'why (kept on the schedule, with --pause/--resume)')
     .action(
-      withClient(async (rc, app: string, opts: { env: string; cron: string; timezone: string; catchupWindow: string; show?: boolean; trigger?: boolean; pause?: boolean; resume?: boolean; delete?: boolean; note?: string }) => {
+      withClient(async (rc, app: string, opts: { env: string; cron: string; timezone: string; catchupWindow: string } & ScheduleVerbs) => {
         checkName('app', app);
         checkName('env', opts.env);
-        const verbs = (['show', 'trigger', 'pause', 'resume', 'delete'] as const).filter((v) => opts[v]);
-        if (verbs.length > 1) throw new Error(`--${verbs.join(', --')}: give one at most`);
         const handle = rc.client.schedule.getHandle(housekeepingScheduleId(app, opts.env));
-        switch (verbs[0]) {
-          case undefined: {
-            const r = await upsertHousekeepingSchedule(rc.client, { app, env: opts.env, cron: opts.cron, timezone: opts.timezone, catchupWindow: opts.catchupWindow, taskQueue: rc.settings.taskQueue });
-            console.log(`${r.created ? 'created' : 'updated'} ${r.scheduleId}`);
-            break;
-          }
-          case 'trigger': {
-            const outcome = await triggerSchedule(rc.client, handle.scheduleId);
-            if (!outcome.started) {
-              console.log(`skipped: housekeeping of ${app}/${opts.env} is already running (${outcome.running.join(', ') || 'unknown'}); overlap policy SKIP`);
-              return 1;
-            }
-            console.log(`started ${outcome.started}\n  UI: ${uiUrl(rc, outcome.started)}\n  follow: runbook watch ${outcome.started}`);
-            return 0;
-          }
-          case 'pause':
-            await handle.pause(opts.note ?? 'pause from the runbook CLI');
-            break;
-          case 'resume':
-            await handle.unpause(opts.note ?? 'resume from the runbook CLI');
-            break;
-          case 'delete':
-            await handle.delete();
-            console.log(`deleted ${handle.scheduleId}`);
-            return 0;
-        }
-        console.log(formatSchedule(await handle.describe()));
-        return 0;
+        return scheduleCommand(rc, handle, opts, `housekeeping of ${app}/${opts.env}`, () =>
+          upsertHousekeepingSchedule(rc.client, { app, env: opts.env, cron: opts.cron, timezone: opts.timezone, catchupWindow: opts.catchupWindow, taskQueue: rc.settings.taskQueue }),
+        );
       }),
     );
   schedule

@@ -178,15 +178,6 @@ export async function upsertCertSchedule(client: Client, o: CertScheduleOptions)
   return upsertSchedule(client, certScheduleId(), certScheduleParts(o), 'created by runbook schedule certs');
 }
 
-export async function describeCertSchedule(client: Client): Promise<ScheduleDescription> {
-  return client.schedule.getHandle(certScheduleId()).describe();
-}
-
-/** One renewal check now, through the schedule (skipped while one runs). */
-export async function triggerCertSchedule(client: Client, timeoutMs = 15_000): Promise<TriggerOutcome> {
-  return triggerSchedule(client, certScheduleId(), timeoutMs);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Housekeeping: one schedule per app/env (`housekeeping/<app>/<env>`), daily by default after the
 // nightly backup. Overlap SKIP. A run that finds the app/env locked (an update going on) fails
@@ -196,14 +187,8 @@ export const DEFAULT_HOUSEKEEPING_CRON = '30 4 * * *';
 
 export const housekeepingScheduleId = (app: string, env: string): string => runbookWorkflowId('housekeeping', app, env);
 
-export interface HousekeepingScheduleOptions {
-  app: string;
-  env: string;
-  cron?: string;
-  timezone?: string;
-  catchupWindow?: string;
-  taskQueue: string;
-}
+/** The same options as the backup schedule's: an app/env, a cron line, its time zone, a catch-up window. */
+export type HousekeepingScheduleOptions = BackupScheduleOptions;
 
 export function housekeepingScheduleParts(o: HousekeepingScheduleOptions): ScheduleParts {
   const cron = o.cron ?? DEFAULT_HOUSEKEEPING_CRON;
