@@ -229,6 +229,16 @@ export async function inspectContainer(docker: Docker, name: string): Promise<Co
   }
 }
 
+/** Starts or stops a container; the engine's 304 (already started, already stopped: a retried attempt) is success. */
+async function startOrStop(docker: Docker, name: string, action: { stop: number } | 'start'): Promise<void> {
+  const c = docker.getContainer(name);
+  try {
+    await (action === 'start' ? c.start() : c.stop({ t: action.stop }));
+  } catch (err) {
+    if (statusCode(err) !== 304) throw err;
+  }
+}
+
 /**
  * Creates the container if it does not exist and starts it if it is not running. An existing
  * container that differs from the spec (another image or version) is never replaced here.
@@ -257,11 +267,7 @@ export async function ensureContainer(docker: Docker, spec: ContainerSpec, secre
     state = (await inspectContainer(docker, spec.name))!;
   }
   if (state.status !== 'running') {
-    try {
-      await docker.getContainer(spec.name).start();
-    } catch (err) {
-      if (statusCode(err) !== 304) throw err; // 304: already started
-    }
+    await startOrStop(docker, spec.name, 'start');
   }
   return { name: spec.name, id: state.id, created };
 }
@@ -495,12 +501,7 @@ export function createDockerActivities(engines: DockerEngines, readSecretEnv: (s
         }
         if (previous && previous.status === 'running') {
           heartbeat({ stopping: previousName });
-          await d
-            .getContainer(previousName)
-            .stop({ t: req.timeoutSeconds })
-            .catch((err) => {
-              if (statusCode(err) !== 304) throw err;
-            });
+          await startOrStop(d, previousName, { stop: req.timeoutSeconds });
         }
         const ensured = await ensureContainer(d, req.spec, () => readSecretEnv(req.spec));
         return { ...(previous ? { previous: { name: previousName, image: previous.image } } : {}), created: ensured.created };
@@ -522,12 +523,7 @@ export function createDockerActivities(engines: DockerEngines, readSecretEnv: (s
         }
         if (current) await d.getContainer(req.name).remove({ force: true, v: false });
         await d.getContainer(previousName).rename({ name: req.name });
-        await d
-          .getContainer(req.name)
-          .start()
-          .catch((err) => {
-            if (statusCode(err) !== 304) throw err;
-          });
+        await startOrStop(d, req.name, 'start');
         return { image: previous.image };
       });
     },
@@ -540,11 +536,7 @@ export function createDockerActivities(engines: DockerEngines, readSecretEnv: (s
           const info = await inspectContainer(d, name);
           if (!info) continue;
           if (info.status === 'running') {
-            try {
-              await d.getContainer(name).stop({ t: req.timeoutSeconds });
-            } catch (err) {
-              if (statusCode(err) !== 304) throw err;
-            }
+            await startOrStop(d, name, { stop: req.timeoutSeconds });
           }
           try {
             await d.getContainer(name).remove({ force: true });
@@ -564,11 +556,7 @@ export function createDockerActivities(engines: DockerEngines, readSecretEnv: (s
         for (const name of req.names) {
           const info = await inspectContainer(d, name);
           if (!info || info.status !== 'running') continue;
-          try {
-            await d.getContainer(name).stop({ t: req.timeoutSeconds });
-          } catch (err) {
-            if (statusCode(err) !== 304) throw err; // 304: already stopped by a retried attempt
-          }
+          await startOrStop(d, name, { stop: req.timeoutSeconds });
           stopped.push(name);
         }
         return { host: req.host.name, stopped };
@@ -583,11 +571,7 @@ export function createDockerActivities(engines: DockerEngines, readSecretEnv: (s
           const info = await inspectContainer(d, name);
           if (!info) throw ApplicationFailure.nonRetryable(`container ${name} does not exist on ${req.host.name}`, 'ContainerMissing');
           if (info.status === 'running') continue;
-          try {
-            await d.getContainer(name).start();
-          } catch (err) {
-            if (statusCode(err) !== 304) throw err;
-          }
+          await startOrStop(d, name, 'start');
           started.push(name);
         }
         return { host: req.host.name, started };

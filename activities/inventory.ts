@@ -27,13 +27,23 @@ export async function loadInventory(path: string): Promise<Inventory> {
   }
 }
 
+/** Runs a plan builder: what it refuses (a PlanError, a DnsInputError) is bad input, not retried. */
+async function planOrInvalidInput<T>(build: () => Promise<T>): Promise<T> {
+  try {
+    return await build();
+  } catch (err) {
+    if (err instanceof PlanError || err instanceof DnsInputError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
+    throw err;
+  }
+}
+
 export function createInventoryActivities(deps: ActivityDeps) {
   return {
     /** Reads the inventory and returns the fully resolved deploy plan (recorded in history). */
     async resolveDeployPlan(input: FirstDeployInput): Promise<DeployPlan> {
       const inventory = await loadInventory(deps.inventoryPath);
       const runId = activityInfoOrUndefined()?.workflowExecution?.runId ?? 'direct';
-      try {
+      return planOrInvalidInput(async () => {
         // The fleet as it runs (labels): after a rolling update the plan converges on its versioned replicas.
         const { env } = findTarget(inventory, input);
         const docker = createDockerActivities(deps.engines, async () => []);
@@ -41,103 +51,63 @@ export function createInventoryActivities(deps: ActivityDeps) {
         const fleet = (await Promise.all(env.hosts.map((h) => docker.inspectFleet({ host: hostSpec(inventory, h), app: input.app, env: input.env }).catch(() => [])))).flat();
         const plan = buildDeployPlan(inventory, input, runId, fleet);
         return plan;
-      } catch (err) {
-        if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
-        throw err;
-      }
+      });
     },
 
     /** Reads the inventory and the running fleet (container labels on every host); returns the update plan. */
     async resolveUpdatePlan(input: RollingUpdateInput): Promise<UpdatePlan> {
       const inventory = await loadInventory(deps.inventoryPath);
       const runId = activityInfoOrUndefined()?.workflowExecution?.runId ?? 'direct';
-      try {
+      return planOrInvalidInput(async () => {
         const { env } = findTarget(inventory, input);
         const docker = createDockerActivities(deps.engines, async () => []);
         const fleet: FleetContainer[] = (await Promise.all(env.hosts.map((h) => docker.inspectFleet({ host: hostSpec(inventory, h), app: input.app, env: input.env })))).flat();
         return buildUpdatePlan(inventory, input, fleet, runId);
-      } catch (err) {
-        if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
-        throw err;
-      }
+      });
     },
 
     /** The backup plan of an app/env: databases, storage, retention, schedule (recorded in history). */
     async resolveBackupPlan(target: RunbookTarget): Promise<BackupPlan> {
       const inventory = await loadInventory(deps.inventoryPath);
-      try {
-        return buildBackupPlan(inventory, target);
-      } catch (err) {
-        if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
-        throw err;
-      }
+      return planOrInvalidInput(async () => buildBackupPlan(inventory, target));
     },
 
     /** The proxies of an app/env and what they answer in maintenance mode (recorded in history). */
     async resolveMaintenancePlan(target: RunbookTarget): Promise<MaintenancePlan> {
       const inventory = await loadInventory(deps.inventoryPath);
-      try {
-        return buildMaintenancePlan(inventory, target);
-      } catch (err) {
-        if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
-        throw err;
-      }
+      return planOrInvalidInput(async () => buildMaintenancePlan(inventory, target));
     },
 
-    /** The image repository and hosts of an app/env for housekeeping (recorded in history). */
+    /** The hosts and volumes of an app/env to stop (recorded in history). */
     async resolveStopPlan(target: RunbookTarget): Promise<StopPlan> {
       const inventory = await loadInventory(deps.inventoryPath);
-      try {
-        return buildStopPlan(inventory, target);
-      } catch (err) {
-        if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
-        throw err;
-      }
+      return planOrInvalidInput(async () => buildStopPlan(inventory, target));
     },
 
     /** The migration of the version the app runs, to bring a restored database to its schema (null: the app has none). */
     async resolveRestoreMigration(req: RunbookTarget & { version: string; runTag: string }): Promise<OneOffPlan | null> {
       const inventory = await loadInventory(deps.inventoryPath);
       const runId = activityInfoOrUndefined()?.workflowExecution?.runId ?? 'direct';
-      try {
-        return buildRestoreMigrationPlan(inventory, req, req.version, runId, req.runTag) ?? null;
-      } catch (err) {
-        if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
-        throw err;
-      }
+      return planOrInvalidInput(async () => buildRestoreMigrationPlan(inventory, req, req.version, runId, req.runTag) ?? null);
     },
 
     /** The dependency as the inventory declares it, to replace the running one (\`runbook update --service\`). */
     async resolveDependencyUpdatePlan(input: UpdateDependencyInput): Promise<DependencyUpdatePlan> {
       const inventory = await loadInventory(deps.inventoryPath);
       const runId = activityInfoOrUndefined()?.workflowExecution?.runId ?? 'direct';
-      try {
-        return buildDependencyUpdatePlan(inventory, input, runId);
-      } catch (err) {
-        if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
-        throw err;
-      }
+      return planOrInvalidInput(async () => buildDependencyUpdatePlan(inventory, input, runId));
     },
 
+    /** The image repository and hosts of an app/env for housekeeping (recorded in history). */
     async resolveHousekeepingPlan(target: RunbookTarget): Promise<HousekeepingPlan> {
       const inventory = await loadInventory(deps.inventoryPath);
-      try {
-        return buildHousekeepingPlan(inventory, target);
-      } catch (err) {
-        if (err instanceof PlanError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
-        throw err;
-      }
+      return planOrInvalidInput(async () => buildHousekeepingPlan(inventory, target));
     },
 
     /** The cutover plan: both sides, the zone and records, the databases (recorded in history). */
     async resolveCutoverPlan(input: DnsCutoverInput): Promise<CutoverPlan> {
       const inventory = await loadInventory(deps.inventoryPath);
-      try {
-        return buildCutoverPlan(inventory, input);
-      } catch (err) {
-        if (err instanceof PlanError || err instanceof DnsInputError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidInput');
-        throw err;
-      }
+      return planOrInvalidInput(async () => buildCutoverPlan(inventory, input));
     },
   };
 }
