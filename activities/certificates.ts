@@ -260,7 +260,7 @@ export function createCertificateActivities(deps: Pick<ActivityDeps, 'inventoryP
       let changed = false;
       const previousWorkers = new Set<number>();
       const steps: [string, string][] = [
-        [files.server, renderHttpsServer({ app: req.plan.app, env: req.plan.env, id: req.plan.id, domains: req.plan.domains })],
+        [files.server, renderHttpsServer({ app: req.plan.app, env: req.plan.env, id: req.plan.id, domains: req.plan.domains, ...(req.plan.routed ? { routed: true } : {}) })],
         [files.redirect, renderHttpsRedirect(req.proxy.httpsPort)],
       ];
       for (const [path, config] of steps) {

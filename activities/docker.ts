@@ -452,7 +452,7 @@ export function createDockerActivities(engines: DockerEngines, readSecretEnv: (s
     },
 
     /** Removes what one run created (containers, then networks) on a host; volumes are kept. */
-    /** The app's web containers on the host, read from their labels (the fleet as it runs). */
+    /** The app's replicas (every service's) on the host, read from their labels (the fleet as it runs). */
     async inspectFleet(req: HostRequest & { app: string; env: string }): Promise<FleetContainer[]> {
       return withEngine(req.host, `list the web containers of ${req.app}/${req.env}`, async (d) => {
         const list = await d.listContainers({ all: true, filters: labelFilter({ [LABEL.app]: req.app, [LABEL.env]: req.env, [LABEL.role]: 'web' }) });
@@ -461,12 +461,13 @@ export function createDockerActivities(engines: DockerEngines, readSecretEnv: (s
             host: req.host.name,
             name: (c.Names[0] ?? c.Id).replace(/^\//, ''),
             replica: Number(c.Labels['runbook.replica'] ?? 0),
+            ...(c.Labels[LABEL.service] ? { service: c.Labels[LABEL.service] } : {}),
             version: c.Labels[LABEL.version] ?? '',
             image: c.Image,
             state: c.State,
             ...(c.Labels['runbook.previous-version'] ? { previousVersion: c.Labels['runbook.previous-version'] } : {}),
           }))
-          .sort((a, b) => a.replica - b.replica || a.name.localeCompare(b.name));
+          .sort((a, b) => (a.service ?? '').localeCompare(b.service ?? '') || a.replica - b.replica || a.name.localeCompare(b.name));
       });
     },
 

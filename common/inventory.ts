@@ -321,20 +321,63 @@ const backupSchema = z.strictObject({
   notify: z.strictObject({ webhookUrlFile: absolutePath }).optional(),
 });
 
+const replicaHealthCheckSchema = z.strictObject({
+  /** Probed through the proxy (canary bake, restore); the main service's only. */
+  path: z.string().startsWith('/', { error: 'must start with "/"' }).default('/health'),
+  /** How long a new replica may take to become healthy. */
+  timeoutSeconds: positiveInt.default(90),
+  /** Run by the engine in each replica (else the image's HEALTHCHECK, else 2 s running). */
+  command: healthCommand.optional(),
+  ...probeFields,
+});
+const oneOffCommand = z.array(z.string().min(1)).min(1, { error: 'must have at least one word' });
+/** Named volumes of an app's containers (name → path in the container), one per host, kept across releases. */
+const volumesSchema = z.record(name('volume name'), absolutePath).default({});
+const routePath = z.string().regex(/^\/([A-Za-z0-9._~-]+\/?)*$/, { error: 'must be a path prefix like "/api" (letters, digits, ".", "_", "~", "-")' });
+
+/**
+ * Another service of the app (001/004's API beside the frontend, a worker with no port): the app's
+ * version is its image's tag too, and a release moves every service. With a route, the proxy sends
+ * it the requests for its path prefix (and host); WebSocket upgrades pass through.
+ */
+const serviceSchema = z.strictObject({
+  /** Default: the app's image. */
+  image: imageRepository.optional(),
+  command: oneOffCommand.optional(),
+  /** Where it listens in the container; none for a worker. */
+  port: port.optional(),
+  /** Per host; default: the environment's replicas. */
+  replicas: positiveInt.optional(),
+  /** "first": only on the environment's first host, beside the dependencies (a worker on the database's network); default every host. */
+  hosts: z.enum(['all', 'first']).default('all'),
+  /** Non-secret settings; secrets go in the env file. */
+  env: z.record(envVarName, z.string()).default({}),
+  volumes: volumesSchema,
+  healthCheck: replicaHealthCheckSchema.omit({ path: true }).default({ timeoutSeconds: 90 }),
+  resources: resourcesSchema.optional(),
+  route: z
+    .strictObject({
+      /** Requests for this prefix (\`/api\` and \`/api/...\`, the path unchanged) go to this service. */
+      path: routePath,
+      /** Only requests for this host name (default: any). */
+      host: dnsName.optional(),
+    })
+    .optional(),
+});
+
 const appSchema = z.strictObject({
+  /** The main service (\`web\`, every request no other service's route takes): image, port, health check. */
   image: imageRepository,
   port,
-  healthCheck: z
-    .strictObject({
-      path: z.string().startsWith('/', { error: 'must start with "/"' }).default('/health'),
-      /** How long a new replica may take to become healthy. */
-      timeoutSeconds: positiveInt.default(90),
-      /** Run by the engine in each replica (else the image's HEALTHCHECK, else 2 s running). */
-      command: healthCommand.optional(),
-      ...probeFields,
-    })
-    .default({ path: '/health', timeoutSeconds: 90 }),
-  migrate: z.strictObject({ command: z.array(z.string().min(1)).min(1, { error: 'must have at least one word' }), timeoutSeconds: positiveInt.default(300) }).optional(),
+  healthCheck: replicaHealthCheckSchema.default({ path: '/health', timeoutSeconds: 90 }),
+  command: oneOffCommand.optional(),
+  /** Non-secret settings of the main service; secrets go in the env file. */
+  env: z.record(envVarName, z.string()).default({}),
+  /** The main service's named volumes (an app on SQLite, its uploads), one per host. */
+  volumes: volumesSchema,
+  /** The app's other services, by name (an API, a worker). */
+  services: z.record(name('service name'), serviceSchema).default({}),
+  migrate: z.strictObject({ command: oneOffCommand, timeoutSeconds: positiveInt.default(300), /** Whose image runs it (default: the main service, web). */ service: name('service name').optional() }).optional(),
   envFile: envFileSchema.optional(),
   secretFiles: secretFilesSchema,
   dependencies: z.array(dependencySchema).default([]),
@@ -375,6 +418,7 @@ export type HostConfig = z.infer<typeof hostSchema>;
 export type AppConfig = z.infer<typeof appSchema>;
 export type EnvironmentConfig = z.infer<typeof environmentSchema>;
 export type DependencyConfig = z.infer<typeof dependencySchema>;
+export type ServiceConfig = z.infer<typeof serviceSchema>;
 export type BackupConfig = z.infer<typeof backupSchema>;
 export type CutoverDatabaseConfig = z.infer<typeof cutoverDatabaseSchema>;
 export type NotifyConfig = z.infer<typeof notifySchema>;
@@ -439,6 +483,28 @@ function crossReferenceProblems(inventory: Inventory): string[] {
       if (dep.name === 'web' || dep.name === 'proxy' || dep.name === 'migrate') problems.push(`apps.${appName}.dependencies.${i}.name: "${dep.name}" is reserved`);
       depNames.add(dep.name);
     });
+    const routes = new Map<string, string>();
+    for (const [svc, service] of Object.entries(app.services)) {
+      const at = `apps.${appName}.services.${svc}`;
+      if (svc === 'web' || svc === 'proxy' || svc === 'migrate') problems.push(`${at}: "${svc}" is reserved${svc === 'web' ? ' (the main service: image, port and healthCheck of the app itself)' : ''}`);
+      if (depNames.has(svc)) problems.push(`${at}: "${svc}" is also a dependency's name`);
+      if (service.route) {
+        if (service.port === undefined) problems.push(`${at}.route: a routed service needs a port`);
+        const key = `${service.route.host ?? '*'}${service.route.path.replace(/\/$/, '')}`;
+        if (service.route.path === '/' && service.route.host === undefined) problems.push(`${at}.route.path: "/" on every host is the main service's; give a longer prefix or a host`);
+        const other = routes.get(key);
+        if (other) problems.push(`${at}.route: the same route as services.${other}`);
+        routes.set(key, svc);
+      }
+    }
+    const serviceNames = ['web', ...Object.keys(app.services)];
+    for (const dep of app.dependencies) {
+      const clash = serviceNames.find((svc) => new RegExp(`^${svc}-\\d+$`).test(dep.name));
+      if (clash) problems.push(`apps.${appName}.dependencies: "${dep.name}" would share its container name with a replica of ${clash}`);
+    }
+    if (app.migrate?.service !== undefined && !serviceNames.includes(app.migrate.service)) {
+      problems.push(`apps.${appName}.migrate.service: unknown service "${app.migrate.service}" (known: ${serviceNames.join(', ')})`);
+    }
     if (app.backup) {
       const names = new Set<string>();
       app.backup.databases.forEach((db, i) => {

@@ -13,6 +13,8 @@ export const LABEL = {
   role: 'runbook.role',
   version: 'runbook.version',
   runId: 'runbook.run-id',
+  /** The app's service a replica belongs to; absent: the main one (web). */
+  service: 'runbook.service',
 } as const;
 
 export type ContainerRole = 'web' | 'dependency' | 'proxy' | 'migrate';
@@ -25,7 +27,11 @@ export const TASK_QUEUE = 'runbooks';
 export const prefix = (app: string, env: string): string => `${app}-${env}`;
 export const networkName = (app: string, env: string): string => prefix(app, env);
 export const volumeName = (app: string, env: string, volume: string): string => `${prefix(app, env)}-${volume}`;
-export const webContainerName = (app: string, env: string, n: number): string => `${prefix(app, env)}-web-${n}`;
+/** Replica \`n\` of one of the app's services (\`web\`: the main one): \`<app>-<env>-<service>-<n>\`. */
+export const replicaContainerName = (app: string, env: string, service: string, n: number): string => `${prefix(app, env)}-${service}-${n}`;
+export const webContainerName = (app: string, env: string, n: number): string => replicaContainerName(app, env, 'web', n);
+/** The app's main service; its containers carry no \`runbook.service\` label (as before services existed). */
+export const MAIN_SERVICE = 'web';
 export const dependencyContainerName = (app: string, env: string, dep: string): string => `${prefix(app, env)}-${dep}`;
 export const proxyContainerName = (app: string, env: string): string => `${prefix(app, env)}-proxy`;
 /** The named volume with the proxy's certificates, keys and HTTPS snippets. */

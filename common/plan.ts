@@ -1,8 +1,8 @@
 // Resolves an inventory + input into the fully explicit deploy plan that is recorded in history.
 import { engineHealthCheck, engineResources, splitImageReference } from './commands/docker';
 import type { UpdateDependencyInput } from './inputs';
-import { PROXY_CONFIG_PATH, renderProxyConfig, TLS_DIR } from './commands/nginx';
-import type { BackupConfig, Inventory } from './inventory';
+import { PROXY_CONFIG_PATH, renderProxyConfig, TLS_DIR, type ProxyConfigInput } from './commands/nginx';
+import type { BackupConfig, DeclaredHealthCheck, Inventory, ResourcesConfig } from './inventory';
 import {
   dependencyContainerName,
   isValidVersion,
@@ -12,8 +12,9 @@ import {
   networkName,
   proxyContainerName,
   proxyTlsVolumeName,
+  MAIN_SERVICE,
+  replicaContainerName,
   volumeName,
-  webContainerName,
 } from './naming';
 import type { ApprovalPolicy, BackupPlan, BackupPolicy, ContainerSpec, DatabaseTarget, DependencyPlan, DependencyUpdatePlan, DeployPlan, FirstDeployInput, FleetContainer, HostSpec, OneOffPlan, PreflightRequest, ReplicaPlan, RollingUpdateInput, RunbookTarget, StorageSpec, UpdatePlan } from './types';
 
@@ -64,25 +65,92 @@ export function findTarget(inventory: Inventory, target: RunbookTarget) {
   return { app, env };
 }
 
-/** A container of the app's own image (a replica, or the one-off migration). */
+/** One of the app's services as a release runs it: the main one (\`web\`, the app's own fields) or one of \`services\`. */
+export interface ServiceView {
+  name: string;
+  /** The image repository; the app's version is the tag. */
+  repository: string;
+  command?: string[];
+  port?: number;
+  /** Per host (default: the environment's). */
+  replicas?: number;
+  /** Only on the environment's first host. */
+  firstHostOnly?: boolean;
+  env: Record<string, string>;
+  volumes: Record<string, string>;
+  healthCheck: DeclaredHealthCheck & { timeoutSeconds: number };
+  resources?: ResourcesConfig;
+  route?: { path: string; host?: string };
+}
+
+type AppConfig = Inventory['apps'][string];
+
+/** The app's services, the main one first. */
+export function appServices(app: AppConfig): ServiceView[] {
+  const main: ServiceView = {
+    name: MAIN_SERVICE,
+    repository: app.image,
+    ...(app.command ? { command: app.command } : {}),
+    port: app.port,
+    env: app.env,
+    volumes: app.volumes,
+    healthCheck: app.healthCheck,
+    ...(app.resources ? { resources: app.resources } : {}),
+    route: { path: '/' },
+  };
+  const others = Object.entries(app.services).map(([name, s]): ServiceView => ({
+    name,
+    repository: s.image ?? app.image,
+    ...(s.command ? { command: s.command } : {}),
+    ...(s.port !== undefined ? { port: s.port } : {}),
+    ...(s.replicas !== undefined ? { replicas: s.replicas } : {}),
+    ...(s.hosts === 'first' ? { firstHostOnly: true } : {}),
+    env: s.env,
+    volumes: s.volumes,
+    healthCheck: s.healthCheck,
+    ...(s.resources ? { resources: s.resources } : {}),
+    ...(s.route ? { route: s.route } : {}),
+  }));
+  return [main, ...others];
+}
+
+function serviceOf(app: AppConfig, name: string = MAIN_SERVICE): ServiceView {
+  const service = appServices(app).find((s) => s.name === name);
+  if (!service) throw new PlanError(`the app has no service "${name}"`);
+  return service;
+}
+
+/** Every image a release of \`version\` runs (one per distinct repository). */
+export const releaseImages = (app: AppConfig, version: string): string[] => [...new Set(appServices(app).map((s) => `${s.repository}:${version}`))];
+
+/** The replica slots of a service in an environment: \`index\` counts across hosts, \`ordinal\` within its host. */
+function serviceSlots(service: ServiceView, hosts: string[], envReplicas: number): { host: string; index: number; ordinal: number }[] {
+  const perHost = service.replicas ?? envReplicas;
+  return (service.firstHostOnly ? hosts.slice(0, 1) : hosts).flatMap((host, h) => Array.from({ length: perHost }, (_, r) => ({ host, index: h * perHost + r + 1, ordinal: r })));
+}
+
+/** A container of one of the app's services (a replica, or the one-off migration). */
 export function appContainerSpec(
-  app: Inventory['apps'][string],
-  o: { app: string; env: string; version: string; name: string; role: 'web' | 'migrate'; labels: Record<string, string>; restart: boolean },
+  app: AppConfig,
+  o: { app: string; env: string; version: string; name: string; role: 'web' | 'migrate'; labels: Record<string, string>; restart: boolean; service?: string },
 ): ContainerSpec {
   const env = app.environments[o.env];
+  const service = serviceOf(app, o.service);
   const { envFile, secretFiles } = appFiles(app, o.env);
-  const healthCheck = o.role === 'web' ? engineHealthCheck(app.healthCheck) : undefined;
-  const resources = engineResources(env?.resources ?? app.resources);
+  const healthCheck = o.role === 'web' ? engineHealthCheck(service.healthCheck) : undefined;
+  const resources = engineResources(service.name === MAIN_SERVICE ? (env?.resources ?? app.resources) : (service.resources ?? env?.resources ?? app.resources));
+  const serviceLabel: Record<string, string> = service.name === MAIN_SERVICE ? {} : { [LABEL.service]: service.name };
   return {
     name: o.name,
-    image: `${app.image}:${o.version}`,
+    image: `${service.repository}:${o.version}`,
     role: o.role,
-    labels: labelsFor(o.app, o.env, o.role, { [LABEL.version]: o.version, ...o.labels }),
-    env: { APP_ENV: o.env },
+    labels: labelsFor(o.app, o.env, o.role, { [LABEL.version]: o.version, ...serviceLabel, ...o.labels }),
+    env: { ...service.env, APP_ENV: o.env },
     envFiles: envFile ? [{ path: envFile.path, required: envFile.required }] : [],
+    ...(service.command && o.role === 'web' ? { cmd: service.command } : {}),
     network: networkName(o.app, o.env),
     aliases: [],
-    volumes: [],
+    volumes: Object.entries(service.volumes).map(([vol, target]) => ({ name: volumeName(o.app, o.env, vol), target })),
     binds: secretBinds(secretFiles),
     ports: [],
     stopTimeoutSeconds: app.stopTimeoutSeconds,
@@ -144,7 +212,8 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
   const { app: appName, env: envName } = input;
   const { app, env } = findTarget(inventory, input);
   const running = fleet.filter((c) => c.state === 'running');
-  const renamed = running.some((c) => c.name !== webContainerName(appName, envName, c.replica));
+  const serviceName = (c: FleetContainer) => c.service ?? MAIN_SERVICE;
+  const renamed = running.some((c) => c.name !== replicaContainerName(appName, envName, serviceName(c), c.replica));
   let version = input.version ?? env.version;
   if (renamed) {
     const versions = [...new Set(running.map((c) => c.version))];
@@ -157,11 +226,11 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
   }
   if (!version) throw new PlanError(`no version given and apps.${appName}.environments.${envName}.version is not set`);
   if (!isValidVersion(version)) throw new PlanError(`version "${version}" is not a valid image tag`);
-  /** The container serving replica `index` on `host` now (converging), else the first-deploy name. */
-  const replicaName = (host: string, index: number): string => {
-    if (!renamed) return webContainerName(appName, envName, index);
-    const serving = running.find((c) => c.host === host && c.replica === index && c.version === version);
-    return serving?.name ?? versionedWebContainerName(appName, envName, index, version!);
+  /** The container serving a replica of a service on `host` now (converging), else the first-deploy name. */
+  const replicaName = (service: string, host: string, index: number): string => {
+    if (!renamed) return replicaContainerName(appName, envName, service, index);
+    const serving = running.find((c) => serviceName(c) === service && c.host === host && c.replica === index && c.version === version);
+    return serving?.name ?? versionedReplicaContainerName(appName, envName, service, index, version!);
   };
 
   const hosts = env.hosts.map((h) => hostSpec(inventory, h));
@@ -171,23 +240,27 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
   const runLabel = { [LABEL.runId]: runId };
   const files = appFiles(app, envName);
   const appEnvFiles = files.envFile ? [{ path: files.envFile.path, required: files.envFile.required }] : [];
-
-  const appContainer = (name: string, role: 'web' | 'migrate', labels: Record<string, string>, restart: boolean): ContainerSpec =>
-    appContainerSpec(app, { app: appName, env: envName, version, name, role, labels: { ...runLabel, ...labels }, restart });
+  const services = appServices(app);
 
   const dependencies = dependencyPlans(inventory, appName, envName, primary, runLabel);
 
-  const replicas: ReplicaPlan[] = [];
-  hosts.forEach((host, h) => {
-    for (let r = 0; r < env.replicas; r++) {
-      const index = h * env.replicas + r + 1;
-      replicas.push({
-        host: host.name,
-        index,
-        container: appContainer(replicaName(host.name, index), 'web', { 'runbook.replica': String(index) }, true),
-      });
-    }
-  });
+  const replicas: ReplicaPlan[] = services.flatMap((service) =>
+    serviceSlots(service, env.hosts, env.replicas).map(({ host, index }) => ({
+      host,
+      index,
+      ...(service.name === MAIN_SERVICE ? {} : { service: service.name }),
+      container: appContainerSpec(app, {
+        app: appName,
+        env: envName,
+        version: version!,
+        name: replicaName(service.name, host, index),
+        role: 'web',
+        service: service.name,
+        labels: { ...runLabel, 'runbook.replica': String(index) },
+        restart: true,
+      }),
+    })),
+  );
 
   const proxies = hosts.map((host) => ({
     host: host.name,
@@ -195,7 +268,7 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
     config: renderProxyConfig({
       app: appName,
       env: envName,
-      upstreams: replicas.filter((r) => r.host === host.name).map((r) => `${r.container.name}:${app.port}`),
+      ...proxyRoutes(services, (service) => replicas.filter((r) => r.host === host.name && (r.service ?? MAIN_SERVICE) === service).map((r) => r.container.name)),
       serverName: env.proxy.domain,
     }),
     container: {
@@ -226,20 +299,15 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
     image,
     hosts,
     network,
-    volumes: dependencies.flatMap((d) => d.container.volumes.map((v) => ({ host: d.host, name: v.name }))),
+    volumes: [
+      ...dependencies.flatMap((d) => d.container.volumes.map((v) => ({ host: d.host, name: v.name }))),
+      ...hosts.flatMap((h) => appVolumes(app, appName, envName).map((name) => ({ host: h.name, name }))),
+    ],
     dependencies,
-    pulls: hosts.map((h) => ({ host: h.name, image })),
-    ...(app.migrate && !renamed
-      ? {
-          migrate: {
-            host: primary.name,
-            timeoutSeconds: app.migrate.timeoutSeconds,
-            container: { ...appContainer(migrateContainerName(appName, envName, version), 'migrate', {}, false), cmd: app.migrate.command },
-          },
-        }
-      : {}),
+    pulls: hosts.flatMap((h) => releaseImages(app, version!).map((image) => ({ host: h.name, image }))),
+    ...(app.migrate && !renamed ? { migrate: migrationPlan(app, { app: appName, env: envName }, version, primary.name, runId)! } : {}),
     replicas,
-    healthTimeoutSeconds: app.healthCheck.timeoutSeconds,
+    healthTimeoutSeconds: Math.max(...services.map((s) => s.healthCheck.timeoutSeconds)),
     proxies,
     smokeTests: proxies.map((p) => ({
       url: `${p.url}${app.smokeTest.path}`,
@@ -312,9 +380,14 @@ export function buildBackupPlan(inventory: Inventory, target: RunbookTarget): Ba
   }));
   const storage = backupStorageSpec(inventory, backup);
   const retention: BackupPolicy = Object.fromEntries(Object.entries(backup.retention).filter(([, v]) => v !== undefined));
+  const services = appServices(app);
   const web = env.hosts.map((h) => ({
     host: hostSpec(inventory, h),
-    containers: Array.from({ length: env.replicas }, (_, i) => webContainerName(target.app, target.env, env.hosts.indexOf(h) * env.replicas + i + 1)),
+    containers: services.flatMap((service) =>
+      serviceSlots(service, env.hosts, env.replicas)
+        .filter((slot) => slot.host === h)
+        .map((slot) => replicaContainerName(target.app, target.env, service.name, slot.index)),
+    ),
   }));
   return {
     app: target.app,
@@ -351,8 +424,25 @@ export function buildBackupPlan(inventory: Inventory, target: RunbookTarget): Ba
   };
 }
 
-/** The container of replica `index` at `version` during rolling updates: `<app>-<env>-web-<n>-<version>`. */
-export const versionedWebContainerName = (app: string, env: string, index: number, version: string): string => `${webContainerName(app, env, index)}-${version}`;
+/** The container of replica `index` at `version` during rolling updates: `<app>-<env>-<service>-<n>-<version>`. */
+export const versionedReplicaContainerName = (app: string, env: string, service: string, index: number, version: string): string => `${replicaContainerName(app, env, service, index)}-${version}`;
+export const versionedWebContainerName = (app: string, env: string, index: number, version: string): string => versionedReplicaContainerName(app, env, MAIN_SERVICE, index, version);
+
+/** The named volumes of the app's own services (made on every host of the environment). */
+export const appVolumes = (app: AppConfig, appName: string, envName: string): string[] =>
+  [...new Set(appServices(app).flatMap((s) => Object.keys(s.volumes)))].map((v) => volumeName(appName, envName, v));
+
+/**
+ * The proxy's upstreams from the containers serving each service on one host: the main service's
+ * (every request no route takes) and one per routed service. Services without a route get none.
+ */
+export function proxyRoutes(services: ServiceView[], containersOf: (service: string) => string[]): Pick<ProxyConfigInput, 'upstreams' | 'routes'> {
+  const [main, ...others] = services;
+  const routes = others
+    .filter((s) => s.route !== undefined && s.port !== undefined)
+    .map((s) => ({ service: s.name, path: s.route!.path, ...(s.route!.host ? { host: s.route!.host } : {}), upstreams: containersOf(s.name).map((c) => `${c}:${s.port}`) }));
+  return { upstreams: containersOf(main.name).map((c) => `${c}:${main.port}`), ...(routes.length ? { routes } : {}) };
+}
 
 /**
  * The rolling update plan: every replica slot with the container serving it now (from the fleet's
@@ -377,54 +467,65 @@ export function buildUpdatePlan(inventory: Inventory, input: RollingUpdateInput,
   input = { ...input, version };
   const target = version;
 
-  const slots: { index: number; host: string; current?: FleetContainer }[] = [];
-  hosts.forEach((host, h) => {
-    for (let r = 0; r < env.replicas; r++) {
-      const index = h * env.replicas + r + 1;
+  const services = appServices(app);
+  const serviceName = (c: FleetContainer) => c.service ?? MAIN_SERVICE;
+  // a batch takes the same ordinal of every service on a host (the canary is one whole stack)
+  const mainPerHost = services[0].replicas ?? env.replicas;
+  const slots: { index: number; host: string; service: string; unit: number; current?: FleetContainer }[] = [];
+  for (const service of services) {
+    for (const { host, index, ordinal } of serviceSlots(service, env.hosts, env.replicas)) {
       // several for one replica (an interrupted run): prefer the one of the target version, else any
-      const candidates = running.filter((c) => c.host === host.name && c.replica === index);
+      const candidates = running.filter((c) => serviceName(c) === service.name && c.host === host && c.replica === index);
       const current = candidates.find((c) => c.version === target) ?? candidates[0];
-      slots.push({ index, host: host.name, current });
+      const unit = env.hosts.indexOf(host) * mainPerHost + Math.min(ordinal, mainPerHost - 1) + 1;
+      slots.push({ index, host, service: service.name, unit, current });
     }
-  });
+  }
+  // one batch after another, host by host, as before services existed
+  slots.sort((x, y) => x.unit - y.unit);
   const versions = [...new Set(slots.flatMap((s) => (s.current ? [s.current.version] : [])))];
   let fromVersion: string;
   if (versions.length === 1) fromVersion = versions[0];
   else if (input.isRollback) fromVersion = versions.find((v) => v !== target) ?? target;
   else {
-    const list = slots.map((s) => `${s.current?.name ?? `replica ${s.index} missing`}${s.current ? ` ${s.current.version}` : ''}`).join(', ');
+    const list = slots.map((s) => `${s.current?.name ?? `${s.service} replica ${s.index} missing`}${s.current ? ` ${s.current.version}` : ''}`).join(', ');
     throw new PlanError(`${appName}/${envName} runs mixed versions (${list}): bring it to one version first (runbook rollback ${appName} --env ${envName} --to <version>)`);
   }
-  const spec = (index: number, version: string, labels: Record<string, string>) =>
+  const spec = (service: string, index: number, version: string, labels: Record<string, string>) =>
     appContainerSpec(app, {
       app: appName,
       env: envName,
       version,
-      name: versionedWebContainerName(appName, envName, index, version),
+      service,
+      name: versionedReplicaContainerName(appName, envName, service, index, version),
       role: 'web',
       labels: { [LABEL.runId]: runId, 'runbook.replica': String(index), ...labels },
       restart: true,
     });
   const chosen = new Set(slots.flatMap((s) => (s.current ? [`${s.host}/${s.current.name}`] : [])));
-  const replicaIndexes = new Set(slots.map((s) => s.index));
+  const replicaKeys = new Set(slots.map((s) => `${s.service}/${s.index}`));
+  const routes = proxyRoutes(services, () => []).routes?.map(({ service, path, host }) => ({ service, path, ...(host ? { host } : {}), port: services.find((s) => s.name === service)!.port! }));
   return {
     app: appName,
     env: envName,
     version: target,
     image: `${app.image}:${target}`,
+    ...(services.length > 1 ? { images: releaseImages(app, target) } : {}),
     fromVersion,
     hosts,
     slots: slots.map((s) => ({
       index: s.index,
       host: s.host,
+      ...(s.service === MAIN_SERVICE ? {} : { service: s.service, unit: s.unit }),
       ...(s.current ? { current: { name: s.current.name, version: s.current.version } } : {}),
-      next: spec(s.index, target, { 'runbook.previous-version': fromVersion }),
-      rollback: spec(s.index, fromVersion, s.current?.previousVersion ? { 'runbook.previous-version': s.current.previousVersion } : {}),
+      next: spec(s.service, s.index, target, { 'runbook.previous-version': fromVersion }),
+      rollback: spec(s.service, s.index, fromVersion, s.current?.previousVersion ? { 'runbook.previous-version': s.current.previousVersion } : {}),
     })),
     proxies: hosts.map((h) => ({ host: h.name, container: proxyContainerName(appName, envName), url: `http://${h.address}:${env.proxy.hostPort}` })),
     appPort: app.port,
+    ...(routes ? { routes } : {}),
     ...(env.proxy.domain ? { serverName: env.proxy.domain } : {}),
-    healthTimeoutSeconds: app.healthCheck.timeoutSeconds,
+    healthTimeoutSeconds: Math.max(...services.map((s) => s.healthCheck.timeoutSeconds)),
     stopTimeoutSeconds: app.stopTimeoutSeconds,
     smokeTest: {
       path: app.smokeTest.path,
@@ -438,19 +539,27 @@ export function buildUpdatePlan(inventory: Inventory, input: RollingUpdateInput,
     approvals: { approvers: env.approvers, minApprovals: env.minApprovals },
     unchanged: slots.every((s) => s.current?.version === target) && fleet.every((c) => chosen.has(`${c.host}/${c.name}`)),
     // web containers that are not the current one of a replica, or of a replica that no longer exists
-    strays: fleet.filter((c) => !chosen.has(`${c.host}/${c.name}`) || !replicaIndexes.has(c.replica)).map((c) => ({ host: c.host, name: c.name })),
+    strays: fleet.filter((c) => !chosen.has(`${c.host}/${c.name}`) || !replicaKeys.has(`${serviceName(c)}/${c.replica}`)).map((c) => ({ host: c.host, name: c.name })),
   };
 }
 
 /** The proxy config of one host, from the container now serving each of its replicas. */
-export function hostProxyConfig(plan: UpdatePlan, host: string, live: Record<number, string>): string {
+export function hostProxyConfig(plan: UpdatePlan, host: string, live: Record<string, string>): string {
+  const serving = (service: string | undefined) =>
+    plan.slots.filter((s) => s.host === host && s.service === service && live[slotKey(s)] !== undefined).map((s) => live[slotKey(s)]);
   return renderProxyConfig({
     app: plan.app,
     env: plan.env,
-    upstreams: plan.slots.filter((s) => s.host === host && live[s.index] !== undefined).map((s) => `${live[s.index]}:${plan.appPort}`),
+    upstreams: serving(undefined).map((c) => `${c}:${plan.appPort}`),
+    ...(plan.routes?.length
+      ? { routes: plan.routes.map((r) => ({ service: r.service, path: r.path, ...(r.host ? { host: r.host } : {}), upstreams: serving(r.service).map((c) => `${c}:${r.port}`) })) }
+      : {}),
     ...(plan.serverName ? { serverName: plan.serverName } : {}),
   });
 }
+
+/** A slot's key in the workflow's fleet state: the replica number for the main service (as before services existed), `<service>/<n>` for the others. */
+export const slotKey = (s: { index: number; service?: string }): string => (s.service === undefined ? String(s.index) : `${s.service}/${s.index}`);
 
 
 export interface HousekeepingPlan {
@@ -458,13 +567,16 @@ export interface HousekeepingPlan {
   env: string;
   /** The app's image repository (apps.<app>.image); its tags are the versions. */
   repository: string;
+  /** Every repository of the app's services, when some service has its own (absent: \`repository\` only). */
+  repositories?: string[];
   hosts: HostSpec[];
 }
 
 /** Housekeeping of an app/env: its image repository and the hosts of the environment. */
 export function buildHousekeepingPlan(inventory: Inventory, target: RunbookTarget): HousekeepingPlan {
   const { app, env } = findTarget(inventory, target);
-  return { app: target.app, env: target.env, repository: app.image, hosts: env.hosts.map((h) => hostSpec(inventory, h)) };
+  const repositories = [...new Set(appServices(app).map((s) => s.repository))];
+  return { app: target.app, env: target.env, repository: app.image, ...(repositories.length > 1 ? { repositories } : {}), hosts: env.hosts.map((h) => hostSpec(inventory, h)) };
 }
 
 export interface StopPlan {
@@ -535,10 +647,11 @@ export function buildDependencyUpdatePlan(inventory: Inventory, input: UpdateDep
 export function migrationPlan(app: Inventory['apps'][string], target: RunbookTarget, version: string, host: string, runId: string, nameSuffix = ''): OneOffPlan | undefined {
   if (!app.migrate) return undefined;
   const name = `${migrateContainerName(target.app, target.env, version)}${nameSuffix}`;
+  const service = app.migrate.service ?? MAIN_SERVICE;
   return {
     host,
     timeoutSeconds: app.migrate.timeoutSeconds,
-    container: { ...appContainerSpec(app, { app: target.app, env: target.env, version, name, role: 'migrate', labels: { [LABEL.runId]: runId }, restart: false }), cmd: app.migrate.command },
+    container: { ...appContainerSpec(app, { app: target.app, env: target.env, version, name, role: 'migrate', labels: { [LABEL.runId]: runId }, restart: false, service }), cmd: app.migrate.command },
   };
 }
 

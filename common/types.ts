@@ -124,6 +124,8 @@ export interface DependencyUpdatePlan {
 export interface ReplicaPlan {
   host: string;
   index: number;
+  /** The app's service (absent: the main one, web). */
+  service?: string;
   container: ContainerSpec;
 }
 
@@ -398,6 +400,8 @@ export interface FleetContainer {
   host: string;
   name: string;
   replica: number;
+  /** The app's service (label runbook.service; absent: the main one, web). */
+  service?: string;
   version: string;
   image: string;
   state: string;
@@ -440,6 +444,10 @@ export interface RollingUpdateInput extends RunbookTarget {
 export interface SlotPlan {
   index: number;
   host: string;
+  /** The app's service (absent: the main one, web; then the slot's key is its index). */
+  service?: string;
+  /** The batch unit it is replaced with: the main replica of the same host and ordinal (absent: its index). */
+  unit?: number;
   /** The container serving this replica now (undefined: the replica is missing and is created). */
   current?: { name: string; version: string };
   /** The container of the target version. */
@@ -460,12 +468,16 @@ export interface UpdatePlan {
   env: string;
   version: string;
   image: string;
+  /** Every image of the release when the app has several services (absent: \`image\` only). */
+  images?: string[];
   /** The version running before the update (the rollback target), read from the containers' labels. */
   fromVersion: string;
   hosts: HostSpec[];
   slots: SlotPlan[];
   proxies: { host: string; container: string; url: string }[];
   appPort: number;
+  /** The routed services besides the main one: the proxy sends them their prefix. */
+  routes?: { service: string; path: string; host?: string; port: number }[];
   serverName?: string;
   healthTimeoutSeconds: number;
   stopTimeoutSeconds: number;
@@ -490,7 +502,7 @@ export interface RollingUpdateResult {
   version: string;
   fromVersion: string;
   unchanged: boolean;
-  replicas: { host: string; index: number; container: string }[];
+  replicas: { host: string; index: number; service?: string; container: string }[];
 }
 
 // ---------------------------------------------------------------- certificates (runbook 2) --
@@ -554,6 +566,8 @@ export interface CertificatePlan {
   resolver?: string;
   /** nginx upstream name of the app (the HTTPS server block proxies to it). */
   upstream: string;
+  /** The app has routed services: the HTTPS block sends requests where the port-80 config's route map says. */
+  routed?: boolean;
   proxies: CertificateProxy[];
   /** Renew when the remaining lifetime is at most this fraction of the whole (default 1/3). */
   renewFraction: number;

@@ -32,31 +32,41 @@ export interface HousekeepingResult {
   app: string;
   env: string;
   repository: string;
+  /** Every repository of the app's services, when they are not all the main one's. */
+  repositories?: string[];
   dryRun: boolean;
   hosts: HostHousekeeping[];
 }
 
-async function houseKeepHost(host: HostSpec, repository: string, dryRun: boolean): Promise<HostHousekeeping> {
+async function houseKeepHost(host: HostSpec, repositories: string[], dryRun: boolean): Promise<HostHousekeeping> {
   const { disk: diskBefore } = await slow.diskUsage({ host });
-  const listing = await quick.listHousekeepingInventory({ host, repository });
-  const decision = decideHousekeeping(repository, listing.images, listing.containers);
-  if (dryRun) {
-    return { host: host.name, removed: decision.remove.map((r) => ({ id: r.id, tags: r.tags, size: r.size, deleted: false })), kept: decision.keep, diskBefore };
-  }
-  let removals: ImageRemoval[] = [];
-  if (decision.remove.length) {
-    ({ removals } = await slow.removeRepositoryImages({ host, repository, images: decision.remove.map((r) => ({ id: r.id, references: r.references })) }));
-  }
-  const outcome = new Map(removals.map((r) => [r.id, r]));
   const removed: HostHousekeeping['removed'] = [];
-  const refused: HostHousekeeping['kept'] = [];
-  for (const r of decision.remove) {
-    const o = outcome.get(r.id);
-    if (o?.outcome === 'in use') refused.push({ id: r.id, tags: r.tags, reasons: ['in use'], containers: [], refused: o.reason ?? 'in use' });
-    else removed.push({ id: r.id, tags: r.tags, size: r.size, deleted: o?.deleted ?? false });
+  const kept: HostHousekeeping['kept'] = [];
+  // one repository after the other (an app's services may have images of their own)
+  for (const repository of repositories) {
+    const listing = await quick.listHousekeepingInventory({ host, repository });
+    const decision = decideHousekeeping(repository, listing.images, listing.containers);
+    if (dryRun) {
+      removed.push(...decision.remove.map((r) => ({ id: r.id, tags: r.tags, size: r.size, deleted: false })));
+      kept.push(...decision.keep);
+      continue;
+    }
+    let removals: ImageRemoval[] = [];
+    if (decision.remove.length) {
+      ({ removals } = await slow.removeRepositoryImages({ host, repository, images: decision.remove.map((r) => ({ id: r.id, references: r.references })) }));
+    }
+    const outcome = new Map(removals.map((r) => [r.id, r]));
+    const refused: HostHousekeeping['kept'] = [];
+    for (const r of decision.remove) {
+      const o = outcome.get(r.id);
+      if (o?.outcome === 'in use') refused.push({ id: r.id, tags: r.tags, reasons: ['in use'], containers: [], refused: o.reason ?? 'in use' });
+      else removed.push({ id: r.id, tags: r.tags, size: r.size, deleted: o?.deleted ?? false });
+    }
+    kept.push(...decision.keep, ...refused);
   }
+  if (dryRun) return { host: host.name, removed, kept, diskBefore };
   const { disk: diskAfter } = await slow.diskUsage({ host });
-  return { host: host.name, removed, kept: [...decision.keep, ...refused], diskBefore, diskAfter };
+  return { host: host.name, removed, kept, diskBefore, diskAfter };
 }
 
 export async function housekeeping(input: HousekeepingInput): Promise<HousekeepingResult> {
@@ -65,10 +75,10 @@ export async function housekeeping(input: HousekeepingInput): Promise<Housekeepi
   try {
     const plan: HousekeepingPlan = await rb.step('plan', () => quick.resolveHousekeepingPlan({ app, env }));
     const clean = () =>
-      rb.step(dryRun ? 'housekeeping (dry run)' : 'housekeeping', () => allSettled(plan.hosts.map((h) => houseKeepHost(h, plan.repository, dryRun))));
+      rb.step(dryRun ? 'housekeeping (dry run)' : 'housekeeping', () => allSettled(plan.hosts.map((h) => houseKeepHost(h, plan.repositories ?? [plan.repository], dryRun))));
     const hosts = dryRun ? await clean() : await withLock(rb, plan, clean);
     rb.finish('succeeded');
-    return { app, env, repository: plan.repository, dryRun, hosts };
+    return { app, env, repository: plan.repository, ...(plan.repositories ? { repositories: plan.repositories } : {}), dryRun, hosts };
   } catch (err) {
     const failure = rootFailure(err);
     await rb.fail(failure);

@@ -9,7 +9,7 @@
 import { ActivityFailure, ApplicationFailure, CancellationScope, executeChild, patched, proxyActivities, sleep, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { formatDuration, parseDuration } from '../common/duration';
-import { hostProxyConfig } from '../common/plan';
+import { hostProxyConfig, slotKey } from '../common/plan';
 import type { ContainerSpec, HostSpec, OneOffPlan, RollingUpdateInput, RollingUpdateResult, SlotPlan, UpdatePlan } from '../common/types';
 import { parseInput, RollingUpdateInputSchema } from '../common/inputs';
 import { rootFailure, withLock } from './lib/steps';
@@ -60,17 +60,17 @@ export async function rollingUpdate(input: RollingUpdateInput): Promise<RollingU
   const rb = new Runbook(input.isRollback ? 'rollback' : 'rollingUpdate', { app: input.app, env: input.env });
   try {
     const plan = await rb.step('plan', () => quick.resolveUpdatePlan(input));
-    const result = (live: Record<number, string>): RollingUpdateResult => ({
+    const result = (live: Record<string, string>): RollingUpdateResult => ({
       app: plan.app,
       env: plan.env,
       version: plan.version,
       fromVersion: plan.fromVersion,
       unchanged: plan.unchanged,
-      replicas: plan.slots.map((s) => ({ host: s.host, index: s.index, container: live[s.index] })),
+      replicas: plan.slots.map((s) => ({ host: s.host, index: s.index, ...(s.service ? { service: s.service } : {}), container: live[slotKey(s)] })),
     });
     if (plan.unchanged) {
       rb.finish('succeeded');
-      return result(Object.fromEntries(plan.slots.map((s) => [s.index, s.current!.name])));
+      return result(Object.fromEntries(plan.slots.map((s) => [slotKey(s), s.current!.name])));
     }
     rb.setPhase('running');
     // The pull changes no replica: it runs beside the lock, and an unknown tag stops the runbook
@@ -92,7 +92,8 @@ export async function rollingUpdate(input: RollingUpdateInput): Promise<RollingU
 
 /** The fleet as the proxies see it: which container serves each replica, kept in workflow state. */
 class Fleet {
-  readonly live: Record<number, string> = {};
+  /** By slot key (see slotKey): the main service's replica number, or `<service>/<n>`. */
+  readonly live: Record<string, string> = {};
   /** Old containers draining and stopping in the background while the update goes on. */
   private retiring: Promise<unknown>[] = [];
   constructor(
@@ -100,7 +101,7 @@ class Fleet {
     readonly plan: UpdatePlan,
     private readonly timing: Timing,
   ) {
-    for (const s of plan.slots) if (s.current) this.live[s.index] = s.current.name;
+    for (const s of plan.slots) if (s.current) this.live[slotKey(s)] = s.current.name;
   }
 
   host(name: string): HostSpec {
@@ -112,7 +113,7 @@ class Fleet {
    * never are, removes them (nothing else changed) and fails. Nothing is switched yet.
    */
   async prepare(label: string, batch: SlotPlan[], specOf: (s: SlotPlan) => ContainerSpec): Promise<SlotPlan[]> {
-    const todo = batch.filter((s) => this.live[s.index] !== specOf(s).name);
+    const todo = batch.filter((s) => this.live[slotKey(s)] !== specOf(s).name);
     if (todo.length === 0) return todo;
     await this.rb.step(`${label}: start`, () =>
       Promise.all(todo.map((s) => waiting.ensureContainer.executeWithOptions({ summary: `start ${specOf(s).name} on ${s.host}` }, [{ host: this.host(s.host), spec: specOf(s) }]))),
@@ -137,9 +138,9 @@ class Fleet {
   async switchTo(label: string, todo: SlotPlan[], specOf: (s: SlotPlan) => ContainerSpec): Promise<void> {
     if (todo.length === 0) return;
     const plan = this.plan;
-    const old = todo.flatMap((s) => (this.live[s.index] ? [{ host: s.host, name: this.live[s.index] }] : []));
+    const old = todo.flatMap((s) => (this.live[slotKey(s)] ? [{ host: s.host, name: this.live[slotKey(s)] }] : []));
     const hosts = [...new Set(todo.map((s) => s.host))];
-    for (const s of todo) this.live[s.index] = specOf(s).name;
+    for (const s of todo) this.live[slotKey(s)] = specOf(s).name;
     const switched = await this.rb.step(`${label}: switch proxy`, () =>
       Promise.all(
         hosts.map(async (host) => {
@@ -182,14 +183,15 @@ class Fleet {
 
   /** Replicas whose proxy no longer points at the recorded version. */
   switched(): SlotPlan[] {
-    return this.plan.slots.filter((s) => this.live[s.index] !== undefined && this.live[s.index] !== s.rollback.name && this.live[s.index] !== s.current?.name);
+    return this.plan.slots.filter((s) => this.live[slotKey(s)] !== undefined && this.live[slotKey(s)] !== s.rollback.name && this.live[slotKey(s)] !== s.current?.name);
   }
 }
 
 /** The new image on every host in parallel; an unknown tag fails on the first host that lacks it, before anything changed. */
 async function pull(rb: Runbook, plan: UpdatePlan): Promise<void> {
   try {
-    await rb.step('pull', () => Promise.all(plan.hosts.map((h) => waiting.pullImage({ host: h, image: plan.image }))));
+    const images = plan.images ?? [plan.image];
+    await rb.step('pull', () => Promise.all(plan.hosts.flatMap((h) => images.map((image) => waiting.pullImage({ host: h, image })))));
   } catch (err) {
     const cause = rootFailure(err);
     throw ApplicationFailure.create({
@@ -200,7 +202,7 @@ async function pull(rb: Runbook, plan: UpdatePlan): Promise<void> {
   }
 }
 
-async function update(rb: Runbook, plan: UpdatePlan, input: RollingUpdateInput, timing: Timing): Promise<Record<number, string>> {
+async function update(rb: Runbook, plan: UpdatePlan, input: RollingUpdateInput, timing: Timing): Promise<Record<string, string>> {
   const fleet = new Fleet(rb, plan, timing);
   if (plan.backup) {
     const { runId } = workflowInfo();
@@ -214,8 +216,13 @@ async function update(rb: Runbook, plan: UpdatePlan, input: RollingUpdateInput, 
   // after the backup (it holds the schema before) and before any new replica starts
   if (plan.migrate && patched('update-migrations')) await migrate(rb, plan, plan.migrate);
   const batchSize = input.batchSize ?? 1;
+  // a batch is batchSize units: a unit is one replica of the main service with the other services' replicas of its host and ordinal
+  const units = [...new Set(plan.slots.map((s) => s.unit ?? s.index))];
   const batches: SlotPlan[][] = [];
-  for (let i = 0; i < plan.slots.length; i += batchSize) batches.push(plan.slots.slice(i, i + batchSize));
+  for (let i = 0; i < units.length; i += batchSize) {
+    const chosen = new Set(units.slice(i, i + batchSize));
+    batches.push(plan.slots.filter((s) => chosen.has(s.unit ?? s.index)));
+  }
   const label = (i: number) => `batch ${i + 1}/${batches.length}`;
   const withCanary = batches.length > 1 && (input.canary ?? 'none') !== 'none';
   // Batches ahead of the one being switched boot and pass their health gate meanwhile (all of them
@@ -372,7 +379,7 @@ async function rollBack(rb: Runbook, fleet: Fleet): Promise<string> {
     await removeStrays(fleet);
     return `rolled back ${switched.length} replica(s) on ${[...new Set(switched.map((s) => s.host))].join(', ')} to ${plan.fromVersion}; every replica runs ${plan.fromVersion} and serves`;
   } catch (err) {
-    const where = plan.slots.map((s) => `${s.host}/${fleet.live[s.index] ?? 'none'}`).join(', ');
+    const where = plan.slots.map((s) => `${s.host}/${fleet.live[slotKey(s)] ?? 'none'}`).join(', ');
     return `ROLLBACK FAILED: ${errorMessage(err instanceof ActivityFailure ? (err.cause ?? err) : err)}; the proxies now point at: ${where}`;
   }
 }

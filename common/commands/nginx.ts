@@ -3,10 +3,55 @@
 export interface ProxyConfigInput {
   app: string;
   env: string;
-  /** Upstream servers as `container-name:port` on the app network. */
+  /** The main service's servers as `container-name:port` on the app network: every request no route takes. */
   upstreams: string[];
+  /** The app's other routed services: requests for a path prefix (and host) go to their servers. */
+  routes?: ProxyRoute[];
   serverName?: string;
 }
+
+export interface ProxyRoute {
+  service: string;
+  /** "/api": "/api" and "/api/..." (the path is passed on unchanged). */
+  path: string;
+  /** Only for this host name (a leading "*." matches one or more labels). */
+  host?: string;
+  upstreams: string[];
+}
+
+/** The nginx variable naming the upstream a request goes to, when the app has routes (set by a map in the proxy's config). */
+export const ROUTED_UPSTREAM_VARIABLE = '$runbook_upstream';
+/** "upgrade" for a WebSocket handshake, "" otherwise (so other requests reuse kept-alive connections). */
+const CONNECTION_VARIABLE = '$runbook_connection';
+const CONNECTION_MAP = `# "Connection: upgrade" only for WebSocket handshakes; other requests reuse kept-alive connections
+map $http_upgrade ${CONNECTION_VARIABLE} {
+    default upgrade;
+    '' '';
+}`;
+
+const escapeRegex = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * The map from "$host$uri" to the upstream: the routes with a host first, then the longer prefixes
+ * (nginx takes the first regex that matches), everything else to the main service.
+ */
+export function renderRouteMap(app: string, env: string, routes: Pick<ProxyRoute, 'service' | 'path' | 'host'>[]): string {
+  const ordered = [...routes].sort((a, b) => Number(b.host !== undefined) - Number(a.host !== undefined) || b.path.length - a.path.length);
+  const lines = ordered.map((r) => {
+    if (!/^\/[A-Za-z0-9._~\/-]*$/.test(r.path)) throw new Error(`not a route path: ${JSON.stringify(r.path)}`);
+    if (r.host !== undefined && !/^(\*\.)?[a-z0-9.-]+$/.test(r.host)) throw new Error(`not a route host: ${JSON.stringify(r.host)}`);
+    const host = r.host === undefined ? '[^/]*' : r.host.startsWith('*.') ? `[^/]+\\.${escapeRegex(r.host.slice(2))}` : escapeRegex(r.host);
+    const path = r.path.replace(/\/+$/, '');
+    return `    ~^${host}${escapeRegex(path)}(/|$) ${serviceUpstreamName(app, env, r.service)};`;
+  });
+  return `map "$host$uri" ${ROUTED_UPSTREAM_VARIABLE} {
+    default ${proxyUpstreamName(app, env)};
+${lines.join('\n')}
+}`;
+}
+
+/** The upstream of one of the app's routed services. */
+export const serviceUpstreamName = (app: string, env: string, service: string): string => `${proxyUpstreamName(app, env)}__${service.replace(/[^A-Za-z0-9_]/g, '_')}`;
 
 export const PROXY_CONFIG_PATH = '/etc/nginx/conf.d/default.conf';
 /** In the proxy container: the certificates, keys and HTTPS snippets (a named volume on the host). */
@@ -118,6 +163,8 @@ export interface HttpsServerInput {
   /** File stem of the certificate and key in TLS_DIR. */
   id: string;
   domains: string[];
+  /** The app has routed services: requests go where the port-80 config's route map says. */
+  routed?: boolean;
 }
 
 export const tlsFiles = (id: string) => ({
@@ -137,6 +184,12 @@ export function renderHttpsServer(input: HttpsServerInput): string {
   if (!/^[a-z0-9-]+$/.test(input.id)) throw new Error(`not a certificate id: ${JSON.stringify(input.id)}`);
   const files = tlsFiles(input.id);
   return `# Managed by temporal-runbooks: HTTPS for ${input.app}/${input.env} (certificate ${input.id}).
+# its own map (included at http level): it works beside a port-80 config of any age
+map $http_upgrade $runbook_tls_${input.id.replace(/-/g, '_')}_connection {
+    default upgrade;
+    '' '';
+}
+
 server {
     listen 443 ssl http2;
     server_name ${input.domains.join(' ')};
@@ -157,9 +210,10 @@ server {
 
     location / {
         include ${MAINTENANCE.locationGlob};
-        proxy_pass http://${proxyUpstreamName(input.app, input.env)};
+        proxy_pass http://${input.routed ? ROUTED_UPSTREAM_VARIABLE : proxyUpstreamName(input.app, input.env)};
         proxy_http_version 1.1;
-        proxy_set_header Connection "";
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $runbook_tls_${input.id.replace(/-/g, '_')}_connection;
         proxy_set_header Host $host;
         proxy_set_header X-Real-IP $remote_addr;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
@@ -188,16 +242,21 @@ export function renderProxyConfig(input: ProxyConfigInput): string {
   if (input.upstreams.length === 0) throw new Error('proxy config needs at least one upstream');
   const upstreamName = proxyUpstreamName(input.app, input.env);
   // a replica is taken out after 3 errors for 2 s: one slow accept under load does not empty the pool
-  const servers = input.upstreams.map((u) => `    server ${u} max_fails=3 fail_timeout=2s;`).join('\n');
+  const upstream = (name: string, servers: string[]) => `upstream ${name} {
+${servers.map((u) => `    server ${u} max_fails=3 fail_timeout=2s;`).join('\n')}
+    keepalive 16;
+}`;
+  const routes = input.routes ?? [];
+  for (const r of routes) if (r.upstreams.length === 0) throw new Error(`the route ${r.path} of ${r.service} has no upstream`);
+  const upstreams = [upstream(upstreamName, input.upstreams), ...routes.map((r) => upstream(serviceUpstreamName(input.app, input.env, r.service), r.upstreams))];
   return `# Managed by temporal-runbooks for ${input.app}/${input.env}. Changes here are overwritten.
 # HTTPS, once the certificate runbook has installed a certificate: its server block and the
 # redirect live beside the certificate on the host (${TLS_DIR}), so re-rendering this file keeps them.
 include ${TLS_DIR}/*.server.conf;
 
-upstream ${upstreamName} {
-${servers}
-    keepalive 16;
-}
+${upstreams.join('\n\n')}
+${routes.length ? `\n${renderRouteMap(input.app, input.env, routes)}\n` : ''}
+${CONNECTION_MAP}
 
 server {
     listen 80 default_server;
@@ -211,9 +270,10 @@ server {
     location / {
         include ${TLS_DIR}/*.redirect.conf;
         include ${MAINTENANCE.locationGlob};
-        proxy_pass http://${upstreamName};
+        proxy_pass http://${routes.length ? ROUTED_UPSTREAM_VARIABLE : upstreamName};
         proxy_http_version 1.1;
-        proxy_set_header Connection "";
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection ${CONNECTION_VARIABLE};
         proxy_set_header Host $host;
         proxy_set_header X-Real-IP $remote_addr;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
@@ -310,6 +370,11 @@ include ${TLS_DIR}/*.server.conf;
 map $http_upgrade $runbook_forward_connection {
     default upgrade;
     '' '';
+}
+
+# HTTPS blocks of an app with routed services pick their upstream from this variable: all go there now
+map $host ${ROUTED_UPSTREAM_VARIABLE} {
+    default ${upstreamName};
 }
 
 upstream ${upstreamName} {

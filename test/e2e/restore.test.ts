@@ -14,7 +14,7 @@ import { statusQuery } from '../../workflows/lib/definitions';
 import type { RestoreBackupResult } from '../../workflows/restoreBackup';
 import type { HousekeepingResult } from '../../workflows/housekeeping';
 import { e2eSetup, historyText, runCli, WorkerProcess, type E2eSetup } from '../helpers/e2e';
-import { psqlIn, servedVersion, sleep, waitFor, WriteStream } from '../helpers/e2e-app';
+import { psqlIn, servedVersion, sleep, VersionSampler, waitFor, WriteStream } from '../helpers/e2e-app';
 import { DOCKER_SOCK, RUNBOOK_HOME, TEMPORAL_ADDRESS } from '../helpers/paths';
 
 jest.setTimeout(600_000);
@@ -122,28 +122,6 @@ async function lastRun(workflowType: string): Promise<{ workflowId: string; step
     return { workflowId: wf.workflowId, steps: st.steps.map((x) => x.step) };
   }
   throw new Error(`no ${workflowType} run of ${APP}`);
-}
-
-/** The versions a proxy serves, sampled until stopped, consecutive repeats collapsed. */
-class VersionSampler {
-  private readonly seen: string[] = [];
-  private running = true;
-  private readonly done: Promise<void>;
-  constructor(proxy: string) {
-    this.done = (async () => {
-      while (this.running) {
-        const r = await servedVersion(proxy);
-        const v = r.status === 200 ? r.body : `HTTP ${r.status}`;
-        if (this.seen.at(-1) !== v) this.seen.push(v);
-        await sleep(50);
-      }
-    })();
-  }
-  async stop(): Promise<string[]> {
-    this.running = false;
-    await this.done;
-    return this.seen;
-  }
 }
 
 it('deploy v1, then a rolling update to v2 (its backup first): versioned replicas on both engines, writes acknowledged', async () => {

@@ -130,3 +130,25 @@ export class WriteStream {
 export async function servedVersion(proxy: string): Promise<{ status: number; body: string }> {
   return httpGet(`${proxy}/version`).catch((err: Error) => ({ status: 0, body: err.message }));
 }
+
+/** The versions a proxy serves, sampled until stopped, consecutive repeats collapsed. */
+export class VersionSampler {
+  private readonly seen: string[] = [];
+  private running = true;
+  private readonly done: Promise<void>;
+  constructor(proxy: string) {
+    this.done = (async () => {
+      while (this.running) {
+        const r = await servedVersion(proxy);
+        const v = r.status === 200 ? r.body : `HTTP ${r.status}`;
+        if (this.seen.at(-1) !== v) this.seen.push(v);
+        await sleep(50);
+      }
+    })();
+  }
+  async stop(): Promise<string[]> {
+    this.running = false;
+    await this.done;
+    return this.seen;
+  }
+}

@@ -139,3 +139,30 @@ it('an unknown environment fails from the plan; bad input fails before any activ
   expect(g.message).toMatch(/invalid input: dryRun: /);
   expect(bad.calls).toEqual([]);
 });
+
+it("an app whose services have images of their own: each repository's old tags go, on every host", async () => {
+  const API = 'reg:5000/shop-api';
+  const apiImage = (tag: string, created: number): RepositoryImage => ({ id: `sha256:api-${tag}`, references: [`${API}:${tag}`], created, size: 10 });
+  const mocks = housekeepingMocks({
+    resolveHousekeepingPlan: async () => ({
+      app: 'shop',
+      env: 'production',
+      repository: REPO,
+      repositories: [REPO, API],
+      hosts: [{ name: 'one', address: '127.0.0.1', dockerSocket: '/var/run/docker.sock', minFreeDiskMb: 1 }],
+    }),
+    listHousekeepingInventory: async (req: { host: { name: string }; repository: string }) =>
+      req.repository === API
+        ? { host: 'one', images: [apiImage('v1', 1), apiImage('v2', 2), apiImage('v3', 3)], containers: [{ name: 'shop-production-api-1', imageId: 'sha256:api-v3', state: 'running', labels: {} }] }
+        : LISTINGS.one,
+    removeRepositoryImages: async (req: { host: { name: string }; images: { id: string; references: string[] }[] }) => ({
+      host: req.host.name,
+      removals: req.images.map((i) => ({ id: i.id, references: i.references, outcome: 'removed' as const, deleted: true })),
+    }),
+  });
+  const result = (await (await run(mocks, { app: 'shop', env: 'production' })).result()) as HousekeepingResult;
+  expect(result.repositories).toEqual([REPO, API]);
+  expect(result.hosts[0].removed.map((r) => r.id).sort()).toEqual(['sha256:api-v1', 'sha256:v1', 'sha256:v2']);
+  const removals = mocks.calls.filter((c) => c.name === 'removeRepositoryImages').map((c) => (c.args as { repository: string }).repository);
+  expect(removals).toEqual([REPO, API]);
+});

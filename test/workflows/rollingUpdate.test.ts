@@ -35,7 +35,7 @@ const inventory = parseInventory(TEST_INVENTORY_YAML);
 
 /** Containers per host, as the engines would hold them; the proxies' upstreams per host. */
 class FakeFleet {
-  readonly containers = new Map<string, { host: string; version: string; replica: number; running: boolean }>();
+  readonly containers = new Map<string, { host: string; version: string; replica: number; running: boolean; service?: string }>();
   readonly upstreams = new Map<string, string[]>();
   readonly events: string[] = [];
   unhealthy = new Set<string>(); // container names whose health check fails
@@ -49,7 +49,7 @@ class FakeFleet {
   }
 
   fleet(): FleetContainer[] {
-    return [...this.containers].map(([name, c]) => ({ host: c.host, name, replica: c.replica, version: c.version, image: `reg:5000/shop:${c.version}`, state: c.running ? 'running' : 'exited' }));
+    return [...this.containers].map(([name, c]) => ({ host: c.host, name, replica: c.replica, ...(c.service ? { service: c.service } : {}), version: c.version, image: `reg:5000/shop:${c.version}`, state: c.running ? 'running' : 'exited' }));
   }
 
   versions(): string[] {
@@ -68,7 +68,8 @@ class FakeFleet {
       pullImage: async (req: { image: string }) => ({ image: req.image, id: 'sha256:1' }),
       ensureContainer: async (req: { host: { name: string }; spec: ContainerSpec }) => {
         this.events.push(`start ${req.spec.name}`);
-        this.containers.set(req.spec.name, { host: req.host.name, version: req.spec.labels['runbook.version'], replica: Number(req.spec.labels['runbook.replica']), running: true });
+        const service = req.spec.labels['runbook.service'];
+        this.containers.set(req.spec.name, { host: req.host.name, version: req.spec.labels['runbook.version'], replica: Number(req.spec.labels['runbook.replica']), running: true, ...(service ? { service } : {}) });
         return { name: req.spec.name, id: `id-${req.spec.name}`, created: true };
       },
       waitHealthy: async (req: { container: string }) => {
@@ -76,7 +77,7 @@ class FakeFleet {
         return { container: req.container, health: 'healthy', seconds: 1 };
       },
       configureProxy: async (req: { host: { name: string }; config: string }) => {
-        const ups = [...req.config.matchAll(/server (\S+):8080/g)].map((m) => m[1]);
+        const ups = [...req.config.matchAll(/server (\S+):\d+ /g)].map((m) => m[1]);
         this.events.push(`proxy ${req.host.name} → ${ups.join(',')}`);
         this.upstreams.set(req.host.name, ups);
         return { changed: true, previousWorkers: [100 + this.events.length] };
@@ -345,6 +346,65 @@ describe('rollingUpdate', () => {
     expect(f.message).toMatch(/web-2-v2 is unhealthy[\s\S]*nothing had been switched; every replica still runs v1/);
     expect(mocks.called('configureProxy')).toBe(0);
     expect(fleet.versions()).toEqual(['one:1:v1', 'two:2:v1']);
+  });
+
+  describe('an app of several services (a frontend, an API behind /api, a worker with no port)', () => {
+    const stack = parseInventory(
+      TEST_INVENTORY_YAML.replace(
+        '    proxyImage:',
+        '    services:\n      api: { port: 3000, route: { path: /api } }\n      worker: { command: [shop, worker] }\n    proxyImage:',
+      ),
+    );
+    const stackFleet = () => {
+      const fleet = new FakeFleet('v1', ['one', 'two'], stack);
+      ['one', 'two'].forEach((host, i) => {
+        fleet.containers.set(`shop-production-api-${i + 1}`, { host, version: 'v1', replica: i + 1, running: true, service: 'api' });
+        fleet.containers.set(`shop-production-worker-${i + 1}`, { host, version: 'v1', replica: i + 1, running: true, service: 'worker' });
+      });
+      return fleet;
+    };
+    const byHost = (fleet: FakeFleet) => [...fleet.containers].map(([name, c]) => `${c.host}:${name}:${c.version}`).sort();
+
+    it('the canary is one whole stack: every service of the first host, then the next host; each proxy gets its host\'s web and api', async () => {
+      const fleet = stackFleet();
+      const mocks = mockActivities(fleet.activities());
+      await run(mocks, async (start) => {
+        const h = await start({ canary: 'approve' });
+        await waitForGate(h, 'canary');
+        expect(byHost(fleet)).toEqual([
+          'one:shop-production-api-1-v2:v2',
+          'one:shop-production-web-1-v2:v2',
+          'one:shop-production-worker-1-v2:v2',
+          'two:shop-production-api-2:v1',
+          'two:shop-production-web-2:v1',
+          'two:shop-production-worker-2:v1',
+        ]);
+        expect(fleet.upstreams.get('one')).toEqual(['shop-production-web-1-v2', 'shop-production-api-1-v2']);
+        await h.signal(approveSignal, { gate: 'canary', by: 'alice' });
+        await h.signal(approveSignal, { gate: 'canary', by: 'bob' });
+        const r = (await h.result()) as RollingUpdateResult;
+        expect(r.replicas.map((x) => `${x.service ?? 'web'} ${x.container}`)).toEqual([
+          'web shop-production-web-1-v2',
+          'api shop-production-api-1-v2',
+          'worker shop-production-worker-1-v2',
+          'web shop-production-web-2-v2',
+          'api shop-production-api-2-v2',
+          'worker shop-production-worker-2-v2',
+        ]);
+      });
+      expect(byHost(fleet).every((c) => c.endsWith(':v2'))).toBe(true);
+      expect(fleet.upstreams.get('two')).toEqual(['shop-production-web-2-v2', 'shop-production-api-2-v2']);
+    });
+
+    it('the worker of the last host never gets healthy: the first host\'s services go back to v1, all of them', async () => {
+      const fleet = stackFleet();
+      fleet.unhealthy.add('shop-production-worker-2-v2');
+      const mocks = mockActivities(fleet.activities());
+      const failure = await run(mocks, async (start) => failureOf(await start({ surge: 0 })));
+      expect(failure.message).toMatch(/shop-production-worker-2-v2 is unhealthy[\s\S]*rolled back 3 replica\(s\) on one to v1/);
+      expect(byHost(fleet).every((c) => c.endsWith(':v1'))).toBe(true);
+      expect(fleet.upstreams.get('one')).toEqual(['shop-production-web-1-v1', 'shop-production-api-1-v1']);
+    });
   });
 
   it('canary approved: the second batch follows', async () => {
