@@ -333,7 +333,7 @@ const replicaHealthCheckSchema = z.strictObject({
 const oneOffCommand = z.array(z.string().min(1)).min(1, { error: 'must have at least one word' });
 /** Named volumes of an app's containers (name → path in the container), one per host, kept across releases. */
 const volumesSchema = z.record(name('volume name'), absolutePath).default({});
-const routePath = z.string().regex(/^\/([A-Za-z0-9._~-]+\/?)*$/, { error: 'must be a path prefix like "/api" (letters, digits, ".", "_", "~", "-")' });
+const routePath = z.string().regex(/^\/([A-Za-z0-9._~-]+\/)*[A-Za-z0-9._~-]*$/, { error: 'must be a path prefix like "/api" (letters, digits, ".", "_", "~", "-")' });
 
 /**
  * Another service of the app (001/004's API beside the frontend, a worker with no port): the app's
@@ -357,8 +357,8 @@ const serviceSchema = z.strictObject({
   resources: resourcesSchema.optional(),
   route: z
     .strictObject({
-      /** Requests for this prefix (\`/api\` and \`/api/...\`, the path unchanged) go to this service. */
-      path: routePath,
+      /** Requests for this prefix (\`/api\` and \`/api/...\`, the path unchanged), or these (\`[/api, /socket.io]\`), go to this service. */
+      path: z.union([routePath, z.array(routePath).min(1, { error: 'must list at least one path' })]),
       /** Only requests for this host name (default: any). */
       host: dnsName.optional(),
     })
@@ -490,11 +490,13 @@ function crossReferenceProblems(inventory: Inventory): string[] {
       if (depNames.has(svc)) problems.push(`${at}: "${svc}" is also a dependency's name`);
       if (service.route) {
         if (service.port === undefined) problems.push(`${at}.route: a routed service needs a port`);
-        const key = `${service.route.host ?? '*'}${service.route.path.replace(/\/$/, '')}`;
-        if (service.route.path === '/' && service.route.host === undefined) problems.push(`${at}.route.path: "/" on every host is the main service's; give a longer prefix or a host`);
-        const other = routes.get(key);
-        if (other) problems.push(`${at}.route: the same route as services.${other}`);
-        routes.set(key, svc);
+        for (const path of typeof service.route.path === 'string' ? [service.route.path] : service.route.path) {
+          const key = `${service.route.host ?? '*'}${path.replace(/\/$/, '')}`;
+          if (path === '/' && service.route.host === undefined) problems.push(`${at}.route.path: "/" on every host is the main service's; give a longer prefix or a host`);
+          const other = routes.get(key);
+          if (other) problems.push(`${at}.route: ${path} is already routed to ${other === svc ? 'it' : `services.${other}`}`);
+          routes.set(key, svc);
+        }
       }
     }
     const serviceNames = ['web', ...Object.keys(app.services)];

@@ -80,7 +80,7 @@ export interface ServiceView {
   volumes: Record<string, string>;
   healthCheck: DeclaredHealthCheck & { timeoutSeconds: number };
   resources?: ResourcesConfig;
-  route?: { path: string; host?: string };
+  route?: { paths: string[]; host?: string };
 }
 
 type AppConfig = Inventory['apps'][string];
@@ -96,7 +96,7 @@ export function appServices(app: AppConfig): ServiceView[] {
     volumes: app.volumes,
     healthCheck: app.healthCheck,
     ...(app.resources ? { resources: app.resources } : {}),
-    route: { path: '/' },
+    route: { paths: ['/'] },
   };
   const others = Object.entries(app.services).map(([name, s]): ServiceView => ({
     name,
@@ -109,7 +109,7 @@ export function appServices(app: AppConfig): ServiceView[] {
     volumes: s.volumes,
     healthCheck: s.healthCheck,
     ...(s.resources ? { resources: s.resources } : {}),
-    ...(s.route ? { route: s.route } : {}),
+    ...(s.route ? { route: { paths: typeof s.route.path === 'string' ? [s.route.path] : s.route.path, ...(s.route.host ? { host: s.route.host } : {}) } } : {}),
   }));
   return [main, ...others];
 }
@@ -440,7 +440,7 @@ export function proxyRoutes(services: ServiceView[], containersOf: (service: str
   const [main, ...others] = services;
   const routes = others
     .filter((s) => s.route !== undefined && s.port !== undefined)
-    .map((s) => ({ service: s.name, path: s.route!.path, ...(s.route!.host ? { host: s.route!.host } : {}), upstreams: containersOf(s.name).map((c) => `${c}:${s.port}`) }));
+    .flatMap((s) => s.route!.paths.map((path) => ({ service: s.name, path, ...(s.route!.host ? { host: s.route!.host } : {}), upstreams: containersOf(s.name).map((c) => `${c}:${s.port}`) })));
   return { upstreams: containersOf(main.name).map((c) => `${c}:${main.port}`), ...(routes.length ? { routes } : {}) };
 }
 

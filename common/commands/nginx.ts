@@ -248,7 +248,9 @@ ${servers.map((u) => `    server ${u} max_fails=3 fail_timeout=2s;`).join('\n')}
 }`;
   const routes = input.routes ?? [];
   for (const r of routes) if (r.upstreams.length === 0) throw new Error(`the route ${r.path} of ${r.service} has no upstream`);
-  const upstreams = [upstream(upstreamName, input.upstreams), ...routes.map((r) => upstream(serviceUpstreamName(input.app, input.env, r.service), r.upstreams))];
+  // one upstream per service, whatever number of paths it is routed
+  const services = new Map(routes.map((r) => [r.service, r.upstreams]));
+  const upstreams = [upstream(upstreamName, input.upstreams), ...[...services].map(([service, servers]) => upstream(serviceUpstreamName(input.app, input.env, service), servers))];
   return `# Managed by temporal-runbooks for ${input.app}/${input.env}. Changes here are overwritten.
 # HTTPS, once the certificate runbook has installed a certificate: its server block and the
 # redirect live beside the certificate on the host (${TLS_DIR}), so re-rendering this file keeps them.

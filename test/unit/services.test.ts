@@ -20,7 +20,7 @@ apps:
         image: reg:5000/tracker-backend
         port: 3000
         env: { PATH_PREFIX: /api }
-        route: { path: /api }
+        route: { path: [/api, /socket.io] }
         healthCheck: { command: "curl -fs localhost:3000/api/health", startPeriodSeconds: 10 }
         resources: { memory: 512m, cpus: 0.5 }
         volumes: { uploads: /srv/uploads }
@@ -63,7 +63,7 @@ describe('services in the inventory', () => {
       expect.arrayContaining([
         'apps.tracker.services.web: "web" is reserved (the main service: image, port and healthCheck of the app itself)',
         'apps.tracker.services.proxy: "proxy" is reserved',
-        'apps.tracker.services.admin.route: the same route as services.api',
+        'apps.tracker.services.admin.route: /api/ is already routed to services.api',
         expect.stringMatching(/^apps\.tracker\.migrate\.service: unknown service "jobs" \(known: web, api, admin, /),
       ]),
     );
@@ -71,7 +71,7 @@ describe('services in the inventory', () => {
     expect(problems(STACK.replace('        route: { path: /, host: admin.example.com }', '        route: { path: / }'))).toEqual([
       'apps.tracker.services.admin.route.path: "/" on every host is the main service\'s; give a longer prefix or a host',
     ]);
-    expect(problems(STACK.replace('route: { path: /api }', 'route: { path: "api" }'))[0]).toMatch(/^apps\.tracker\.services\.api\.route\.path: must be a path prefix like "\/api"/);
+    expect(problems(STACK.replace('route: { path: [/api, /socket.io] }', 'route: { path: "api" }')).join('\n')).toMatch(/apps\.tracker\.services\.api\.route\.path: must be a path prefix like "\/api"/);
   });
 });
 
@@ -136,6 +136,8 @@ describe('deploy plan of a stack', () => {
     expect(config).toContain('upstream tracker_production {\n    server tracker-production-web-3:80 max_fails=3 fail_timeout=2s;\n    server tracker-production-web-4:80');
     expect(config).toContain('upstream tracker_production__api {\n    server tracker-production-api-3:3000 max_fails=3 fail_timeout=2s;\n    server tracker-production-api-4:3000');
     expect(config).toContain('upstream tracker_production__admin {\n    server tracker-production-admin-3:3001');
+    expect(config.match(/upstream tracker_production__api /g)).toHaveLength(1); // one upstream, two paths
+    expect(config).toContain('~^[^/]*/socket\\.io(/|$) tracker_production__api;');
     expect(config).not.toMatch(/worker|-1:|-2:/);
     expect(config).toContain('proxy_pass http://$runbook_upstream;');
     expect(config).toContain('proxy_set_header Upgrade $http_upgrade;');
