@@ -337,7 +337,8 @@ export async function removeContainersByLabels(docker: Docker, labels: Record<st
     const name = (c.Names[0] ?? c.Id).replace(/^\//, '');
     const container = docker.getContainer(c.Id);
     try {
-      if (c.State === 'running') await container.stop().catch((err) => (statusCode(err) === 304 ? undefined : Promise.reject(err)));
+      // a container in a restart loop (a dependency that cannot start) is stopped too: the engine refuses to remove it otherwise
+      if (c.State === 'running' || c.State === 'restarting') await container.stop().catch((err) => (statusCode(err) === 304 ? undefined : Promise.reject(err)));
       await container.remove({ v: false });
       removed.push(name);
     } catch (err) {

@@ -191,10 +191,21 @@ describe.each([
     expect(f.message).toMatch(/health log:\n {2}exit 1: not ready: no \/tmp\/ready/);
   });
 
-  it('removes what a run created, keeping nothing of it', async () => {
+  it('removes what a run created, keeping nothing of it, also a container in a restart loop', async () => {
+    // a dependency that cannot start: the engine keeps restarting it, and refuses to remove it while it does
+    const looping = await docker.createContainer({
+      name: `it-test-${tag}-looping`,
+      Image: `${REGISTRY}/demo-app:v1`,
+      Cmd: ['sh', '-c', 'exit 3'],
+      Labels: labelsFor('it', 'test', 'dependency', { [LABEL.runId]: runId }),
+      HostConfig: { RestartPolicy: { Name: 'always' } },
+    });
+    await looping.start();
+    for (let i = 0; i < 100 && (await looping.inspect()).State.Status !== 'restarting'; i++) await new Promise((r) => setTimeout(r, 100));
+    expect((await looping.inspect()).State.Status).toBe('restarting');
     const result = await acts.removeRunResources({ host, app: 'it', env: 'test', runId });
     expect(result.removedContainers.sort()).toEqual(
-      [`it-test-${tag}-broken-1`, `it-test-${tag}-dep-bad`, `it-test-${tag}-dep-ok`, `it-test-${tag}-migrate-bad`, `it-test-${tag}-migrate-ok`, `it-test-${tag}-proxy`, `it-test-${tag}-web-1`].sort(),
+      [`it-test-${tag}-broken-1`, `it-test-${tag}-dep-bad`, `it-test-${tag}-dep-ok`, `it-test-${tag}-looping`, `it-test-${tag}-migrate-bad`, `it-test-${tag}-migrate-ok`, `it-test-${tag}-proxy`, `it-test-${tag}-web-1`].sort(),
     );
     expect(result.removedNetworks).toEqual([network]);
     expect(await docker.listContainers({ all: true, filters: { label: [`runbook.run-id=${runId}`] } })).toEqual([]);
