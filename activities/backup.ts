@@ -61,6 +61,7 @@ import { cancellationSignal, heartbeat } from './context';
 import type { DockerEngines } from './docker';
 import { PsqlSession, clientEnv, clientRunner, lastLines, programFailure, scrub, type ClientProgram, type ClientRunner } from './pg-clients';
 import type { SshPool } from './ssh';
+import { isSqlite, sqliteBackup, sqliteDrill, sqliteDropPrevious, sqlitePrepareRestore, sqliteSwapBack, sqliteSwapIn } from './sqlite';
 import { openStorage, storageSpecProblem, StorageNotFound, type BackupStorage, type StorageSpec, type StoredObject } from './storage';
 
 export interface BackupDeps {
@@ -74,8 +75,8 @@ export interface BackupOptions {
 }
 
 /** Dumps hold every row of the database: owner-only, like the archives that hold secrets. */
-const DUMP_MODE = 0o600;
-const MANIFEST_MODE = 0o644;
+export const DUMP_MODE = 0o600;
+export const MANIFEST_MODE = 0o644;
 
 export interface BackupDatabaseRequest {
   app: string;
@@ -123,11 +124,11 @@ export function describePin(pin: BackupPin): string {
   return `pinned: ${pin.reason} by ${pin.by}${pin.until ? ` until ${pin.until}` : ''}`;
 }
 
-function badRequest(message: string): ApplicationFailure {
+export function badRequest(message: string): ApplicationFailure {
   return ApplicationFailure.nonRetryable(message, 'BackupBadRequest');
 }
 
-function checkSeries(app: string, env: string, target: DatabaseTarget): void {
+export function checkSeries(app: string, env: string, target: DatabaseTarget): void {
   const problem = backupNameProblem({ app, env, database: target.name });
   if (problem) throw badRequest(problem);
 }
@@ -225,7 +226,7 @@ export async function verifyStoredDump(storage: BackupStorage, manifest: BackupM
   return got;
 }
 
-function dumpDiffs(got: { sizeBytes: number; sha256: string }, manifest: BackupManifest): string[] {
+export function dumpDiffs(got: { sizeBytes: number; sha256: string }, manifest: BackupManifest): string[] {
   const diffs: string[] = [];
   if (got.sizeBytes !== manifest.sizeBytes) diffs.push(`${got.sizeBytes} bytes, the manifest says ${manifest.sizeBytes}`);
   if (got.sha256 !== manifest.sha256) diffs.push(`sha256 ${got.sha256}, the manifest says ${manifest.sha256}`);
@@ -243,7 +244,7 @@ export async function readManifest(storage: BackupStorage, file: string): Promis
   }
 }
 
-type Series = { app: string; env: string; database: string };
+export type Series = { app: string; env: string; database: string };
 
 function identityMismatch(action: string, file: string, storage: BackupStorage, problem: string): ApplicationFailure {
   return ApplicationFailure.nonRetryable(`refusing to ${action} ${file} in ${storage.description}: ${problem}`, 'BackupIdentityMismatch');
@@ -262,7 +263,43 @@ export async function readSeriesManifest(storage: BackupStorage, file: string, s
   return manifest;
 }
 
+/**
+ * A retry after the manifest was written: the backup is done if it still checks out (re-read with
+ * heartbeats: a large dump takes longer than the heartbeat timeout to hash again), pinned now if asked.
+ * Undefined: there is none, or a broken leftover, to be made again.
+ */
+export async function finishedBackup(storage: BackupStorage, series: Series, file: string, pin: BackupPin | undefined, heartbeatMs: number): Promise<BackupManifest | undefined> {
+  const manifestName = manifestFileName(file);
+  const existing = await storage.getText(manifestName);
+  if (existing === undefined) return undefined;
+  let manifest: BackupManifest | undefined;
+  try {
+    manifest = parseManifest(existing);
+  } catch {
+    return undefined; // an unreadable leftover
+  }
+  const problem = manifestIdentityProblem(manifest, series, file);
+  if (problem) throw identityMismatch('overwrite', file, storage, problem);
+  try {
+    await verifyStoredDump(storage, manifest, heartbeatMs);
+    if (!pin || manifest.pinned) return manifest;
+    const pinned = buildManifest({ ...manifest, pinned: pin });
+    await storage.putText(manifestName, serializeManifest(pinned), { mode: MANIFEST_MODE });
+    return pinned;
+  } catch {
+    return undefined; // a broken leftover
+  }
+}
+
+/** The drill's verdict in the manifest (read again: a pin set or released meanwhile stays as it is now). */
+export async function markVerified(storage: BackupStorage, series: Series, manifest: BackupManifest, at: string, durationMs: number): Promise<void> {
+  const latest = await readSeriesManifest(storage, manifest.file, series, 'mark verified');
+  if (latest.sha256 !== manifest.sha256) throw new Error(`restore drill of ${manifest.file}: the backup was replaced during the drill`);
+  await storage.putText(manifestFileName(manifest.file), serializeManifest({ ...latest, verifiedAt: at, drillDurationMs: durationMs }), { mode: MANIFEST_MODE });
+}
+
 export async function backupDatabase(deps: BackupDeps, req: BackupDatabaseRequest, options: BackupOptions = {}): Promise<BackupManifest> {
+  if (isSqlite(req.target)) return sqliteBackup(deps, { ...req, target: req.target }, options);
   checkSeries(req.app, req.env, req.target);
   if (Number.isNaN(Date.parse(req.at))) throw badRequest(`at is not a time: ${JSON.stringify(req.at)}`);
   if (req.pin !== undefined) {
@@ -277,30 +314,8 @@ export async function backupDatabase(deps: BackupDeps, req: BackupDatabaseReques
   const what = `backup of ${runner.describe(req.target.database)}`;
   const heartbeatMs = options.heartbeatMs ?? 1000;
 
-  // A retry after the manifest was written: the backup is done if it still checks out (re-read
-  // with heartbeats: a large dump takes longer than the heartbeat timeout to hash again).
-  const existing = await storage.getText(manifestName);
-  if (existing !== undefined) {
-    let manifest: BackupManifest | undefined;
-    try {
-      manifest = parseManifest(existing);
-    } catch {
-      // an unreadable leftover: made again below
-    }
-    const problem = manifest && manifestIdentityProblem(manifest, series, file);
-    if (problem) throw identityMismatch('overwrite', file, storage, problem);
-    try {
-      if (manifest) {
-        await verifyStoredDump(storage, manifest, heartbeatMs);
-        if (!req.pin || manifest.pinned) return manifest;
-        const pinned = buildManifest({ ...manifest, pinned: req.pin });
-        await storage.putText(manifestName, serializeManifest(pinned), { mode: MANIFEST_MODE });
-        return pinned;
-      }
-    } catch {
-      // a broken leftover: made again below
-    }
-  }
+  const done = await finishedBackup(storage, series, file, req.pin, heartbeatMs);
+  if (done) return done;
 
   const { env, password } = await clientEnv(req.target, 'temporal-runbooks backup');
   const signal = cancellationSignal();
@@ -392,7 +407,7 @@ export async function backupDatabase(deps: BackupDeps, req: BackupDatabaseReques
 }
 
 /** The stored dump as a stream; a missing one is a non-retryable BackupMissing that names it and the storage. */
-async function dumpStream(storage: BackupStorage, file: string): Promise<Readable> {
+export async function dumpStream(storage: BackupStorage, file: string): Promise<Readable> {
   try {
     return await storage.getStream(file);
   } catch (err) {
@@ -508,6 +523,7 @@ export interface DrillResult {
  * manifest verified. A mismatch or a damaged file is a non-retryable BackupDrillFailed/BackupCorrupt.
  */
 export async function drillRestore(deps: BackupDeps, req: DrillRequest, options: BackupOptions = {}): Promise<DrillResult> {
+  if (isSqlite(req.target)) return sqliteDrill(deps, { ...req, target: req.target }, options);
   checkSeries(req.app, req.env, req.target);
   const storage = openBackupStorage(deps, req.storage);
   const series = { app: req.app, env: req.env, database: req.target.name };
@@ -529,10 +545,7 @@ export async function drillRestore(deps: BackupDeps, req: DrillRequest, options:
     const diffs = compareTableStats(manifest, restored);
     if (diffs.length) throw ApplicationFailure.nonRetryable(`restore drill of ${req.file}: the restored copy differs from the manifest: ${diffs.join('; ')}`, 'BackupDrillFailed');
     const durationMs = Date.now() - t0;
-    // read again: a pin set or released meanwhile stays as it is now
-    const latest = await readSeriesManifest(storage, req.file, series, 'mark verified');
-    if (latest.sha256 !== manifest.sha256) throw new Error(`restore drill of ${req.file}: the backup was replaced during the drill`);
-    await storage.putText(manifestFileName(req.file), serializeManifest({ ...latest, verifiedAt: req.at, drillDurationMs: durationMs }), { mode: MANIFEST_MODE });
+    await markVerified(storage, series, manifest, req.at, durationMs);
     return { file: req.file, scratchDatabase: scratch, tables: restored.tables.length, rows: restored.tables.reduce((n, t) => n + t.rows, 0), durationMs };
   } finally {
     await admin(`${dropDatabaseSql(scratch)};`).catch(() => undefined);
@@ -719,6 +732,7 @@ export { restoreDatabaseNames };
  * database is not touched. `swapInRestoredDatabase` then puts it in place.
  */
 export async function prepareRestore(deps: BackupDeps, req: RestoreRequest, options: BackupOptions = {}): Promise<{ incoming: string; tables: number; rows: number }> {
+  if (isSqlite(req.target)) return sqlitePrepareRestore(deps, { ...req, target: req.target }, options);
   checkSeries(req.app, req.env, req.target);
   const storage = openBackupStorage(deps, req.storage);
   const manifest = await readSeriesManifest(storage, req.file, { app: req.app, env: req.env, database: req.target.name }, 'restore');
@@ -770,6 +784,7 @@ async function swapContext(deps: BackupDeps, req: { target: DatabaseTarget; runT
  * first (the app is stopped by then). Runs on the maintenance database `postgres`.
  */
 export async function swapInRestoredDatabase(deps: BackupDeps, req: { target: DatabaseTarget; runTag: string; maintenanceDatabase?: string }): Promise<{ live: string; previous: string }> {
+  if (isSqlite(req.target)) return sqliteSwapIn(deps, { ...req, target: req.target });
   const { incoming, previous, live, exists, admin } = await swapContext(deps, req, `swapping in the restored ${req.target.database}`);
   if (!(await exists(previous))) {
     if (!(await exists(incoming))) throw ApplicationFailure.nonRetryable(`the restored database ${incoming} does not exist: run the restore again`, 'BackupRestoreFailed');
@@ -783,6 +798,7 @@ export async function swapInRestoredDatabase(deps: BackupDeps, req: { target: Da
 
 /** Undoes swapInRestoredDatabase: the restored copy goes aside (kept for inspection) and previous is live again; `putBack` false: there was nothing to undo. */
 export async function swapBackPreviousDatabase(deps: BackupDeps, req: { target: DatabaseTarget; runTag: string; maintenanceDatabase?: string }): Promise<{ live: string; restoredKeptAs: string; putBack: boolean }> {
+  if (isSqlite(req.target)) return sqliteSwapBack(deps, { ...req, target: req.target });
   const { incoming, previous, live, exists, admin } = await swapContext(deps, req, `putting back the previous ${req.target.database}`);
   // Read from the databases, so it is right whichever step of the swap died: nothing moved yet,
   // live renamed aside only, or both renames done.
@@ -794,6 +810,7 @@ export async function swapBackPreviousDatabase(deps: BackupDeps, req: { target: 
 
 /** Drops the pre-restore copy once the restored database is live and the app is healthy. */
 export async function dropPreviousDatabase(deps: BackupDeps, req: { target: DatabaseTarget; runTag: string; maintenanceDatabase?: string }): Promise<{ dropped: string }> {
+  if (isSqlite(req.target)) return sqliteDropPrevious(deps, { ...req, target: req.target });
   const runner = clientRunner(deps.engines, req.target);
   const { previous } = restoreDatabaseNames(req.target, req.runTag);
   const { env, password } = await clientEnv(req.target, 'temporal-runbooks restore');

@@ -4,13 +4,14 @@ import { ApplicationFailure } from '@temporalio/common';
 import { DnsInputError } from '../common/commands/dns';
 import type { CutoverPlan } from '../common/cutover';
 import { buildCutoverPlan } from '../common/cutover-plan';
-import type { DnsCutoverInput, UpdateDependencyInput } from '../common/inputs';
+import type { DnsCutoverInput, UpdateDependencyInput, UpdateFromRegistryInput } from '../common/inputs';
 import { InventoryError, parseInventory, type Inventory } from '../common/inventory';
-import { buildBackupPlan, buildDependencyUpdatePlan, buildRestoreMigrationPlan, buildDeployPlan, buildHousekeepingPlan, buildMaintenancePlan, buildUpdatePlan, findTarget, hostSpec, PlanError, type HousekeepingPlan, type MaintenancePlan, buildStopPlan, type StopPlan } from '../common/plan';
-import type { BackupPlan, DependencyUpdatePlan, DeployPlan, OneOffPlan, FirstDeployInput, FleetContainer, RollingUpdateInput, RunbookTarget, UpdatePlan } from '../common/types';
+import { buildBackupPlan, buildDependencyUpdatePlan, buildRestoreMigrationPlan, buildDeployPlan, buildHousekeepingPlan, buildMaintenancePlan, buildUpdatePlan, findTarget, hostSpec, PlanError, type HousekeepingPlan, type MaintenancePlan, buildStopPlan, type StopPlan, buildTrackedImagePlan } from '../common/plan';
+import type { BackupPlan, DependencyUpdatePlan, DeployPlan, OneOffPlan, FirstDeployInput, FleetContainer, RollingUpdateInput, RunbookTarget, TrackedUpdate, UpdatePlan } from '../common/types';
+import { LABEL } from '../common/naming';
 import { activityInfoOrUndefined } from './context';
 import type { ActivityDeps } from './deps';
-import { createDockerActivities } from './docker';
+import { createDockerActivities, engineFailure } from './docker';
 
 export async function loadInventory(path: string): Promise<Inventory> {
   let text: string;
@@ -79,6 +80,45 @@ export function createInventoryActivities(deps: ActivityDeps) {
     },
 
     /** The hosts and volumes of an app/env to stop (recorded in history). */
+    /**
+     * The update Schedule's question: the digest the registry has for the tracked tag (asked through
+     * the first host's engine, with its registry settings and credentials), and whether every
+     * running replica already runs it (its image's digests, not its label: a tag deployed by hand
+     * at that digest counts as current).
+     */
+    async resolveTrackedUpdate(input: UpdateFromRegistryInput): Promise<TrackedUpdate> {
+      const inventory = await loadInventory(deps.inventoryPath);
+      const plan = await planOrInvalidInput(async () => buildTrackedImagePlan(inventory, input));
+      const reference = `${plan.repository}:${plan.tag}`;
+      let digest: string;
+      try {
+        const engine = await deps.engines.engine(plan.host);
+        digest = (await engine.getImage(reference).distribution()).Descriptor.digest;
+      } catch (err) {
+        const status = (err as { statusCode?: number }).statusCode;
+        if (status === 404 || status === 401 || status === 403) throw ApplicationFailure.nonRetryable(`the registry has no ${reference} (or refuses to say: HTTP ${status})`, 'TagNotFound');
+        throw engineFailure(plan.host, `ask the registry for ${reference}`, err);
+      }
+      if (!/^sha256:[a-f0-9]{64}$/.test(digest)) throw new Error(`the registry answered ${JSON.stringify(digest)} for ${reference}, not a sha256 digest`);
+      // by image ID, not by the reference the container was made from: that tag may point elsewhere on the host by now
+      const versions = new Set<string>();
+      let replicas = 0;
+      let current = true;
+      for (const host of plan.hosts) {
+        const engine = await deps.engines.engine(host);
+        const running = await engine.listContainers({ filters: { label: [`${LABEL.app}=${input.app}`, `${LABEL.env}=${input.env}`, `${LABEL.role}=web`], status: ['running'] } });
+        replicas += running.length;
+        for (const c of running) versions.add(c.Labels[LABEL.version] ?? '');
+        for (const imageId of new Set(running.map((c) => c.ImageID))) {
+          const digests = await engine.getImage(imageId).inspect().then((i) => i.RepoDigests ?? [], () => [] as string[]);
+          if (!digests.includes(`${plan.repository}@${digest}`)) current = false;
+        }
+      }
+      const running = [...versions].sort();
+      if (replicas === 0) current = false;
+      return { app: input.app, env: input.env, repository: plan.repository, tag: plan.tag, digest, version: `${plan.tag}@${digest}`, running, current };
+    },
+
     async resolveStopPlan(target: RunbookTarget): Promise<StopPlan> {
       const inventory = await loadInventory(deps.inventoryPath);
       return planOrInvalidInput(async () => buildStopPlan(inventory, target));

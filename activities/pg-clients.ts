@@ -12,7 +12,7 @@ import type Docker from 'dockerode';
 import { DockerDemux, TailBuffer } from '../common/commands/backup';
 import { psqlQueryArgv } from '../common/commands/backup';
 import { envList, pgClientEnv, type PgConnection } from '../common/commands/sql';
-import type { DatabaseTarget } from '../common/types';
+import type { DatabaseTarget, HostSpec } from '../common/types';
 import { engineFailure, type DockerEngines } from './docker';
 import { readPassword } from './postgres';
 
@@ -63,37 +63,40 @@ async function execExitCode(exec: Docker.Exec): Promise<number> {
   return info.ExitCode ?? -1;
 }
 
+/** A program run in a container (Docker exec) as a stream: stdout demultiplexed, stdin if asked. */
+export async function startInContainer(engines: DockerEngines, host: HostSpec, container: string, argv: string[], env: Record<string, string>, withStdin: boolean): Promise<ClientProgram> {
+  let exec: Docker.Exec;
+  let raw: NodeJS.ReadWriteStream;
+  try {
+    const docker = await engines.engine(host);
+    exec = await docker.getContainer(container).exec({ Cmd: argv, Env: envList(env), AttachStdin: withStdin, AttachStdout: true, AttachStderr: true, Tty: false });
+    raw = (await exec.start({ hijack: true, stdin: withStdin })) as unknown as NodeJS.ReadWriteStream;
+  } catch (err) {
+    throw engineFailure(host, `${argv[0]} in ${container}`, err);
+  }
+  const stderr = new TailBuffer();
+  const stdout = new PassThrough();
+  const reading = pipeline(raw as unknown as Readable, new DockerDemux((c) => stderr.write(c)), stdout);
+  reading.catch(() => undefined);
+  return {
+    stdout,
+    stdin: withStdin ? (raw as unknown as Writable) : undefined,
+    stderrText: () => stderr.text(),
+    async exitCode() {
+      await reading;
+      return execExitCode(exec);
+    },
+    abort: () => (raw as unknown as Readable).destroy(),
+  };
+}
+
 /** Programs run inside the database container; they connect to its loopback. */
 export function containerRunner(engines: DockerEngines, target: DatabaseTarget & { location: { kind: 'container' } }): ClientRunner {
   const loc = target.location;
   return {
     describe: (database) => `postgres://${target.user}@${loc.container}(${loc.host.name}):${loc.port}/${database}`,
     connection: (database) => ({ host: '127.0.0.1', port: loc.port, user: target.user, database, passwordFile: target.passwordFile }),
-    async start(argv, env, withStdin) {
-      let exec: Docker.Exec;
-      let raw: NodeJS.ReadWriteStream;
-      try {
-        const docker = await engines.engine(loc.host);
-        exec = await docker.getContainer(loc.container).exec({ Cmd: argv, Env: envList(env), AttachStdin: withStdin, AttachStdout: true, AttachStderr: true, Tty: false });
-        raw = (await exec.start({ hijack: true, stdin: withStdin })) as unknown as NodeJS.ReadWriteStream;
-      } catch (err) {
-        throw engineFailure(loc.host, `${argv[0]} in ${loc.container}`, err);
-      }
-      const stderr = new TailBuffer();
-      const stdout = new PassThrough();
-      const reading = pipeline(raw as unknown as Readable, new DockerDemux((c) => stderr.write(c)), stdout);
-      reading.catch(() => undefined);
-      return {
-        stdout,
-        stdin: withStdin ? (raw as unknown as Writable) : undefined,
-        stderrText: () => stderr.text(),
-        async exitCode() {
-          await reading;
-          return execExitCode(exec);
-        },
-        abort: () => (raw as unknown as Readable).destroy(),
-      };
-    },
+    start: (argv, env, withStdin) => startInContainer(engines, loc.host, loc.container, argv, env, withStdin),
   };
 }
 

@@ -7,7 +7,7 @@ import { parseDuration } from '../common/duration';
 import type { CanaryMode, FirstDeployResult, IssueCertificateResult } from '../common/types';
 import { formatBackups, formatCutoverStatus, formatHistory, formatRunList, formatPlan, formatPreflight, formatStatus } from './format';
 import { failureText, RunbookClient } from './runbooks';
-import { backupScheduleId, certScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, DEFAULT_CERT_CATCHUP_WINDOW, DEFAULT_CERT_EVERY, DEFAULT_HOUSEKEEPING_CRON, describeBackupSchedule, hasBackupSchedule, housekeepingScheduleId, triggerBackupSchedule, triggerSchedule, upsertBackupSchedule, upsertCertSchedule, upsertHousekeepingSchedule } from './schedules';
+import { backupScheduleId, certScheduleId, DEFAULT_BACKUP_CRON, DEFAULT_CATCHUP_WINDOW, DEFAULT_CERT_CATCHUP_WINDOW, DEFAULT_CERT_EVERY, DEFAULT_HOUSEKEEPING_CRON, describeBackupSchedule, hasBackupSchedule, housekeepingScheduleId, triggerBackupSchedule, triggerSchedule, upsertBackupSchedule, upsertCertSchedule, upsertHousekeepingSchedule, DEFAULT_UPDATES_EVERY, updatesScheduleId, upsertUpdatesSchedule } from './schedules';
 import { formatSchedule } from './schedule-format';
 import { formatHousekeeping } from './housekeeping-format';
 import type { HousekeepingResult } from '../workflows/housekeeping';
@@ -615,6 +615,36 @@ export function buildCli(): Command {
         const handle = rc.client.schedule.getHandle(housekeepingScheduleId(app, opts.env));
         return scheduleCommand(rc, handle, opts, `housekeeping of ${app}/${opts.env}`, () =>
           upsertHousekeepingSchedule(rc.client, { app, env: opts.env, cron: opts.cron, timezone: opts.timezone, catchupWindow: opts.catchupWindow, taskQueue: rc.settings.taskQueue }),
+        );
+      }),
+    );
+  schedule
+    .command('updates <app>')
+    .description("create or update the update schedule of an app/env (Watchtower's job, with gates): every 15 minutes the tracked tag's digest is asked of the registry, and a new one is rolled out (rollingUpdate to <tag>@<digest>: backup, migration, canary, rollback and an alert on failure); or show, trigger, pause, resume, delete it")
+    .requiredOption('--env <env>')
+    .option('--every <duration>', 'how often the registry is asked', DEFAULT_UPDATES_EVERY)
+    .option('--tag <tag>', "the tag to follow (default: the tag of the environment's version)")
+    .option('--canary <mode>', 'the rollout\'s canary: "bake=1m" (default), "approve" (a gate) or "none"')
+    .option('--show', 'show the schedule; change nothing')
+    .option('--trigger', 'ask the registry now through the schedule (skipped, exit code 1, if a check or rollout is running)')
+    .option('--pause', 'pause the schedule (the version stays as it is)')
+    .option('--resume', 'resume the paused schedule')
+    .option('--delete', 'delete the schedule')
+    .option('--note <text>', 'why (kept on the schedule, with --pause/--resume)')
+    .action(
+      withClient(async (rc, app: string, opts: { env: string; every: string; tag?: string; canary?: string } & ScheduleVerbs) => {
+        checkName('app', app);
+        checkName('env', opts.env);
+        const handle = rc.client.schedule.getHandle(updatesScheduleId(app, opts.env));
+        return scheduleCommand(rc, handle, opts, `an update check of ${app}/${opts.env}`, () =>
+          upsertUpdatesSchedule(rc.client, {
+            app,
+            env: opts.env,
+            every: opts.every,
+            ...(opts.tag !== undefined ? { tag: opts.tag } : {}),
+            ...(opts.canary !== undefined ? { canary: parseCanary(opts.canary) } : {}),
+            taskQueue: rc.settings.taskQueue,
+          }),
         );
       }),
     );

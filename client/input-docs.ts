@@ -40,6 +40,7 @@ export const INPUT_EXAMPLES: Record<RunbookWithInputSchema, Record<string, unkno
   stopApp: { app: 'demo', env: 'staging' },
   housekeeping: { app: 'demo', env: 'production', dryRun: true },
   updateDependency: { app: 'demo', env: 'production', service: 'postgres', version: '15', approvalTimeout: '24h' },
+  updateFromRegistry: { app: 'demo', env: 'production', tag: 'latest', canary: { bake: '2m' } },
 };
 
 /** The page under docs/runbooks/ of each runbook with an input schema (helpers share their parent's page). */
@@ -56,6 +57,7 @@ export const RUNBOOK_PAGES: Record<RunbookWithInputSchema, string> = {
   stopApp: 'stopApp.md',
   housekeeping: 'housekeeping.md',
   updateDependency: 'updateDependency.md',
+  updateFromRegistry: 'updateFromRegistry.md',
 };
 
 /** The workflow ID the CLI and the workers use for a run of the example input. */

@@ -7,7 +7,7 @@ import { ScheduleNotFoundError, type Client, type ScheduleDescription, type Sche
 import { parseDuration } from '../common/duration';
 import { runbookWorkflowId } from '../common/naming';
 import { SA_APP, SA_AWAITING_APPROVAL, SA_ENV, SA_STEP } from '../common/search-attributes';
-import type { HousekeepingInput } from '../common/inputs';
+import type { HousekeepingInput, UpdateFromRegistryInput } from '../common/inputs';
 import type { NightlyBackupInput } from '../common/types';
 import { cronProblem, timezoneProblem } from './schedule-format';
 
@@ -219,4 +219,54 @@ export function housekeepingScheduleParts(o: HousekeepingScheduleOptions): Sched
 /** Creates the housekeeping schedule of an app/env, or updates it (keeping its paused state). */
 export async function upsertHousekeepingSchedule(client: Client, o: HousekeepingScheduleOptions): Promise<{ scheduleId: string; created: boolean }> {
   return upsertSchedule(client, housekeepingScheduleId(o.app, o.env), housekeepingScheduleParts(o), 'created by runbook schedule housekeeping');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Updates from the registry: one schedule per app/env (`updateFromRegistry/<app>/<env>`), every 15
+// minutes by default (seed 000's Watchtower interval). Overlap SKIP: a rollout still running when the
+// next check is due is not doubled; a missed check is not worth catching up beyond one interval.
+
+export const DEFAULT_UPDATES_EVERY = '15m';
+
+export const updatesScheduleId = (app: string, env: string): string => runbookWorkflowId('updateFromRegistry', app, env);
+
+export interface UpdatesScheduleOptions {
+  app: string;
+  env: string;
+  every?: string;
+  /** The tag to follow (default: the tag of the environment's version). */
+  tag?: string;
+  canary?: UpdateFromRegistryInput['canary'];
+  taskQueue: string;
+}
+
+export function updatesScheduleParts(o: UpdatesScheduleOptions): ScheduleParts {
+  const every = o.every ?? DEFAULT_UPDATES_EVERY;
+  const everyMs = parseDuration(every, '--every');
+  if (everyMs < 60_000 || everyMs > 86_400_000) throw new Error(`--every must be from 1m to 1d (got "${every}")`);
+  const input: UpdateFromRegistryInput = { app: o.app, env: o.env, ...(o.tag !== undefined ? { tag: o.tag } : {}), ...(o.canary !== undefined ? { canary: o.canary } : {}) };
+  return {
+    spec: { intervals: [{ every: everyMs }] },
+    action: {
+      type: 'startWorkflow',
+      workflowType: 'updateFromRegistry',
+      args: [input],
+      taskQueue: o.taskQueue,
+      // the schedule appends the scheduled time: updateFromRegistry/<app>/<env>-2026-11-22T12:15:00Z
+      workflowId: updatesScheduleId(o.app, o.env),
+      staticSummary: `Updates of ${o.app}/${o.env} from the registry (${o.tag ?? 'its version\'s tag'}), every ${every}`,
+      typedSearchAttributes: [
+        { key: SA_APP, value: o.app },
+        { key: SA_ENV, value: o.env },
+        { key: SA_STEP, value: 'starting' },
+        { key: SA_AWAITING_APPROVAL, value: false },
+      ],
+    },
+    policies: { overlap: 'SKIP', catchupWindow: Math.max(60_000, everyMs) },
+  };
+}
+
+/** Creates the updates schedule of an app/env, or updates it (keeping its paused state). */
+export async function upsertUpdatesSchedule(client: Client, o: UpdatesScheduleOptions): Promise<{ scheduleId: string; created: boolean }> {
+  return upsertSchedule(client, updatesScheduleId(o.app, o.env), updatesScheduleParts(o), 'created by runbook schedule updates');
 }

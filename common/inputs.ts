@@ -235,6 +235,22 @@ export const HousekeepingInputSchema = z
   .describe("housekeeping: on every host of an app/env, remove the images of the app's repository older than the running and the previous version; never an image a container uses (`runbook housekeeping`). Takes the app/env lock unless dryRun: never races an update.");
 export type HousekeepingInput = z.infer<typeof HousekeepingInputSchema>;
 
+export const UpdateFromRegistryInputSchema = z
+  .strictObject({
+    ...target,
+    tag: z
+      .string({ error: typeError('an image tag, e.g. "latest"') })
+      .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, { error: (iss) => `${JSON.stringify(iss.input)} is not an image tag (e.g. "latest")` })
+      .optional()
+      .describe("The tag to follow in the registry. Default: the tag of the environment's `version` in the inventory."),
+    batchSize: int(1).optional().describe('The rolling update: replicas replaced at a time. Default: 1.'),
+    canary: canary.optional().describe('The rolling update: after the first batch, "approve", {"bake": "10m"} or "none". Default: {"bake": "1m"}: nobody need be awake for a new digest at 03:00, and a bad one is rolled back by itself.'),
+    approvalTimeout: approvalTimeout(),
+    drainTimeout: duration().optional().describe('The rolling update\'s drain timeout. Default: "30s".'),
+  })
+  .describe("updateFromRegistry: Watchtower's job with the runbooks' gates (`runbook schedule updates`): ask the registry for the digest of the tracked tag; when it is not what runs, a rollingUpdate to `<tag>@<digest>` (backup first, migration, canary, rollback of the whole fleet on failure, and an alert).");
+export type UpdateFromRegistryInput = z.infer<typeof UpdateFromRegistryInputSchema>;
+
 export const INPUT_SCHEMAS = {
   firstDeploy: FirstDeployInputSchema,
   rollingUpdate: RollingUpdateInputSchema,
@@ -248,6 +264,7 @@ export const INPUT_SCHEMAS = {
   stopApp: StopAppInputSchema,
   housekeeping: HousekeepingInputSchema,
   updateDependency: UpdateDependencyInputSchema,
+  updateFromRegistry: UpdateFromRegistryInputSchema,
 } as const satisfies Partial<Record<RunbookName | 'releasePreviousDatabase' | 'backupCatalog', z.ZodType>>;
 export type RunbookWithInputSchema = keyof typeof INPUT_SCHEMAS;
 

@@ -299,16 +299,29 @@ const retentionSchema = z
   })
   .refine((r) => Object.values(r).some((v) => v !== undefined && v > 0), { error: 'must keep something: set at least one of daily, weekly, monthly, yearly, last, keepDays' });
 
+/** A SQLite database of the app (seed 003): a file on a named volume of one of its services. */
+const backupSqliteSchema = z.strictObject({
+  /** Logical name in backup file names. */
+  name: name('database name'),
+  /** The service whose containers have it (default: the main one, web); its image needs sqlite3. */
+  service: name('service name').default('web'),
+  /** The file in the container, on one of the service's volumes, e.g. /data/app.db. */
+  path: absolutePath.regex(/^\/[A-Za-z0-9._/-]+$/, { error: 'must be a path of letters, digits, ".", "_", "-" and "/"' }),
+});
+
 const backupSchema = z.strictObject({
   storage: backupStorageSchema,
-  databases: z.array(backupDatabaseSchema).min(1, { error: 'must list at least one database' }),
+  /** PostgreSQL databases. */
+  databases: z.array(backupDatabaseSchema).default([]),
+  /** SQLite databases (online backup in the app's container). */
+  sqlite: z.array(backupSqliteSchema).default([]),
   retention: retentionSchema.default({ daily: 7, weekly: 4, monthly: 3 }),
   /** Content checksums of every table in the manifest and the drill, besides exact row counts (one more read of each table; bench/backup). */
   checksums: z.boolean().default(false),
   /** Archives taken with each night's dumps, kept and pruned with them. */
   archives: z
     .strictObject({
-      /** Named volumes of the app's dependencies (their names in `dependencies[].volumes`), archived by a helper container running tar. */
+      /** Named volumes (the dependencies', the app services' e.g. uploads; on the first host), archived by a helper container running tar. Not a live database's files: back those up as databases. */
       volumes: z.array(name('volume name')).default([]),
       /** The env files, secret files and proxy config (plus extraConfigFiles), in one tar written with mode 0600. */
       config: z.boolean().default(false),
@@ -509,6 +522,17 @@ function crossReferenceProblems(inventory: Inventory): string[] {
     }
     if (app.backup) {
       const names = new Set<string>();
+      if (app.backup.databases.length + app.backup.sqlite.length === 0) problems.push(`apps.${appName}.backup: must list at least one database (databases: PostgreSQL, sqlite: SQLite files)`);
+      app.backup.sqlite.forEach((db, i) => {
+        const at = `apps.${appName}.backup.sqlite.${i}`;
+        if (names.has(db.name)) problems.push(`${at}.name: "${db.name}" is used twice`);
+        names.add(db.name);
+        const volumes = db.service === 'web' ? app.volumes : app.services[db.service]?.volumes;
+        if (volumes === undefined) problems.push(`${at}.service: unknown service "${db.service}" (known: ${serviceNames.join(', ')})`);
+        else if (!Object.values(volumes).some((target) => db.path.startsWith(`${target.replace(/\/$/, '')}/`))) {
+          problems.push(`${at}.path: ${db.path} is on none of the service's volumes (${Object.values(volumes).join(', ') || 'it has none'}): the database would not outlive its container`);
+        }
+      });
       app.backup.databases.forEach((db, i) => {
         const at = `apps.${appName}.backup.databases.${i}`;
         if (names.has(db.name)) problems.push(`${at}.name: "${db.name}" is used twice`);
@@ -517,9 +541,9 @@ function crossReferenceProblems(inventory: Inventory): string[] {
           problems.push(`${at}.dependency: unknown dependency "${db.dependency}" (known: ${[...depNames].join(', ') || 'none'})`);
         }
       });
-      const declared = new Set(app.dependencies.flatMap((d) => Object.keys(d.volumes)));
+      const declared = new Set([...app.dependencies.flatMap((d) => Object.keys(d.volumes)), ...Object.keys(app.volumes), ...Object.values(app.services).flatMap((s) => Object.keys(s.volumes))]);
       app.backup.archives.volumes.forEach((v, i) => {
-        if (!declared.has(v)) problems.push(`apps.${appName}.backup.archives.volumes.${i}: unknown volume "${v}" (the dependencies declare: ${[...declared].join(', ') || 'none'})`);
+        if (!declared.has(v)) problems.push(`apps.${appName}.backup.archives.volumes.${i}: unknown volume "${v}" (the app and its dependencies declare: ${[...declared].join(', ') || 'none'})`);
       });
       const storage = app.backup.storage;
       if (storage.type === 'directory' && storage.host !== undefined && !inventory.hosts[storage.host]) {

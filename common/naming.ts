@@ -2,9 +2,26 @@
 
 /** App, environment, host and volume names: safe in container names and workflow IDs. */
 export const NAME_PATTERN = /^[a-z][a-z0-9-]{0,29}$/;
-/** An image tag. */
-export const VERSION_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+/**
+ * A version: an image tag (\`v2\`), or a tag pinned to the digest the registry gave for it
+ * (\`latest@sha256:<64 hex>\`: what the update Schedule rolls out, so a tag moved later is not).
+ */
+export const VERSION_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[a-f0-9]{64})?$/;
 export const isValidVersion = (v: string): boolean => VERSION_PATTERN.test(v);
+/** The tag of a version (what the app reports as its version). */
+export const versionTag = (v: string): string => v.split('@')[0];
+/** The digest a version is pinned to, if any. */
+export const versionDigest = (v: string): string | undefined => (v.includes('@') ? v.slice(v.indexOf('@') + 1) : undefined);
+/** The version in container names: the tag, and the digest's first 12 hex digits when pinned. */
+export const versionForNames = (v: string): string => {
+  const digest = versionDigest(v);
+  return digest ? `${versionTag(v)}-${digest.slice('sha256:'.length, 'sha256:'.length + 12)}` : v;
+};
+/** The image of a repository at a version: \`repo:tag\`, or \`repo@sha256:…\` when pinned (the engine pulls that digest). */
+export const imageAt = (repository: string, v: string): string => {
+  const digest = versionDigest(v);
+  return digest ? `${repository}@${digest}` : `${repository}:${v}`;
+};
 
 export const LABEL = {
   managed: 'runbook.managed',
@@ -19,7 +36,7 @@ export const LABEL = {
 
 export type ContainerRole = 'web' | 'dependency' | 'proxy' | 'migrate';
 
-export const RUNBOOKS = ['firstDeploy', 'rollingUpdate', 'issueCertificate', 'renewCertificates', 'dnsCutover', 'nightlyBackup', 'restoreBackup', 'maintenanceMode', 'stopApp', 'housekeeping', 'updateDependency'] as const;
+export const RUNBOOKS = ['firstDeploy', 'rollingUpdate', 'issueCertificate', 'renewCertificates', 'dnsCutover', 'nightlyBackup', 'restoreBackup', 'maintenanceMode', 'stopApp', 'housekeeping', 'updateDependency', 'updateFromRegistry'] as const;
 export type RunbookName = (typeof RUNBOOKS)[number];
 
 export const TASK_QUEUE = 'runbooks';
@@ -36,7 +53,7 @@ export const dependencyContainerName = (app: string, env: string, dep: string): 
 export const proxyContainerName = (app: string, env: string): string => `${prefix(app, env)}-proxy`;
 /** The named volume with the proxy's certificates, keys and HTTPS snippets. */
 export const proxyTlsVolumeName = (app: string, env: string): string => `${prefix(app, env)}-proxy-tls`;
-export const migrateContainerName = (app: string, env: string, version: string): string => `${prefix(app, env)}-migrate-${version}`;
+export const migrateContainerName = (app: string, env: string, version: string): string => `${prefix(app, env)}-migrate-${versionForNames(version)}`;
 /** The container a dependency update keeps stopped until the new one is healthy (the rollback target). */
 export const previousDependencyName = (container: string): string => `${container}-previous`;
 

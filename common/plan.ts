@@ -12,8 +12,11 @@ import {
   networkName,
   proxyContainerName,
   proxyTlsVolumeName,
+  imageAt,
   MAIN_SERVICE,
   replicaContainerName,
+  versionForNames,
+  versionTag,
   volumeName,
 } from './naming';
 import type { ApprovalPolicy, BackupPlan, BackupPolicy, ContainerSpec, DatabaseTarget, DependencyPlan, DependencyUpdatePlan, DeployPlan, FirstDeployInput, FleetContainer, HostSpec, OneOffPlan, PreflightRequest, ReplicaPlan, RollingUpdateInput, RunbookTarget, StorageSpec, UpdatePlan } from './types';
@@ -121,7 +124,7 @@ function serviceOf(app: AppConfig, name: string = MAIN_SERVICE): ServiceView {
 }
 
 /** Every image a release of \`version\` runs (one per distinct repository). */
-export const releaseImages = (app: AppConfig, version: string): string[] => [...new Set(appServices(app).map((s) => `${s.repository}:${version}`))];
+export const releaseImages = (app: AppConfig, version: string): string[] => [...new Set(appServices(app).map((s) => imageAt(s.repository, version)))];
 
 /** The replica slots of a service in an environment: \`index\` counts across hosts, \`ordinal\` within its host. */
 function serviceSlots(service: ServiceView, hosts: string[], envReplicas: number): { host: string; index: number; ordinal: number }[] {
@@ -142,7 +145,7 @@ export function appContainerSpec(
   const serviceLabel: Record<string, string> = service.name === MAIN_SERVICE ? {} : { [LABEL.service]: service.name };
   return {
     name: o.name,
-    image: `${service.repository}:${o.version}`,
+    image: imageAt(service.repository, o.version),
     role: o.role,
     labels: labelsFor(o.app, o.env, o.role, { [LABEL.version]: o.version, ...serviceLabel, ...o.labels }),
     env: { ...service.env, APP_ENV: o.env },
@@ -236,7 +239,7 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
   const hosts = env.hosts.map((h) => hostSpec(inventory, h));
   const primary = hosts[0];
   const network = networkName(appName, envName);
-  const image = `${app.image}:${version}`;
+  const image = imageAt(app.image, version);
   const runLabel = { [LABEL.runId]: runId };
   const files = appFiles(app, envName);
   const appEnvFiles = files.envFile ? [{ path: files.envFile.path, required: files.envFile.required }] : [];
@@ -313,7 +316,7 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
       url: `${p.url}${app.smokeTest.path}`,
       ...(env.proxy.domain ? { hostHeader: env.proxy.domain } : {}),
       expectStatus: app.smokeTest.expectStatus,
-      ...(app.smokeTest.expectBody !== undefined ? { expectBody: app.smokeTest.expectBody.replace(/\{\{version\}\}/g, version) } : {}),
+      ...(app.smokeTest.expectBody !== undefined ? { expectBody: app.smokeTest.expectBody.replace(/\{\{version\}\}/g, versionTag(version)) } : {}),
     })),
     envFiles: [...appEnvFiles, ...dependencies.flatMap((d) => d.container.envFiles)],
     secretFiles: [
@@ -378,6 +381,19 @@ export function buildBackupPlan(inventory: Inventory, target: RunbookTarget): Ba
       ? { kind: 'server' as const, address: db.server.address, port: db.server.port }
       : { kind: 'container' as const, host: firstHost, container: dependencyContainerName(target.app, target.env, db.dependency!), port: db.port },
   }));
+  for (const db of backup.sqlite) {
+    const service = serviceOf(app, db.service);
+    // the volume the file is on (checked by the inventory): the longest mount path that holds it
+    const [volume, mountPath] = Object.entries(service.volumes)
+      .filter(([, at]) => db.path.startsWith(`${at.replace(/\/$/, '')}/`))
+      .sort((a, b) => b[1].length - a[1].length)[0];
+    targets.push({
+      name: db.name,
+      database: db.path,
+      user: '',
+      location: { kind: 'sqlite', host: firstHost, app: target.app, env: target.env, service: db.service, path: db.path, volume: volumeName(target.app, target.env, volume), mountPath, helperImage: backup.helperImage },
+    });
+  }
   const storage = backupStorageSpec(inventory, backup);
   const retention: BackupPolicy = Object.fromEntries(Object.entries(backup.retention).filter(([, v]) => v !== undefined));
   const services = appServices(app);
@@ -425,7 +441,7 @@ export function buildBackupPlan(inventory: Inventory, target: RunbookTarget): Ba
 }
 
 /** The container of replica `index` at `version` during rolling updates: `<app>-<env>-<service>-<n>-<version>`. */
-export const versionedReplicaContainerName = (app: string, env: string, service: string, index: number, version: string): string => `${replicaContainerName(app, env, service, index)}-${version}`;
+export const versionedReplicaContainerName = (app: string, env: string, service: string, index: number, version: string): string => `${replicaContainerName(app, env, service, index)}-${versionForNames(version)}`;
 export const versionedWebContainerName = (app: string, env: string, index: number, version: string): string => versionedReplicaContainerName(app, env, MAIN_SERVICE, index, version);
 
 /** The named volumes of the app's own services (made on every host of the environment). */
@@ -509,7 +525,7 @@ export function buildUpdatePlan(inventory: Inventory, input: RollingUpdateInput,
     app: appName,
     env: envName,
     version: target,
-    image: `${app.image}:${target}`,
+    image: imageAt(app.image, target),
     ...(services.length > 1 ? { images: releaseImages(app, target) } : {}),
     fromVersion,
     hosts,
@@ -661,4 +677,33 @@ export function buildRestoreMigrationPlan(inventory: Inventory, target: RunbookT
   if (!isValidVersion(version)) throw new PlanError(`version "${version}" is not a valid image tag`);
   // one container name per restore: a later restore never mistakes this one's exit 0 for its own
   return migrationPlan(app, target, version, env.hosts[0], runId, `-restore-${runTag.replace(/[^0-9]/g, '').slice(0, 14)}`);
+}
+
+export interface TrackedImagePlan {
+  app: string;
+  env: string;
+  /** The repository every service of the app runs (the main service's image). */
+  repository: string;
+  /** The tag followed in the registry. */
+  tag: string;
+  /** The engine that asks the registry (the environment's first host: its registry settings and credentials). */
+  host: HostSpec;
+  hosts: HostSpec[];
+}
+
+/**
+ * What the update Schedule follows: the tag (input, else the tag of the environment's version) of
+ * the app's repository. A version pinned to a digest is one digest for one repository: an app whose
+ * services run images of several repositories is refused, saying so.
+ */
+export function buildTrackedImagePlan(inventory: Inventory, input: RunbookTarget & { tag?: string }): TrackedImagePlan {
+  const { app, env } = findTarget(inventory, input);
+  const repositories = [...new Set(appServices(app).map((s) => s.repository))];
+  if (repositories.length > 1) {
+    throw new PlanError(`${input.app}'s services run images of ${repositories.length} repositories (${repositories.join(', ')}): one digest cannot pin them all; update it with \`runbook update --version <tag>\``);
+  }
+  const tag = input.tag ?? (env.version !== undefined ? versionTag(env.version) : undefined);
+  if (tag === undefined) throw new PlanError(`no tag to follow: give one (--tag latest) or set apps.${input.app}.environments.${input.env}.version`);
+  const hosts = env.hosts.map((h) => hostSpec(inventory, h));
+  return { app: input.app, env: input.env, repository: app.image, tag, host: hosts[0], hosts };
 }

@@ -43,7 +43,13 @@ export interface HostSpec {
 /** Where a PostgreSQL database lives: in a container on a host (reached by Docker exec) or a server by address. */
 export type DatabaseLocation =
   | { kind: 'container'; host: HostSpec; container: string; port: number }
-  | { kind: 'server'; address: string; port: number };
+  | { kind: 'server'; address: string; port: number }
+  /**
+   * A SQLite file on a named volume of one of the app's services: backed up and drilled with sqlite3
+   * in a running container of that service on \`host\`; swapped during a restore by a helper container
+   * with the volume mounted at \`mountPath\` (the app stopped).
+   */
+  | { kind: 'sqlite'; host: HostSpec; app: string; env: string; service: string; path: string; volume: string; mountPath: string; helperImage: string };
 
 export interface DatabaseTarget {
   /** Logical name, part of backup file names (the inventory's backup.databases[].name). */
@@ -596,4 +602,19 @@ export interface RenewCertificatesResult {
   checked: { app: string; env: string; host: string; notAfter?: string; due: boolean; reason: string }[];
   renewed: { app: string; env: string; workflowId: string }[];
   failed: { app: string; env: string; error: string }[];
+}
+
+/** The update Schedule's answer: the tracked tag's digest in the registry, what runs, and whether it is that digest. */
+export interface TrackedUpdate {
+  app: string;
+  env: string;
+  repository: string;
+  tag: string;
+  digest: string;
+  /** `<tag>@<digest>`: the version a rollout goes to. */
+  version: string;
+  /** The versions the running replicas carry (labels). */
+  running: string[];
+  /** Every running replica's image has that digest: nothing to do. */
+  current: boolean;
 }

@@ -12,3 +12,4 @@ export { maintenanceMode } from './maintenanceMode';
 export { housekeeping } from './housekeeping';
 export { stopApp } from './stopApp';
 export { updateDependency } from './updateDependency';
+export { updateFromRegistry } from './updateFromRegistry';

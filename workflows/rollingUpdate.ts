@@ -9,6 +9,7 @@
 import { ActivityFailure, ApplicationFailure, CancellationScope, executeChild, patched, proxyActivities, sleep, workflowInfo, type RetryPolicy } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { formatDuration, parseDuration } from '../common/duration';
+import { versionTag } from '../common/naming';
 import { hostProxyConfig, slotKey } from '../common/plan';
 import type { ContainerSpec, HostSpec, OneOffPlan, RollingUpdateInput, RollingUpdateResult, SlotPlan, UpdatePlan } from '../common/types';
 import { parseInput, RollingUpdateInputSchema } from '../common/inputs';
@@ -356,7 +357,7 @@ async function verify(plan: UpdatePlan, version: string): Promise<void> {
       waiting.smokeTest({
         url: `${p.url}${plan.smokeTest.path}`,
         expectStatus: plan.smokeTest.expectStatus,
-        ...(plan.smokeTest.expectBody !== undefined ? { expectBody: plan.smokeTest.expectBody.replace(/\{\{version\}\}/g, version) } : {}),
+        ...(plan.smokeTest.expectBody !== undefined ? { expectBody: plan.smokeTest.expectBody.replace(/\{\{version\}\}/g, versionTag(version)) } : {}),
         ...(plan.smokeTest.hostHeader ? { hostHeader: plan.smokeTest.hostHeader } : {}),
       }),
     ),

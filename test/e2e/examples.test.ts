@@ -3,15 +3,16 @@
 // through the proxy (the schema visibly changes; the old version serves until the switch; 0 failed
 // requests), backed up and restored. 004 (frontend, API with a WebSocket, worker, PostgreSQL, Redis)
 // runs across two engines, with a WebSocket client that must be closed only by its old replica's
-// graceful shutdown and reconnect to v2. Ports 18280-18284 and the examples' app names are this file's.
+// graceful shutdown and reconnect to v2. Ports 18280-18285 and the examples' app names are this file's.
 import { randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import Docker from 'dockerode';
 import type { RunbookStatus } from '../../common/types';
 import { statusQuery } from '../../workflows/lib/definitions';
+import { execInContainer } from '../../activities/docker';
 import { e2eSetup, historyText, runCli, WorkerProcess, type E2eSetup } from '../helpers/e2e';
 import { psqlIn, servedVersion, sleep, VersionSampler, waitFor, WriteStream } from '../helpers/e2e-app';
 import { DOCKER_SOCK, RUNBOOK_HOME, SSH_KEY, TEMPORAL_ADDRESS } from '../helpers/paths';
@@ -36,12 +37,15 @@ interface Example {
   root: string;
   /** `<host> <service> <name>` of every replica after the first deploy. */
   replicas: string[];
+  /** Where the app keeps its data: PostgreSQL (a dependency), or SQLite in a file on its volume. */
+  db?: 'sqlite';
 }
 
 const EXAMPLES: Example[] = [
   { file: '000-lustores.yaml', app: 'lustores', port: 18281, api: '', root: 'demo-app v1', replicas: ['local web lustores-production-web-1', 'local web lustores-production-web-2'] },
   { file: '001-incident-tracker.yaml', app: 'tracker', port: 18282, api: '/api', root: 'frontend v1', replicas: ['local backend tracker-production-backend-1', 'local web tracker-production-web-1'] },
   { file: '002-phase7.yaml', app: 'phase7', port: 18283, api: '', root: 'demo-app v1', replicas: ['local web phase7-production-web-1', 'local web phase7-production-web-2'] },
+  { file: '003-payload-vps.yaml', app: 'payload', port: 18285, api: '', root: 'demo-app v1', replicas: ['local web payload-production-web-1'], db: 'sqlite' },
   {
     file: '004-nixflow.yaml',
     app: 'nixflow',
@@ -61,7 +65,7 @@ const text = async (url: string) => {
 async function replicas(app: string): Promise<{ names: string[]; versions: string[] }> {
   const found: [string, string][] = [];
   for (const [host, d] of Object.entries(engines)) {
-    for (const c of await d.listContainers({ all: true, filters: { label: [`runbook.app=${app}`, 'runbook.role=web'] } })) {
+    for (const c of await d.listContainers({ all: true, filters: { label: [`runbook.app=${app}`, `runbook.env=${ENV}`, 'runbook.role=web'] } })) {
       found.push([`${host} ${c.Labels['runbook.service'] ?? 'web'} ${c.Names[0].slice(1)}`, `${c.Labels['runbook.version']} ${c.State}`]);
     }
   }
@@ -130,7 +134,18 @@ describe.each(EXAMPLES)('examples/$file', (example) => {
   const { app, api } = example;
   const proxy = `http://127.0.0.1:${example.port}`;
   const twoHosts = example.replicas.some((r) => r.startsWith('host2 '));
-  const psql = (sql: string) => psqlIn(engines.local, `${app}-${ENV}-postgres`, sql);
+  /** A query on the app's database: psql in its PostgreSQL container, or sqlite3 in a running replica. */
+  const psql = async (sql: string): Promise<string> => {
+    if (example.db !== 'sqlite') return psqlIn(engines.local, `${app}-${ENV}-postgres`, sql);
+    const [replica] = await engines.local.listContainers({ filters: { label: [`runbook.app=${app}`, 'runbook.role=web'], status: ['running'] } });
+    const r = await execInContainer(engines.local, replica.Id, ['sqlite3', '-bail', '-noheader', '/data/app.db', sql]);
+    if (r.exitCode !== 0) throw new Error(`sqlite3 ${sql}: ${r.stderr}`);
+    return r.stdout.trim();
+  };
+  const indexesSql =
+    example.db === 'sqlite'
+      ? "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'items' ORDER BY name)"
+      : "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'items'";
   let setup: E2eSetup;
   let worker: WorkerProcess;
 
@@ -156,7 +171,8 @@ describe.each(EXAMPLES)('examples/$file', (example) => {
     );
     setup = e2eSetup(template, `e2e-example-${app}-${randomUUID()}`);
     const password = /^POSTGRES_PASSWORD=(.*)$/m.exec(readFileSync(path.join(setup.dir, 'postgres.env'), 'utf8'))![1];
-    writeFileSync(path.join(setup.dir, 'pg-password'), `${password}\n`, { mode: 0o600 });
+    // 002 mounts it into PostgreSQL, which reads it as its own user (as Docker secrets, 0444)
+    writeFileSync(path.join(setup.dir, 'pg-password'), `${password}\n`, { mode: app === 'phase7' ? 0o444 : 0o600 });
     writeFileSync(path.join(setup.dir, 'redis-password'), `rp-${randomUUID()}\n`, { mode: 0o600 });
     writeFileSync(path.join(setup.dir, 'staging.env'), `${readFileSync(path.join(setup.dir, 'app.env'), 'utf8')}EMAIL_ENABLED=false\n`, { mode: 0o600 });
     worker = new WorkerProcess(setup.env);
@@ -204,8 +220,11 @@ describe.each(EXAMPLES)('examples/$file', (example) => {
   }
 
   it('updates to v2 under load: 0 failed requests, the migration changes the schema, the old version serves until the switch', async () => {
-    const indexes = async () => (await psql(`SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'items'`)).split(',');
-    expect(await indexes()).toEqual(['items_pkey']);
+    const indexes = async () => (await psql(indexesSql)).split(',').filter(Boolean);
+    expect(await indexes()).not.toContain('items_created_at');
+    // an upload (003: the media volume) must outlive the release
+    const upload = `logo-${randomUUID().slice(0, 8)}.png`;
+    if (app === 'payload') expect((await fetch(`${proxy}/uploads/${upload}`, { method: 'PUT', body: 'png bytes' })).status).toBe(201);
     const socket = app === 'nixflow' ? new ReconnectingSocket(`ws://127.0.0.1:${example.port}/api/ws`) : undefined;
     if (socket) await waitFor('the WebSocket greeting', async () => socket.greetings.length > 0);
     // writes at 30/s (every other request a read), and the version served, sampled every 50 ms
@@ -222,9 +241,12 @@ describe.each(EXAMPLES)('examples/$file', (example) => {
     figures.push(`${app}: update v1 → v2 ${seconds.toFixed(1)} s, ${writes.acked.length} writes acknowledged, ${writes.readsOk} reads, ${writes.refused.length} refused, slowest ${writes.slowestMs} ms`);
     expect(writes.refused).toEqual([]);
     expect(writes.acked.length).toBeGreaterThan(30);
-    expect(versions).toEqual(['v1', 'v2']);
-    if (frontend) expect(await frontend.stop()).toEqual(['v1', 'v2']);
-    expect(await indexes()).toEqual(['items_created_at', 'items_pkey']);
+    // v1 until the first switch, v2 after the last; between them a host with two replicas serves both
+    const oneThenOther = (seen: string[]) => expect([seen[0], seen.at(-1), seen.every((v) => v === 'v1' || v === 'v2')]).toEqual(['v1', 'v2', true]);
+    oneThenOther(versions);
+    if (frontend) oneThenOther(await frontend.stop());
+    expect(await indexes()).toContain('items_created_at');
+    if (app === 'payload') expect(await text(`${proxy}/uploads/${upload}`)).toBe('200 png bytes');
     expect(await replicas(app)).toEqual({ names: example.replicas.map((r) => `${r}-v2`), versions: ['v2 running'] });
     if (socket) {
       await waitFor('the WebSocket greeting of v2', async () => socket.greetings.at(-1) === 'hello v2', 10_000);
@@ -240,13 +262,20 @@ describe.each(EXAMPLES)('examples/$file', (example) => {
   it("backs up, then restores: every service stops and starts, the backup's data is served", async () => {
     const marker = `${app}-backup-${randomUUID().slice(0, 8)}`;
     expect((await fetch(`${proxy}${api}/items`, { method: 'POST', body: marker })).status).toBe(201);
-    await cli(['backup', app, '--env', ENV], 'backup');
+    const mediaArchives = () => readdirSync(path.join(setup.dir, 'backups')).filter((f) => /^payload-production-volume-media-\d{8}T\d{6}Z\.tar\.zst$/.test(f));
+    const archivedBefore = app === 'payload' ? mediaArchives().length : 0;
+    const backup = await cli(['backup', app, '--env', ENV], 'backup');
+    if (app === 'payload') {
+      // the media volume's archive of the night, beside the database's dump
+      expect(backup.stdout).toMatch(/\[ok {2}\] archive:volume:media/);
+      expect(mediaArchives()).toHaveLength(archivedBefore + 1);
+    }
     const counted = await text(`${proxy}${api}/items/count`);
     expect((await fetch(`${proxy}${api}/items`, { method: 'POST', body: 'after-the-backup' })).status).toBe(201);
     const startedAt = async () => {
       const at: Record<string, number> = {};
       for (const [host, d] of Object.entries(engines)) {
-        for (const c of await d.listContainers({ filters: { label: [`runbook.app=${app}`, 'runbook.role=web'] } })) at[`${host}/${c.Names[0].slice(1)}`] = Date.parse((await d.getContainer(c.Id).inspect()).State.StartedAt);
+        for (const c of await d.listContainers({ filters: { label: [`runbook.app=${app}`, `runbook.env=${ENV}`, 'runbook.role=web'] } })) at[`${host}/${c.Names[0].slice(1)}`] = Date.parse((await d.getContainer(c.Id).inspect()).State.StartedAt);
       }
       return at;
     };

@@ -93,8 +93,11 @@ describe('inventory: backup section', () => {
     ['an unknown storage type', { ...valid, storage: { type: 'ftp', path: '/x' } }, /backup\.storage\.type/],
     ['a policy that keeps nothing', { ...valid, retention: { daily: 0 } }, /backup\.retention: must keep something/],
     ['an unknown retention rule', { ...valid, retention: { hourly: 24 } }, /backup\.retention: unknown field\(s\) "hourly"/],
-    ['no databases', { ...valid, databases: [] }, /backup\.databases: must list at least one database/],
-    ['an archive of an undeclared volume', { ...valid, archives: { volumes: ['cache'] } }, /backup\.archives\.volumes\.0: unknown volume "cache" \(the dependencies declare: none\)/],
+    ['no databases', { ...valid, databases: [] }, /backup: must list at least one database \(databases: PostgreSQL, sqlite: SQLite files\)/],
+    ['an archive of an undeclared volume', { ...valid, archives: { volumes: ['cache'] } }, /backup\.archives\.volumes\.0: unknown volume "cache" \(the app and its dependencies declare: none\)/],
+    ['a SQLite file on no volume', { ...valid, sqlite: [{ name: 'files', path: '/srv/app.db' }] }, /backup\.sqlite\.0\.path: \/srv\/app\.db is on none of the service's volumes \(it has none\): the database would not outlive its container/],
+    ['a SQLite file of an unknown service', { ...valid, sqlite: [{ name: 'files', service: 'cms', path: '/data/app.db' }] }, /backup\.sqlite\.0\.service: unknown service "cms" \(known: web\)/],
+    ['a SQLite name used by a database', { ...valid, sqlite: [{ name: 'main', path: '/data/app.db' }] }, /backup\.databases\.0\.name: "main" is used twice|backup\.sqlite\.0\.name/],
     ['a relative webhook URL file', { ...valid, notify: { webhookUrlFile: 'url.txt' } }, /backup\.notify\.webhookUrlFile: must be an absolute path/],
   ])('rejects %s, naming the path', (_what, backup, pattern) => {
     const problems = problemsOf(backup);

@@ -28,7 +28,7 @@ function runs(file: string, env = 'production'): string[] {
 }
 
 it('there is one per seed system', () => {
-  expect(examples.map((f) => f.slice(0, 3))).toEqual(['000', '001', '002', '004']);
+  expect(examples.map((f) => f.slice(0, 3))).toEqual(['000', '001', '002', '003', '004']);
   for (const f of examples) expect(readFileSync(path.join(DIR, f), 'utf8')).toMatch(new RegExp(`^# Seed ${f.slice(0, 3)} \\(`));
 });
 
@@ -65,6 +65,21 @@ it("002 Phase 7: the database password as a *_FILE secret, staging's own env fil
   expect(postgres.binds).toEqual([{ source: '/etc/secrets/pg-password', target: '/run/secrets/postgres-password', readOnly: true }]);
   expect(JSON.stringify(postgres.env)).not.toMatch(/POSTGRES_PASSWORD"/);
   expect(production.dependencies.every((d) => d.container.resources?.memoryBytes)).toBe(true);
+});
+
+it('003 Payload VPS: the app on SQLite with its media on volumes; the database backed up inside its container, the media archived', () => {
+  expect(runs('003-payload-vps.yaml')).toEqual(['local payload-production-web-1 demo-app:v1']);
+  const inventory = load('003-payload-vps.yaml');
+  const plan = buildDeployPlan(inventory, { app: 'payload', env: 'production' }, 'r');
+  expect(plan.replicas[0].container.volumes).toEqual([
+    { name: 'payload-production-payload-db', target: '/data' },
+    { name: 'payload-production-media', target: '/app/public/media' },
+  ]);
+  expect(plan.migrate?.container.volumes).toEqual(plan.replicas[0].container.volumes); // it migrates the file the app uses
+  const backup = buildBackupPlan(inventory, { app: 'payload', env: 'production' });
+  expect(backup.targets[0].location).toMatchObject({ kind: 'sqlite', service: 'web', path: '/data/app.db', volume: 'payload-production-payload-db', mountPath: '/data' });
+  expect(backup.archives.volumes.map((v) => v.volume)).toEqual(['payload-production-media']);
+  expect(backup.web[0].containers).toEqual(['payload-production-web-1']);
 });
 
 it('004 NixFlow: frontend, API (/api and /socket.io), a worker on the first host, PostgreSQL and Redis with a password, on two hosts', () => {

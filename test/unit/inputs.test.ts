@@ -23,6 +23,7 @@ const MINIMAL: Record<RunbookWithInputSchema, Record<string, unknown>> = {
   stopApp: target,
   housekeeping: target,
   updateDependency: { ...target, service: 'redis' },
+  updateFromRegistry: target,
 };
 
 function failure(runbook: RunbookWithInputSchema, input: unknown): ApplicationFailure {

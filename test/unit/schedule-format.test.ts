@@ -1,6 +1,6 @@
 import type { CalendarSpecDescription, ScheduleDescription } from '@temporalio/client';
 import { calendarToCron, cronInWords, cronProblem, durationInWords, formatSchedule, runTimeInWords, timezoneProblem } from '../../client/schedule-format';
-import { housekeepingScheduleParts } from '../../client/schedules';
+import { housekeepingScheduleParts, updatesScheduleParts } from '../../client/schedules';
 
 // What the server returns for `0 2 * * *` (a cron expression is kept as a structured calendar).
 const nightly: CalendarSpecDescription = {
@@ -84,5 +84,16 @@ describe('the housekeeping schedule', () => {
     expect(parts.action).toMatchObject({ type: 'startWorkflow', workflowType: 'housekeeping', args: [{ app: 'shop', env: 'production' }], workflowId: 'housekeeping/shop/production', taskQueue: 'runbooks' });
     expect(parts.policies).toEqual({ overlap: 'SKIP', catchupWindow: 6 * 3600_000 });
     expect(() => housekeepingScheduleParts({ app: 'shop', env: 'production', taskQueue: 'runbooks', cron: 'every day' })).toThrow(/cron/);
+  });
+});
+
+describe('the updates schedule', () => {
+  it('asks the registry every 15 minutes by default, for the tag given or the version\'s; overlap skip; a bad interval is refused', () => {
+    const parts = updatesScheduleParts({ app: 'shop', env: 'production', taskQueue: 'runbooks' });
+    expect(parts.spec).toEqual({ intervals: [{ every: 15 * 60_000 }] });
+    expect(parts.action).toMatchObject({ type: 'startWorkflow', workflowType: 'updateFromRegistry', args: [{ app: 'shop', env: 'production' }], workflowId: 'updateFromRegistry/shop/production' });
+    expect(parts.policies).toEqual({ overlap: 'SKIP', catchupWindow: 15 * 60_000 });
+    expect(updatesScheduleParts({ app: 'shop', env: 'production', taskQueue: 'q', tag: 'latest', every: '5m', canary: 'approve' }).action).toMatchObject({ args: [{ app: 'shop', env: 'production', tag: 'latest', canary: 'approve' }] });
+    expect(() => updatesScheduleParts({ app: 'shop', env: 'production', taskQueue: 'q', every: '10s' })).toThrow(/--every must be from 1m to 1d/);
   });
 });

@@ -2,7 +2,8 @@
 // a worker with no port, each with its own command, replicas, volumes and limits.
 import { renderHttpsServer, renderForwardConfig, renderProxyConfig, renderRouteMap } from '../../common/commands/nginx';
 import { InventoryError, parseInventory } from '../../common/inventory';
-import { buildBackupPlan, buildDeployPlan, buildUpdatePlan, hostProxyConfig, slotKey } from '../../common/plan';
+import { buildBackupPlan, buildDeployPlan, buildTrackedImagePlan, buildUpdatePlan, hostProxyConfig, slotKey } from '../../common/plan';
+import { imageAt, isValidVersion, versionForNames, versionTag } from '../../common/naming';
 import type { FleetContainer } from '../../common/types';
 
 const STACK = `
@@ -237,5 +238,23 @@ describe('the proxy\'s routes', () => {
     expect(plain).toContain('proxy_pass http://a_p;');
     expect(plain).toContain('map $http_upgrade $runbook_tls_a_p_connection {');
     expect(renderForwardConfig({ app: 'a', env: 'p', to: 'http://10.0.0.9:80' })).toContain('map $host $runbook_upstream {\n    default a_p;\n}');
+  });
+});
+
+describe('versions pinned to a digest (the update Schedule\'s)', () => {
+  const digest = `sha256:${'0123456789abcdef'.repeat(4)}`;
+  it('are valid versions; images are pulled by digest; names carry the tag and 12 hex digits; the app reports the tag', () => {
+    expect(isValidVersion(`latest@${digest}`)).toBe(true);
+    expect(isValidVersion('latest@sha256:short')).toBe(false);
+    expect(imageAt('reg:5000/shop', `latest@${digest}`)).toBe(`reg:5000/shop@${digest}`);
+    expect(imageAt('reg:5000/shop', 'v2')).toBe('reg:5000/shop:v2');
+    expect(versionForNames(`latest@${digest}`)).toBe('latest-0123456789ab');
+    expect(versionTag(`latest@${digest}`)).toBe('latest');
+    const fleet: FleetContainer[] = buildDeployPlan(inventory, target, 'r').replicas.map((r) => ({ host: r.host, name: r.container.name, replica: r.index, ...(r.service ? { service: r.service } : {}), version: 'v1', image: r.container.image, state: 'running' }));
+    const plan = buildUpdatePlan(inventory, { ...target, version: `latest@${digest}` }, fleet, 'r');
+    expect(plan.slots[0].next).toMatchObject({ name: 'tracker-production-web-1-latest-0123456789ab', image: `reg:5000/tracker-frontend@${digest}` });
+    expect(plan.slots[0].next.labels['runbook.version']).toBe(`latest@${digest}`);
+    expect(plan.migrate?.container.name).toBe('tracker-production-migrate-latest-0123456789ab');
+    expect(() => buildTrackedImagePlan(inventory, target)).toThrow(/services run images of 2 repositories .*: one digest cannot pin them all/);
   });
 });
