@@ -2,7 +2,7 @@
 // removing tags without force (an image in use stays, reported), and disk use per area.
 import { ApplicationFailure } from '@temporalio/common';
 import type Docker from 'dockerode';
-import { repositoryTags, summarizeDiskUsage, type DiskReport, type EngineDiskUsage, type HostContainer, type RepositoryImage } from '../common/housekeeping';
+import { repositoryDigests, repositoryTags, repositoryVersions, summarizeDiskUsage, type DiskReport, type EngineDiskUsage, type HostContainer, type RepositoryImage } from '../common/housekeeping';
 import type { HostSpec } from '../common/types';
 import { engineFailure, statusCode, type DockerEngines } from './docker';
 
@@ -47,9 +47,10 @@ export function createHousekeepingActivities(engines: DockerEngines) {
         const containers = await d.listContainers({ all: true });
         return {
           host: req.host.name,
+          // tags and digests: an image pulled by digest (the update Schedule's) has no tag
           images: images
-            .filter((i) => repositoryTags(req.repository, i.RepoTags ?? []).length > 0)
-            .map((i) => ({ id: i.Id, references: [...(i.RepoTags ?? [])].sort(), created: i.Created, size: i.Size })),
+            .map((i) => ({ id: i.Id, references: [...(i.RepoTags ?? []), ...(i.RepoDigests ?? [])].sort(), created: i.Created, size: i.Size }))
+            .filter((i) => repositoryVersions(req.repository, i.references).length > 0),
           containers: containers.map((c) => ({ name: (c.Names[0] ?? c.Id).replace(/^\//, ''), imageId: c.ImageID, state: c.State, labels: c.Labels ?? {} })),
         };
       });
@@ -62,7 +63,7 @@ export function createHousekeepingActivities(engines: DockerEngines) {
     async removeRepositoryImages(req: { host: HostSpec; repository: string; images: { id: string; references: string[] }[] }): Promise<{ host: string; removals: ImageRemoval[] }> {
       checkRepository(req.repository);
       for (const image of req.images) {
-        const foreign = image.references.filter((r) => repositoryTags(req.repository, [r]).length !== 1);
+        const foreign = image.references.filter((r) => repositoryTags(req.repository, [r]).length + repositoryDigests(req.repository, [r]).length !== 1);
         if (foreign.length || image.references.length === 0) {
           throw ApplicationFailure.nonRetryable(`housekeeping of ${req.repository} may only remove its own tags, not ${JSON.stringify(foreign.length ? foreign : image.references)}`, 'InvalidInput');
         }

@@ -110,27 +110,28 @@ export async function sqliteBackup(deps: BackupDeps, req: BackupDatabaseRequest 
   let tap: HashTap | undefined;
   const timer = setInterval(() => heartbeat({ phase, bytes: tap?.bytes ?? 0 }), heartbeatMs);
   let stored = false;
+  let dump: Awaited<ReturnType<typeof startInContainer>> | undefined;
+  let zstd: ReturnType<typeof startZstd> | undefined;
   try {
     await run(docker, name, sqliteRemoveArgv(copy), what);
     await run(docker, name, sqliteSnapshotArgv(loc.path, copy), what);
     phase = 'stats';
     const stats = await statsOf(docker, name, copy, what);
     phase = 'dump';
-    const dump = await startInContainer(deps.engines, loc.host, name, sqliteDumpArgv(copy), {}, false);
-    const zstd = startZstd(zstdCompressArgv());
+    const program = await startInContainer(deps.engines, loc.host, name, sqliteDumpArgv(copy), {}, false);
+    const compressor = startZstd(zstdCompressArgv());
+    [dump, zstd] = [program, compressor];
     const checkedTap = new HashTap(async () => {
       // the dump counts only if sqlite3 and zstd both finished well: checked before storage commits it
-      const code = await dump.exitCode();
-      if (code !== 0) throw new Error(`${what}: sqlite3 .dump exited ${code}: ${lastLines(dump.stderrText(), 5)}`);
-      const z = await zstd.exit;
-      if (z !== 0) throw new Error(`${what}: zstd failed (exit code ${z}): ${lastLines(zstd.stderr.text())}`);
+      const code = await program.exitCode();
+      if (code !== 0) throw new Error(`${what}: sqlite3 .dump exited ${code}: ${lastLines(program.stderrText(), 5)}`);
+      const z = await compressor.exit;
+      if (z !== 0) throw new Error(`${what}: zstd failed (exit code ${z}): ${lastLines(compressor.stderr.text())}`);
     });
     tap = checkedTap;
-    const dumping = pipeline(dump.stdout, zstd.proc.stdin).catch((err) => {
-      zstd.proc.kill('SIGKILL');
-      throw err;
-    });
-    const put = await storage.putStream(file, zstd.proc.stdout.pipe(checkedTap), { mode: DUMP_MODE, signal: cancellationSignal() });
+    const dumping = pipeline(program.stdout, compressor.proc.stdin);
+    dumping.catch(() => compressor.proc.kill('SIGKILL')); // observed below, after the storage's answer
+    const put = await storage.putStream(file, compressor.proc.stdout.pipe(checkedTap), { mode: DUMP_MODE, signal: cancellationSignal() });
     stored = true;
     await dumping;
     if (put.sizeBytes !== checkedTap.bytes) throw new Error(`${what}: storage received ${put.sizeBytes} bytes, zstd produced ${checkedTap.bytes}`);
@@ -151,6 +152,8 @@ export async function sqliteBackup(deps: BackupDeps, req: BackupDatabaseRequest 
     await storage.putText(manifestFileName(file), serializeManifest(manifest), { mode: MANIFEST_MODE });
     return manifest;
   } catch (err) {
+    dump?.abort();
+    zstd?.proc.kill('SIGKILL');
     // stored but not committed by a manifest: not a backup; do not leave it looking like one
     if (stored) await storage.remove(file).catch(() => undefined);
     throw err;

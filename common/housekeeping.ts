@@ -54,6 +54,23 @@ export function repositoryTags(repository: string, references: string[]): string
   return references.filter((r) => !r.includes('@') && splitImageReference(r).repository === repository).map((r) => splitImageReference(r).tag);
 }
 
+/** This repository's digests among the references (`127.0.0.1:5000/demo-app@sha256:ab…` → `@sha256:ab…`). */
+export function repositoryDigests(repository: string, references: string[]): string[] {
+  return references.filter((r) => r.startsWith(`${repository}@sha256:`)).map((r) => r.slice(repository.length));
+}
+
+/**
+ * What names an image of the repository: its tags, or, for an image pulled by digest (a version
+ * `<tag>@sha256:…` the update Schedule rolled out), its digests (`@sha256:…`).
+ */
+export function repositoryVersions(repository: string, references: string[]): string[] {
+  const tags = repositoryTags(repository, references);
+  return tags.length ? tags : repositoryDigests(repository, references);
+}
+
+/** The reference that removes one of {@link repositoryVersions}' names. */
+export const versionReference = (repository: string, name: string): string => (name.startsWith('@') ? `${repository}${name}` : `${repository}:${name}`);
+
 /**
  * Keeps every image used by a container (running or stopped), the running versions, the previous
  * version recorded on the running containers (`runbook.previous-version`) and the newest version not
@@ -61,7 +78,7 @@ export function repositoryTags(repository: string, references: string[]): string
  */
 export function decideHousekeeping(repository: string, images: RepositoryImage[], containers: HostContainer[]): HousekeepingDecision {
   const ours = images
-    .map((image) => ({ image, tags: repositoryTags(repository, image.references).sort() }))
+    .map((image) => ({ image, tags: repositoryVersions(repository, image.references).sort(), digests: repositoryDigests(repository, image.references) }))
     .filter((i) => i.tags.length > 0)
     // newest first; equal times by tag, so the decision never depends on the engine's order
     .sort((a, b) => b.image.created - a.image.created || b.tags[0].localeCompare(a.tags[0]));
@@ -72,18 +89,20 @@ export function decideHousekeeping(repository: string, images: RepositoryImage[]
   // only containers running this repository's images say which of its versions came before
   const ourIds = new Set(ours.map((i) => i.image.id));
   const previousVersions = new Set(running.filter((c) => ourIds.has(c.imageId)).map((c) => c.labels['runbook.previous-version']).filter((v): v is string => !!v));
+  // a previous version pinned to a digest (`<tag>@sha256:…`) is the image with that digest, whatever its tags now
+  const previousDigests = new Set([...previousVersions].filter((v) => v.includes('@')).map((v) => v.slice(v.indexOf('@'))));
   const newestNotRunning = ours.find((i) => !runningIds.has(i.image.id));
 
   const keep: KeptImage[] = [];
   const remove: ImageToRemove[] = [];
-  for (const { image, tags } of ours) {
+  for (const { image, tags, digests } of ours) {
     const reasons: KeepReason[] = [];
     if (runningIds.has(image.id)) reasons.push('running');
     else if (usedBy.has(image.id)) reasons.push('in use');
-    if (tags.some((t) => previousVersions.has(t))) reasons.push('previous');
+    if (tags.some((t) => previousVersions.has(t)) || digests.some((d) => previousDigests.has(d))) reasons.push('previous');
     if (image === newestNotRunning?.image) reasons.push('newest not running');
     if (reasons.length) keep.push({ id: image.id, tags, reasons, containers: [...(usedBy.get(image.id) ?? [])].sort() });
-    else remove.push({ id: image.id, tags, references: tags.map((t) => `${repository}:${t}`), size: image.size });
+    else remove.push({ id: image.id, tags, references: tags.map((t) => versionReference(repository, t)), size: image.size });
   }
   return { repository, keep, remove };
 }

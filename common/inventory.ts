@@ -503,6 +503,7 @@ function crossReferenceProblems(inventory: Inventory): string[] {
       if (depNames.has(svc)) problems.push(`${at}: "${svc}" is also a dependency's name`);
       if (service.route) {
         if (service.port === undefined) problems.push(`${at}.route: a routed service needs a port`);
+        if (service.hosts === 'first') problems.push(`${at}.hosts: a routed service runs on every host (each host's proxy sends it requests): remove "hosts: first" or the route`);
         for (const path of typeof service.route.path === 'string' ? [service.route.path] : service.route.path) {
           const key = `${service.route.host ?? '*'}${path.replace(/\/$/, '')}`;
           if (path === '/' && service.route.host === undefined) problems.push(`${at}.route.path: "/" on every host is the main service's; give a longer prefix or a host`);

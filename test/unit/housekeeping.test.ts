@@ -1,7 +1,7 @@
 // Housekeeping decisions (common/housekeeping.ts): which tags of an app's repository go and why the
 // others stay; and the disk report read from the engine's df answer.
 import { formatHousekeeping } from '../../client/housekeeping-format';
-import { decideHousekeeping, repositoryTags, summarizeDiskUsage, type HostContainer, type RepositoryImage } from '../../common/housekeeping';
+import { decideHousekeeping, repositoryDigests, repositoryTags, repositoryVersions, summarizeDiskUsage, type HostContainer, type RepositoryImage } from '../../common/housekeeping';
 
 const REPO = 'reg:5000/shop';
 /** v1 oldest … v5 newest, one image each. */
@@ -159,4 +159,23 @@ it('the CLI prints per host what went, what stayed and why, and disk before → 
     '    volumes     2.50 MB → 2.50 MB (2; reclaimable 0 B)',
     '    build cache 0 B → 0 B (2; reclaimable 0 B)',
   ]);
+});
+
+describe('images pulled by digest (versions `<tag>@sha256:…` the update Schedule rolls out)', () => {
+  const digest = (n: string) => `@sha256:${n.repeat(64)}`;
+  const pinned = (n: string, created: number): RepositoryImage => ({ id: `sha256:${n}`, references: [`${REPO}${digest(n)}`], created, size: 10 });
+
+  it('are named by their digest; the running one, the previous one (by digest) and the newest not running stay; older ones go by digest', () => {
+    const images = [pinned('a', 1), pinned('b', 2), pinned('c', 3), pinned('d', 4)];
+    const running = { name: 'web-1', imageId: 'sha256:c', state: 'running', labels: { 'runbook.previous-version': `tracked${digest('a')}` } };
+    const d = decideHousekeeping(REPO, images, [running]);
+    expect(Object.fromEntries(d.keep.map((k) => [k.tags.join(','), k.reasons]))).toEqual({ [digest('d')]: ['newest not running'], [digest('c')]: ['running'], [digest('a')]: ['previous'] });
+    expect(d.remove).toEqual([{ id: 'sha256:b', tags: [digest('b')], references: [`${REPO}${digest('b')}`], size: 10 }]);
+  });
+
+  it('a tagged image stays named by its tags (its digests are not removed separately)', () => {
+    expect(repositoryVersions(REPO, [`${REPO}:v1`, `${REPO}${digest('e')}`])).toEqual(['v1']);
+    expect(repositoryVersions(REPO, [`${REPO}${digest('e')}`, `${REPO}-x${digest('f')}`])).toEqual([digest('e')]);
+    expect(repositoryDigests(REPO, [`${REPO}-x${digest('f')}`])).toEqual([]);
+  });
 });

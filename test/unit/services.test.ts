@@ -69,6 +69,9 @@ describe('services in the inventory', () => {
       ]),
     );
     expect(problems(STACK.replace('        command: [node, worker.js]', '        command: [node, worker.js]\n        route: { path: /jobs }'))).toEqual(['apps.tracker.services.worker.route: a routed service needs a port']);
+    expect(problems(STACK.replace('        route: { path: /, host: admin.example.com }', '        route: { path: /, host: admin.example.com }\n        hosts: first'))).toEqual([
+      'apps.tracker.services.admin.hosts: a routed service runs on every host (each host\'s proxy sends it requests): remove "hosts: first" or the route',
+    ]);
     expect(problems(STACK.replace('        route: { path: /, host: admin.example.com }', '        route: { path: / }'))).toEqual([
       'apps.tracker.services.admin.route.path: "/" on every host is the main service\'s; give a longer prefix or a host',
     ]);
