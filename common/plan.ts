@@ -123,8 +123,11 @@ function serviceOf(app: AppConfig, name: string = MAIN_SERVICE): ServiceView {
   return service;
 }
 
+/** The image repositories of the app's services, the main one's first. */
+export const appRepositories = (app: AppConfig): string[] => [...new Set(appServices(app).map((s) => s.repository))];
+
 /** Every image a release of \`version\` runs (one per distinct repository). */
-export const releaseImages = (app: AppConfig, version: string): string[] => [...new Set(appServices(app).map((s) => imageAt(s.repository, version)))];
+export const releaseImages = (app: AppConfig, version: string): string[] => appRepositories(app).map((repository) => imageAt(repository, version));
 
 /** The replica slots of a service in an environment: \`index\` counts across hosts, \`ordinal\` within its host. */
 function serviceSlots(service: ServiceView, hosts: string[], envReplicas: number): { host: string; index: number; ordinal: number }[] {
@@ -591,7 +594,7 @@ export interface HousekeepingPlan {
 /** Housekeeping of an app/env: its image repository and the hosts of the environment. */
 export function buildHousekeepingPlan(inventory: Inventory, target: RunbookTarget): HousekeepingPlan {
   const { app, env } = findTarget(inventory, target);
-  const repositories = [...new Set(appServices(app).map((s) => s.repository))];
+  const repositories = appRepositories(app);
   return { app: target.app, env: target.env, repository: app.image, ...(repositories.length > 1 ? { repositories } : {}), hosts: env.hosts.map((h) => hostSpec(inventory, h)) };
 }
 
@@ -698,7 +701,7 @@ export interface TrackedImagePlan {
  */
 export function buildTrackedImagePlan(inventory: Inventory, input: RunbookTarget & { tag?: string }): TrackedImagePlan {
   const { app, env } = findTarget(inventory, input);
-  const repositories = [...new Set(appServices(app).map((s) => s.repository))];
+  const repositories = appRepositories(app);
   if (repositories.length > 1) {
     throw new PlanError(`${input.app}'s services run images of ${repositories.length} repositories (${repositories.join(', ')}): one digest cannot pin them all; update it with \`runbook update --version <tag>\``);
   }
