@@ -14,7 +14,7 @@ import * as acme from 'acme-client';
 import { acmeFailureKind, describeCertificate, dnsChallengeRecordName, httpChallengeFilePath } from '../common/certificates';
 import { buildCertificatePlan, certificateTargets } from '../common/certificate-plan';
 import { commandFailure } from '../common/commands/output';
-import { ACME_WEBROOT, nginxSwitchArgv, NGINX_SWITCH_EXIT, nginxTestAndReloadArgv, nginxWorkersGoneArgv, parseSwitchedWorkers, renderHttpsRedirect, renderHttpsServer, tlsFiles } from '../common/commands/nginx';
+import { ACME_WEBROOT, PROXY_CONFIG_PATH, ROUTED_UPSTREAM_VARIABLE, nginxSwitchArgv, NGINX_SWITCH_EXIT, nginxTestAndReloadArgv, nginxWorkersGoneArgv, parseSwitchedWorkers, renderHttpsRedirect, renderHttpsServer, tlsFiles } from '../common/commands/nginx';
 import { ACCOUNT_KEY_EXIT_MEANING, accountKeyArgv, ACME_ACCOUNT_KEY, ACME_CHALLENGE_DIR, clearChallengeFilesArgv, INSTALL_EXIT, installCertificateArgv, newKeyAndCsrArgv, removeFilesArgv, selfSignedArgv, writeFileArgv } from '../common/commands/tls';
 import { PlanError } from '../common/plan';
 import type { CertificateFacts, CertificatePlan, CertificateProxy, IssueCertificateInput, RunbookTarget } from '../common/types';
@@ -259,8 +259,12 @@ export function createCertificateActivities(deps: Pick<ActivityDeps, 'inventoryP
       const files = tlsFiles(req.plan.id);
       let changed = false;
       const previousWorkers = new Set<number>();
+      // the routes follow the proxy's own config: it defines the route map (every config rendered since
+      // services exist does), or it predates it and routes everything to the app's upstream
+      const live = await exec(req.proxy, ['cat', PROXY_CONFIG_PATH], 'read the proxy config');
+      const routed = live.exitCode === 0 && live.stdout.includes(ROUTED_UPSTREAM_VARIABLE);
       const steps: [string, string][] = [
-        [files.server, renderHttpsServer({ app: req.plan.app, env: req.plan.env, id: req.plan.id, domains: req.plan.domains, ...(req.plan.routed ? { routed: true } : {}) })],
+        [files.server, renderHttpsServer({ app: req.plan.app, env: req.plan.env, id: req.plan.id, domains: req.plan.domains, ...(routed ? { routed: true } : {}) })],
         [files.redirect, renderHttpsRedirect(req.proxy.httpsPort)],
       ];
       for (const [path, config] of steps) {

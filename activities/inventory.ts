@@ -28,6 +28,21 @@ export async function loadInventory(path: string): Promise<Inventory> {
   }
 }
 
+/**
+ * A failed rollout of \`version\` by the update schedule (its rollingUpdate carries the version in
+ * its memo): a broken digest is not rolled out, rolled back and alerted again at every check.
+ */
+async function failedRollout(deps: ActivityDeps, app: string, env: string, version: string): Promise<TrackedUpdate['failedBefore']> {
+  if (!deps.temporal) return undefined;
+  const query = `WorkflowType = 'rollingUpdate' AND RunbookApp = '${app}' AND RunbookEnv = '${env}' AND ExecutionStatus = 'Failed'`;
+  let seen = 0;
+  for await (const wf of deps.temporal.client.workflow.list({ query })) {
+    if (wf.memo?.trackedVersion === version) return { workflowId: wf.workflowId, runId: wf.runId, at: (wf.closeTime ?? wf.startTime).toISOString() };
+    if (++seen >= 50) break;
+  }
+  return undefined;
+}
+
 /** Runs a plan builder: what it refuses (a PlanError, a DnsInputError) is bad input, not retried. */
 async function planOrInvalidInput<T>(build: () => Promise<T>): Promise<T> {
   try {
@@ -116,7 +131,9 @@ export function createInventoryActivities(deps: ActivityDeps) {
       }
       const running = [...versions].sort();
       if (replicas === 0) current = false;
-      return { app: input.app, env: input.env, repository: plan.repository, tag: plan.tag, digest, version: `${plan.tag}@${digest}`, running, current };
+      const version = `${plan.tag}@${digest}`;
+      const failedBefore = current ? undefined : await failedRollout(deps, input.app, input.env, version);
+      return { app: input.app, env: input.env, repository: plan.repository, tag: plan.tag, digest, version, running, current, ...(failedBefore ? { failedBefore } : {}) };
     },
 
     async resolveStopPlan(target: RunbookTarget): Promise<StopPlan> {

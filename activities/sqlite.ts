@@ -181,10 +181,13 @@ async function applyDump(deps: BackupDeps, loc: SqliteLocation, container: { doc
     const [reading, writing] = await Promise.allSettled([pipeline(source, tap, zstd.proc.stdin), pipeline(zstd.proc.stdout, sqlite.stdin!)]);
     const code = await sqlite.exitCode();
     const unzipped = await zstd.exit;
+    const stoppedAtAnError = () => ApplicationFailure.nonRetryable(`${what}: sqlite3 stopped at an error: ${lastLines(sqlite.stderrText(), 5)}`, 'BackupRestoreFailed');
+    // sqlite3 quit before the end (the rest of the dump unread): its own error says why, not the size
+    if (code !== 0 && writing.status === 'rejected') throw stoppedAtAnError();
     const diffs = dumpDiffs({ sizeBytes: tap.bytes, sha256: tap.hash.digest('hex') }, manifest);
     if (unzipped !== 0) diffs.unshift(`zstd cannot decompress it (exit code ${unzipped}: ${lastLines(zstd.stderr.text(), 3)})`);
     if (diffs.length) throw ApplicationFailure.nonRetryable(`${what}: the backup is damaged: ${diffs.join('; ')}`, 'BackupCorrupt');
-    if (code !== 0) throw ApplicationFailure.nonRetryable(`${what}: sqlite3 stopped at an error: ${lastLines(sqlite.stderrText(), 5)}`, 'BackupRestoreFailed');
+    if (code !== 0) throw stoppedAtAnError();
     if (reading.status === 'rejected') throw reading.reason;
     if (writing.status === 'rejected') throw writing.reason;
   } catch (err) {
@@ -197,8 +200,17 @@ async function applyDump(deps: BackupDeps, loc: SqliteLocation, container: { doc
   }
 }
 
-/** Restored into `db`: sound (integrity_check) and the manifest's tables and rows, else the reason. */
+/** Restored into `db`: sound (integrity_check) and the manifest's tables and rows, else the reason. Heartbeats meanwhile (a large file takes a while). */
 async function checkRestored(container: { docker: Docker; name: string }, db: string, manifest: BackupManifest, what: string): Promise<TableStats> {
+  const timer = setInterval(() => heartbeat({ phase: 'check', db }), 1000);
+  try {
+    return await checkRestoredFile(container, db, manifest, what);
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+async function checkRestoredFile(container: { docker: Docker; name: string }, db: string, manifest: BackupManifest, what: string): Promise<TableStats> {
   const integrity = (await run(container.docker, container.name, sqliteQueryArgv(db, SQLITE_INTEGRITY_SQL), what)).trim();
   if (integrity !== 'ok') throw ApplicationFailure.nonRetryable(`${what}: integrity_check says: ${integrity.slice(0, 300)}`, 'BackupDrillFailed');
   const restored = await statsOf(container.docker, container.name, db, what);
@@ -249,6 +261,19 @@ export async function sqlitePrepareRestore(deps: BackupDeps, req: RestoreRequest
   }
 }
 
+/** Stops the service's running containers on the host (gracefully): nothing has the database file open. */
+async function stopService(deps: BackupDeps, loc: SqliteLocation): Promise<void> {
+  try {
+    const docker = await deps.engines.engine(loc.host);
+    const list = await docker.listContainers({ filters: { label: [`${LABEL.app}=${loc.app}`, `${LABEL.env}=${loc.env}`, `${LABEL.role}=web`], status: ['running', 'restarting'] } });
+    for (const c of list.filter((c) => (c.Labels[LABEL.service] ?? MAIN_SERVICE) === loc.service)) {
+      await docker.getContainer(c.Id).stop().catch((err: { statusCode?: number }) => (err.statusCode === 304 ? undefined : Promise.reject(err)));
+    }
+  } catch (err) {
+    throw engineFailure(loc.host, `stop ${loc.service} before moving ${loc.path}`, err);
+  }
+}
+
 /** A script in a helper container with the volume at its mount path (the app's containers are stopped): its exit code and output. */
 async function inVolume(deps: BackupDeps, target: SqliteTarget, runTag: string, purpose: string, argv: string[]): Promise<{ exitCode: number; output: string }> {
   const loc = target.location;
@@ -290,6 +315,9 @@ export async function sqliteSwapIn(deps: BackupDeps, req: { target: SqliteTarget
 /** Undoes the swap: the restored file aside (kept for inspection), previous live again; `putBack` false: nothing to undo. */
 export async function sqliteSwapBack(deps: BackupDeps, req: { target: SqliteTarget; runTag: string }): Promise<{ live: string; restoredKeptAs: string; putBack: boolean }> {
   const files = restoreFiles(req.target, req.runTag);
+  // a restore that failed after the app started again: the files move only under a stopped app
+  // (the workflow starts it again afterwards)
+  await stopService(deps, req.target.location);
   const r = await inVolume(deps, req.target, req.runTag, 'swap-back', sqliteSwapBackArgv(files));
   if (r.exitCode === SQLITE_SWAP_EXIT.nothingToPutBack) return { live: files.live, restoredKeptAs: files.incoming, putBack: false };
   if (r.exitCode !== 0) throw new Error(`putting back the previous ${files.live} failed (exit ${r.exitCode}): ${r.output}`);

@@ -17,7 +17,7 @@ export function certificateTargets(inventory: Inventory): RunbookTarget[] {
 
 /** The certificate runbook's plan for an app/env (runbook 2): names, CA, challenge, each host's proxy. */
 export function buildCertificatePlan(inventory: Inventory, input: IssueCertificateInput): CertificatePlan {
-  const { app, env } = findTarget(inventory, input);
+  const { env } = findTarget(inventory, input);
   const tls = env.proxy.tls;
   if (!tls || env.proxy.httpsPort === undefined) throw new PlanError(`${input.app}/${input.env} has no proxy.tls (and proxy.httpsPort) in the inventory: nothing to issue a certificate for`);
   const domains = input.domains ?? tls.domains ?? (env.proxy.domain ? [env.proxy.domain] : []);
@@ -44,7 +44,6 @@ export function buildCertificatePlan(inventory: Inventory, input: IssueCertifica
     ...(tls.resolver ? { resolver: tls.resolver } : {}),
     ...(tls.trustedRootsFile ? { trustedRootsFile: tls.trustedRootsFile } : {}),
     upstream: proxyUpstreamName(input.app, input.env),
-    ...(Object.values(app.services).some((s) => s.route !== undefined) ? { routed: true } : {}),
     proxies: env.hosts.map((name) => {
       const host = hostSpec(inventory, name);
       return { host, container: proxyContainerName(input.app, input.env), httpUrl: `http://${host.address}:${env.proxy.hostPort}`, httpsAddress: host.address, httpsPort };

@@ -24,7 +24,8 @@ const hostKeyFingerprint = z.string({ error: 'must be a string' }).regex(/^SHA25
   error: 'must be a pinned host key fingerprint "SHA256:<43 base64 chars>", as printed by `ssh-keygen -lf`',
 });
 const REPOSITORY = '(?:[a-z0-9.-]+(?::\\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*';
-const TAG = VERSION_PATTERN.source.slice(1, -1);
+// a tag only: a dependency's image is `repository:tag` (the tag is what `runbook update --service` compares)
+const TAG = '[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}';
 /** A repository without tag, e.g. `127.0.0.1:5000/demo-app`. The version is the tag. */
 const imageRepository = z.string({ error: 'must be an image repository' }).regex(new RegExp(`^${REPOSITORY}$`), {
   error: 'must be an image repository without tag or digest, e.g. "registry:5000/app" (the version is the tag)',
@@ -529,6 +530,9 @@ function crossReferenceProblems(inventory: Inventory): string[] {
         if (names.has(db.name)) problems.push(`${at}.name: "${db.name}" is used twice`);
         names.add(db.name);
         const volumes = db.service === 'web' ? app.volumes : app.services[db.service]?.volumes;
+        const firstOnly = db.service !== 'web' && app.services[db.service]?.hosts === 'first';
+        const spread = Object.entries(app.environments).filter(([, e]) => e.hosts.length > 1 && !firstOnly).map(([n]) => n);
+        if (spread.length) problems.push(`${at}.service: ${db.service} runs on several hosts in ${spread.join(', ')}: each host would have its own copy of ${db.path} (give the service "hosts: first", or one host)`);
         if (volumes === undefined) problems.push(`${at}.service: unknown service "${db.service}" (known: ${serviceNames.join(', ')})`);
         else if (!Object.values(volumes).some((target) => db.path.startsWith(`${target.replace(/\/$/, '')}/`))) {
           problems.push(`${at}.path: ${db.path} is on none of the service's volumes (${Object.values(volumes).join(', ') || 'it has none'}): the database would not outlive its container`);

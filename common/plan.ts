@@ -15,6 +15,7 @@ import {
   imageAt,
   MAIN_SERVICE,
   replicaContainerName,
+  versionDigest,
   versionForNames,
   versionTag,
   volumeName,
@@ -121,6 +122,15 @@ function serviceOf(app: AppConfig, name: string = MAIN_SERVICE): ServiceView {
   const service = appServices(app).find((s) => s.name === name);
   if (!service) throw new PlanError(`the app has no service "${name}"`);
   return service;
+}
+
+/** A version a release may go to: a valid tag, pinned to a digest only when one repository serves every service. */
+function checkReleaseVersion(app: AppConfig, appName: string, version: string): void {
+  if (!isValidVersion(version)) throw new PlanError(`version "${version}" is not a valid image tag`);
+  const repositories = appRepositories(app);
+  if (versionDigest(version) !== undefined && repositories.length > 1) {
+    throw new PlanError(`version "${version}" pins one digest, but ${appName}'s services run images of ${repositories.length} repositories (${repositories.join(', ')}): give a tag`);
+  }
 }
 
 /** The image repositories of the app's services, the main one's first. */
@@ -231,7 +241,7 @@ export function buildDeployPlan(inventory: Inventory, input: FirstDeployInput, r
     version = versions[0];
   }
   if (!version) throw new PlanError(`no version given and apps.${appName}.environments.${envName}.version is not set`);
-  if (!isValidVersion(version)) throw new PlanError(`version "${version}" is not a valid image tag`);
+  checkReleaseVersion(app, appName, version);
   /** The container serving a replica of a service on `host` now (converging), else the first-deploy name. */
   const replicaName = (service: string, host: string, index: number): string => {
     if (!renamed) return replicaContainerName(appName, envName, service, index);
@@ -421,7 +431,7 @@ export function buildBackupPlan(inventory: Inventory, target: RunbookTarget): Ba
     healthUrl: `http://${env.proxy.bindAddress === '0.0.0.0' ? '127.0.0.1' : env.proxy.bindAddress}:${env.proxy.hostPort}${app.healthCheck.path}`,
     maintenance: { retryAfterSeconds: app.maintenance.retryAfterSeconds, ...(app.maintenance.pageFile ? { pageFile: app.maintenance.pageFile } : {}) },
     stopTimeoutSeconds: app.stopTimeoutSeconds,
-    healthTimeoutSeconds: app.healthCheck.timeoutSeconds,
+    healthTimeoutSeconds: Math.max(...services.map((s) => s.healthCheck.timeoutSeconds)),
     approval: { approvers: [...env.approvers], minApprovals: env.minApprovals },
     archives: {
       volumes: backup.archives.volumes.map((v) => ({ host: firstHost, name: v, volume: volumeName(target.app, target.env, v) })),
@@ -482,7 +492,7 @@ export function buildUpdatePlan(inventory: Inventory, input: RollingUpdateInput,
     }
     version = previous[0];
   }
-  if (!isValidVersion(version)) throw new PlanError(`version "${version}" is not a valid image tag`);
+  checkReleaseVersion(app, appName, version);
   input = { ...input, version };
   const target = version;
 
@@ -621,6 +631,7 @@ export function buildStopPlan(inventory: Inventory, target: RunbookTarget): Stop
     hosts: env.hosts.map((h) => hostSpec(inventory, h)),
     volumes: [
       ...app.dependencies.flatMap((d) => Object.keys(d.volumes).map((v) => ({ host: first, name: volumeName(target.app, target.env, v) }))),
+      ...env.hosts.flatMap((h) => appVolumes(app, target.app, target.env).map((name) => ({ host: h, name }))),
       ...env.hosts.map((h) => ({ host: h, name: proxyTlsVolumeName(target.app, target.env) })),
     ],
     stopTimeoutSeconds: app.stopTimeoutSeconds,

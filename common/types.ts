@@ -572,8 +572,6 @@ export interface CertificatePlan {
   resolver?: string;
   /** nginx upstream name of the app (the HTTPS server block proxies to it). */
   upstream: string;
-  /** The app has routed services: the HTTPS block sends requests where the port-80 config's route map says. */
-  routed?: boolean;
   proxies: CertificateProxy[];
   /** Renew when the remaining lifetime is at most this fraction of the whole (default 1/3). */
   renewFraction: number;
@@ -617,4 +615,6 @@ export interface TrackedUpdate {
   running: string[];
   /** Every running replica's image has that digest: nothing to do. */
   current: boolean;
+  /** A rollout to this version already failed (and was rolled back): not tried again until the tag moves. */
+  failedBefore?: { workflowId: string; runId: string; at: string };
 }

@@ -4,6 +4,7 @@
 // by default: a new digest at 03:00 needs nobody awake), and on any failure the rollback of the whole
 // fleet. The version records the digest, so the fleet's labels say exactly what runs, and a rollback
 // goes back to that digest even after the tag moved. A failure is alerted (the app's notify).
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { ApplicationFailure, ChildWorkflowFailure, executeChild, proxyActivities, type RetryPolicy } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { parseInput, UpdateFromRegistryInputSchema, type UpdateFromRegistryInput } from '../common/inputs';
@@ -25,11 +26,12 @@ export interface UpdateFromRegistryResult extends TrackedUpdate {
   update?: RollingUpdateResult;
 }
 
-/** The child rollingUpdate; its failure (already rolled back) becomes this run's, with its message. */
-async function rollOut(tracked: TrackedUpdate, options: { workflowId: string; args: [RollingUpdateInput] }): Promise<RollingUpdateResult> {
+/** The child rollingUpdate (undefined: another update of the app/env runs); its failure (already rolled back) becomes this run's, with its message. */
+async function rollOut(tracked: TrackedUpdate, options: { workflowId: string; memo: Record<string, unknown>; args: [RollingUpdateInput] }): Promise<RollingUpdateResult | undefined> {
   try {
     return await executeChild(rollingUpdate, options);
   } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return undefined;
     const cause = err instanceof ChildWorkflowFailure ? err.cause : err;
     throw ApplicationFailure.create({
       message: `the rollout of ${tracked.version} failed: ${cause instanceof Error ? cause.message : String(cause)}`,
@@ -51,6 +53,12 @@ export async function updateFromRegistry(input: UpdateFromRegistryInput): Promis
       rb.finish('succeeded');
       return { ...tracked, updated: false };
     }
+    if (tracked.failedBefore) {
+      // it was alerted then; the tag moving (a fixed image) or \`runbook update --version\` tries again
+      rb.note(`${plan(tracked)}: its rollout failed at ${tracked.failedBefore.at} (${tracked.failedBefore.workflowId}, run ${tracked.failedBefore.runId}) and was rolled back; not tried again until the tag moves`);
+      rb.finish('succeeded');
+      return { ...tracked, updated: false };
+    }
     if (tracked.current) {
       rb.note(`${plan(tracked)}: every replica runs it`);
       rb.finish('succeeded');
@@ -62,6 +70,8 @@ export async function updateFromRegistry(input: UpdateFromRegistryInput): Promis
       rollOut(tracked, {
         // the same ID as `runbook update`: never two updates of one app/env at once
         workflowId: runbookWorkflowId('rollingUpdate', app, env),
+        // how a later check knows this version's rollout failed
+        memo: { trackedVersion: tracked.version },
         args: [
           {
             app,
@@ -75,6 +85,11 @@ export async function updateFromRegistry(input: UpdateFromRegistryInput): Promis
         ],
       }),
     );
+    if (update === undefined) {
+      rb.note(`an update of ${app}/${env} is running (${runbookWorkflowId('rollingUpdate', app, env)}): not started beside it; the next check looks again`);
+      rb.finish('succeeded');
+      return { ...tracked, updated: false };
+    }
     rb.finish('succeeded');
     return { ...tracked, updated: true, update };
   } catch (err) {

@@ -163,7 +163,7 @@ export interface HttpsServerInput {
   /** File stem of the certificate and key in TLS_DIR. */
   id: string;
   domains: string[];
-  /** The app has routed services: requests go where the port-80 config's route map says. */
+  /** The proxy's config defines the route map: requests go where it says (else all to the app's upstream). */
   routed?: boolean;
 }
 
@@ -257,7 +257,9 @@ ${servers.map((u) => `    server ${u} max_fails=3 fail_timeout=2s;`).join('\n')}
 include ${TLS_DIR}/*.server.conf;
 
 ${upstreams.join('\n\n')}
-${routes.length ? `\n${renderRouteMap(input.app, input.env, routes)}\n` : ''}
+
+${renderRouteMap(input.app, input.env, routes)}
+
 ${CONNECTION_MAP}
 
 server {

@@ -168,7 +168,7 @@ it('a new digest pushed for the tag is rolled out while the proxy is read, never
   expect((await check()).result).toMatchObject({ updated: false, current: true });
 });
 
-it('a broken digest is rolled back: the app keeps serving v2, and the failure is posted', async () => {
+it('a broken digest is rolled back: the app keeps serving v2, the failure is posted once, and the next check leaves it alone', async () => {
   const good = await versions();
   await pushTracked('broken');
   const served = new VersionSampler(PROXY);
@@ -181,6 +181,12 @@ it('a broken digest is rolled back: the app keeps serving v2, and the failure is
   expect(await versions()).toEqual(good);
   await waitForPost();
   expect(posted.some((p) => p.kind === 'failed' && p.runbook === 'updateFromRegistry')).toBe(true);
+  // the next check finds the same broken digest: not rolled out (nor alerted) again
+  const alerts = posted.length;
+  const again = await check();
+  expect(again.result).toMatchObject({ updated: false, current: false, failedBefore: { workflowId: `rollingUpdate/${APP}/${ENV}` } });
+  expect(posted.length).toBe(alerts);
+  expect(await versions()).toEqual(good);
   // the tag back on a good image for whoever runs next
   await pushTracked('v2');
 });

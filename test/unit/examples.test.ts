@@ -93,3 +93,15 @@ it('004 NixFlow: frontend, API (/api and /socket.io), a worker on the first host
     'local nixflow-production-redis redis:7.2',
   ]);
 });
+
+it('a SQLite database on a service that runs on several hosts is refused (each host would have its own copy)', () => {
+  const yaml = renderTemplate(readFileSync(path.join(DIR, '003-payload-vps.yaml'), 'utf8'), VARS).replace('hosts: [local]', 'hosts: [local, other]').replace('hosts:\n  local:', 'hosts:\n  other: { address: 10.0.0.3 }\n  local:');
+  expect(() => parseInventory(yaml)).toThrow(/backup\.sqlite\.0\.service: web runs on several hosts in production: each host would have its own copy of \/data\/app\.db/);
+});
+
+it("a version pinned to a digest is refused for an app whose services use several repositories", () => {
+  const inventory = load('001-incident-tracker.yaml');
+  // 001's services share one repository here; another repository for the backend makes two
+  inventory.apps.tracker.services.backend.image = '127.0.0.1:5000/tracker-backend';
+  expect(() => buildDeployPlan(inventory, { app: 'tracker', env: 'production', version: `v2@sha256:${'a'.repeat(64)}` }, 'r')).toThrow(/pins one digest, but tracker's services run images of 2 repositories/);
+});

@@ -227,9 +227,9 @@ describe('the proxy\'s routes', () => {
     expect(() => renderRouteMap('app', 'prod', [{ service: 'x', path: '/a b' }])).toThrow(/not a route path/);
   });
 
-  it('a single-service app keeps one upstream and no map, and passes WebSocket upgrades', () => {
+  it('a single-service app keeps one upstream, defines the route map (for HTTPS blocks: every request to it), and passes WebSocket upgrades', () => {
     const config = renderProxyConfig({ app: 'a', env: 'p', upstreams: ['a-p-web-1:8080'] });
-    expect(config).not.toContain('map "$host$uri"');
+    expect(config).toContain('map "$host$uri" $runbook_upstream {\n    default a_p;\n');
     expect(config).toContain('proxy_pass http://a_p;');
     expect(config).toContain('map $http_upgrade $runbook_connection');
     expect(() => renderProxyConfig({ app: 'a', env: 'p', upstreams: ['w:1'], routes: [{ service: 'api', path: '/api', upstreams: [] }] })).toThrow(/has no upstream/);
@@ -253,11 +253,14 @@ describe('versions pinned to a digest (the update Schedule\'s)', () => {
     expect(imageAt('reg:5000/shop', 'v2')).toBe('reg:5000/shop:v2');
     expect(versionForNames(`latest@${digest}`)).toBe('latest-0123456789ab');
     expect(versionTag(`latest@${digest}`)).toBe('latest');
-    const fleet: FleetContainer[] = buildDeployPlan(inventory, target, 'r').replicas.map((r) => ({ host: r.host, name: r.container.name, replica: r.index, ...(r.service ? { service: r.service } : {}), version: 'v1', image: r.container.image, state: 'running' }));
-    const plan = buildUpdatePlan(inventory, { ...target, version: `latest@${digest}` }, fleet, 'r');
+    // one repository for every service: one digest pins them all
+    const one = parseInventory(STACK.replaceAll('reg:5000/tracker-backend', 'reg:5000/tracker-frontend'));
+    const fleet: FleetContainer[] = buildDeployPlan(one, target, 'r').replicas.map((r) => ({ host: r.host, name: r.container.name, replica: r.index, ...(r.service ? { service: r.service } : {}), version: 'v1', image: r.container.image, state: 'running' }));
+    const plan = buildUpdatePlan(one, { ...target, version: `latest@${digest}` }, fleet, 'r');
     expect(plan.slots[0].next).toMatchObject({ name: 'tracker-production-web-1-latest-0123456789ab', image: `reg:5000/tracker-frontend@${digest}` });
     expect(plan.slots[0].next.labels['runbook.version']).toBe(`latest@${digest}`);
     expect(plan.migrate?.container.name).toBe('tracker-production-migrate-latest-0123456789ab');
     expect(() => buildTrackedImagePlan(inventory, target)).toThrow(/services run images of 2 repositories .*: one digest cannot pin them all/);
+    expect(() => buildUpdatePlan(inventory, { ...target, version: `latest@${digest}` }, fleet, 'r')).toThrow(/pins one digest, but tracker's services run images of 2 repositories/);
   });
 });

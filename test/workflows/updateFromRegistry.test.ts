@@ -98,3 +98,10 @@ it('bad input is refused before anything is asked', async () => {
   expect(failure.message).toMatch(/^invalid input: tag: .* is not an image tag/);
   expect(m.names()).toEqual([]);
 });
+
+it('a digest whose rollout failed before is not rolled out (nor alerted) again until the tag moves', async () => {
+  const m = mocks(false, { resolveTrackedUpdate: async () => ({ ...tracked(false), failedBefore: { workflowId: 'rollingUpdate/shop/production', runId: 'r1', at: '2026-11-27T03:00:00Z' } }) });
+  const result = (await (await run(m)).result()) as UpdateFromRegistryResult;
+  expect(result).toMatchObject({ updated: false, failedBefore: { runId: 'r1' } });
+  expect(m.names()).toEqual(['resolveTrackedUpdate']);
+});
