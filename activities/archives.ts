@@ -41,6 +41,8 @@ export interface VolumeArchiveRequest {
   helperImage: string;
   storage: StorageSpec;
   at: string;
+  /** Why, when it is not a backup night's (recorded in the manifest). */
+  reason?: string;
 }
 
 export interface ConfigArchiveRequest {
@@ -136,6 +138,7 @@ export async function archiveVolume(deps: BackupDeps, req: VolumeArchiveRequest)
       sizeBytes: put.sizeBytes,
       sha256: tap.hash.digest('hex'),
       containsSecrets: true,
+      ...(req.reason ? { reason: req.reason } : {}),
     };
     await storage.putText(archiveManifestName(file), manifestText(manifest), { mode: MANIFEST_MODE });
     return manifest;

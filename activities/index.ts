@@ -1,5 +1,6 @@
 // createActivities(deps): every activity, each bound to injected dependencies.
 import type { ContainerSpec } from '../common/types';
+import { createArchiveRestoreActivities } from './archive-restore';
 import { createArchiveActivities } from './archives';
 import { createBackupActivities } from './backup';
 import { createCertificateActivities } from './certificates';
@@ -23,7 +24,7 @@ import { createTlsActivities } from './tls';
  * What a restore runs while the app is down heartbeats (the workflow gives these a short heartbeat
  * timeout): a worker that dies in the middle is noticed in seconds, not at the 2-minute timeout.
  */
-const HEARTBEATING = ['inspectFleet', 'stopContainers', 'startContainers', 'swapInRestoredDatabase', 'swapBackPreviousDatabase'] as const;
+const HEARTBEATING = ['inspectFleet', 'stopContainers', 'startContainers', 'swapInRestoredDatabase', 'swapBackPreviousDatabase', 'volumeUsers'] as const;
 
 export function createActivities(deps: ActivityDeps) {
   const activities = allActivities(deps);
@@ -47,6 +48,7 @@ function allActivities(deps: ActivityDeps) {
     ...createKeeperActivities(deps),
     ...createBackupActivities({ engines: deps.engines, ssh: deps.ssh }),
     ...createArchiveActivities({ engines: deps.engines, ssh: deps.ssh }),
+    ...createArchiveRestoreActivities({ engines: deps.engines, ssh: deps.ssh }),
     ...createNotifyActivities(deps),
     ...createTlsActivities(),
     ...createCertificateActivities(deps),

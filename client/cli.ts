@@ -401,8 +401,11 @@ export function buildCli(): Command {
 
   program
     .command('restore <app>')
-    .description('restore a database from a verified backup (restoreBackup; waits for approval of gate "restore")')
+    .description('restore a database from a verified backup (restoreBackup), or with --volume/--config an archived volume or the config files (restoreArchive); waits for approval of gate "restore"')
     .requiredOption('--env <env>')
+    .option('--volume <name>', 'restore this archived volume (backup.archives.volumes) instead of a database: its containers stop meanwhile')
+    .option('--config', "restore the config archive's worker files (env and secret files) instead of a database")
+    .option('--archive <file>', 'with --volume or --config: archive file name, or "latest" (the newest complete one)', 'latest')
     .option('--backup <file>', 'backup file name, or "latest" (the newest verified one)', 'latest')
     .option('--database <name>', 'which database (its name in the inventory\'s backup section); needed when there are several')
     .option('--keep-previous', 'keep the pre-restore database (every write up to the stop) until dropped by hand')
@@ -412,9 +415,22 @@ export function buildCli(): Command {
     .option('--approval-timeout <duration>', 'how long the approval waits (default 7d, at most 30d)')
     .option('--detach', 'start and return; do not watch')
     .action(
-      withClient(async (rc, app: string, opts: { env: string; backup: string; database?: string; keepPrevious?: boolean; keepFor?: string; release?: boolean; by: string; approvalTimeout?: string; detach?: boolean }) => {
+      withClient(async (rc, app: string, opts: { env: string; backup: string; database?: string; volume?: string; config?: boolean; archive: string; keepPrevious?: boolean; keepFor?: string; release?: boolean; by: string; approvalTimeout?: string; detach?: boolean }) => {
         checkName('app', app);
         checkName('env', opts.env);
+        if (opts.volume !== undefined || opts.config) {
+          const input = {
+            app,
+            env: opts.env,
+            ...(opts.volume !== undefined ? { volume: opts.volume } : {}),
+            ...(opts.config ? { config: true } : {}),
+            archive: opts.archive,
+            ...(opts.approvalTimeout ? { approvalTimeout: opts.approvalTimeout } : {}),
+          };
+          const handle = await rc.start('restoreArchive', input, `Restore of ${opts.volume !== undefined ? `volume ${opts.volume}` : 'the config files'} of ${app}/${opts.env} from ${opts.archive === 'latest' ? 'the latest archive' : opts.archive} (needs approval)`);
+          console.log(`started ${handle.workflowId} (run ${handle.firstExecutionRunId})\n  UI: ${uiUrl(rc, handle.workflowId)}\n  approve: runbook approve ${handle.workflowId} --gate restore --by <name>`);
+          return opts.detach ? 0 : watch(rc, handle.workflowId);
+        }
         if (opts.release) {
           const released = await rc.releasePreviousDatabases(app, opts.env, opts.by, opts.database);
           if (!released.length) {

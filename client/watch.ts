@@ -4,6 +4,7 @@
 // The rendering is pure (status + now → lines); only `watch` talks to Temporal and the terminal.
 import * as readline from 'node:readline';
 import type { FirstDeployResult, PendingGate, RunbookPhase, RunbookStatus, StepRecord } from '../common/types';
+import type { RestoreArchiveResult } from '../workflows/restoreArchive';
 import type { RestoreBackupResult } from '../workflows/restoreBackup';
 import { formatStatus, formatStep, humanDuration, stepChanges } from './format';
 import { failureText, type RunbookClient } from './runbooks';
@@ -99,6 +100,18 @@ export function outcomeLines(workflowId: string, outcome: { ok: true; result: un
           ]
         : [`  the database as it was before is kept as ${restored.previousDatabase} until dropped by hand`]),
     );
+  }
+  const archive = outcome.result as Partial<RestoreArchiveResult> | undefined;
+  if (archive?.restored && archive.volume) {
+    const v = archive.volume;
+    lines.push(`  restored volume ${v.name} on ${v.host} from ${archive.restored} (${archive.entries} entries, ${archive.bytes} bytes); ${v.stopped.length ? `${v.stopped.join(', ')} down ${v.downSeconds} s` : 'no container was using it'}`);
+    lines.push(`  its content before the restore is archived as ${v.previousArchive}: runbook restore ${archive.app} --env ${archive.env} --volume ${v.name} --archive ${v.previousArchive} goes back`);
+  }
+  if (archive?.restored && archive.config) {
+    const c = archive.config;
+    lines.push(`  restored ${c.restored.length} config file(s) from ${archive.restored}, ${c.unchanged.length} already as archived`);
+    lines.push(...c.keptAs.map((k) => `  ${k.path}: the file it replaced is kept as ${k.keptAs}`));
+    lines.push(...c.skipped.map((k) => `  not restored: ${k.name} (${k.reason})`));
   }
   return { lines, code: 0 };
 }

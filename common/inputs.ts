@@ -123,6 +123,18 @@ export const RestoreBackupInputSchema = z
   })
   .describe('restoreBackup: restore a database from a verified backup (after approval), keeping the previous one.');
 
+export const RestoreArchiveInputSchema = z
+  .strictObject({
+    ...target,
+    volume: name('volume').optional().describe('The volume to restore, as named in the inventory (one of backup.archives.volumes). Its containers are stopped while it is replaced.'),
+    config: bool().optional().describe("true: restore the config archive's worker files (env files, secret files) instead; each file it replaces is kept beside it. The app is not stopped."),
+    archive: text().min(1, { error: 'must be an archive file name or "latest"' }).optional().describe('An archive file name, or "latest" (the newest complete one). Default: "latest".'),
+    approvalTimeout: approvalTimeout(),
+  })
+  .refine((i) => (i.volume === undefined) !== (i.config !== true), { error: 'say what to restore: either "volume": "<name>" or "config": true', path: ['volume'] })
+  .describe('restoreArchive: restore a volume or the config files from the archives a backup night takes (after approval); the current content is archived first and put back if anything fails.');
+export type RestoreArchiveInput = z.infer<typeof RestoreArchiveInputSchema>;
+
 export const IssueCertificateInputSchema = z
   .strictObject({
     ...target,
@@ -256,6 +268,7 @@ export const INPUT_SCHEMAS = {
   rollingUpdate: RollingUpdateInputSchema,
   nightlyBackup: NightlyBackupInputSchema,
   restoreBackup: RestoreBackupInputSchema,
+  restoreArchive: RestoreArchiveInputSchema,
   issueCertificate: IssueCertificateInputSchema,
   releasePreviousDatabase: ReleasePreviousDatabaseInputSchema,
   dnsCutover: DnsCutoverInputSchema,

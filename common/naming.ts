@@ -36,7 +36,7 @@ export const LABEL = {
 
 export type ContainerRole = 'web' | 'dependency' | 'proxy' | 'migrate';
 
-export const RUNBOOKS = ['firstDeploy', 'rollingUpdate', 'issueCertificate', 'renewCertificates', 'dnsCutover', 'nightlyBackup', 'restoreBackup', 'maintenanceMode', 'stopApp', 'housekeeping', 'updateDependency', 'updateFromRegistry'] as const;
+export const RUNBOOKS = ['firstDeploy', 'rollingUpdate', 'issueCertificate', 'renewCertificates', 'dnsCutover', 'nightlyBackup', 'restoreBackup', 'restoreArchive', 'maintenanceMode', 'stopApp', 'housekeeping', 'updateDependency', 'updateFromRegistry'] as const;
 export type RunbookName = (typeof RUNBOOKS)[number];
 
 export const TASK_QUEUE = 'runbooks';

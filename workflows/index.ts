@@ -5,6 +5,7 @@ export { appLock } from './lock';
 export { nightlyBackup } from './nightlyBackup';
 export { renewCertificates } from './renewCertificates';
 export { releasePreviousDatabase, restoreBackup } from './restoreBackup';
+export { restoreArchive } from './restoreArchive';
 export { backupCatalog } from './backupCatalog';
 export { dnsCutover } from './dnsCutover';
 export { rollingUpdate } from './rollingUpdate';

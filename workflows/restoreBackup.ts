@@ -22,9 +22,10 @@ import type { Activities } from '../activities';
 import type { KeepPreviousInput } from '../activities/keeper';
 import { restoreDatabaseNames } from '../common/commands/scratch';
 import { parseDuration } from '../common/duration';
-import type { BackupPlan, DatabaseTarget, FleetContainer, HostSpec, RestoreBackupInput } from '../common/types';
+import type { BackupPlan, DatabaseTarget, FleetContainer, RestoreBackupInput } from '../common/types';
 import { releasePreviousSignal } from './lib/definitions';
 import { parseInput, ReleasePreviousDatabaseInputSchema, RestoreBackupInputSchema } from '../common/inputs';
+import { maintenanceOf, startFleet, type RunningWeb } from './lib/downtime';
 import { allSettled, rootFailure, withLock } from './lib/steps';
 import { pinIfPatched } from './lib/pins';
 import { errorMessage, Runbook } from './lib/runbook';
@@ -194,40 +195,6 @@ async function restore(rb: Runbook, plan: BackupPlan, target: DatabaseTarget, fi
   };
 }
 
-interface RunningWeb {
-  host: HostSpec;
-  containers: string[];
-}
-
-interface Maintenance {
-  isOn: boolean;
-  on(rb: Runbook): Promise<void>;
-  off(rb: Runbook): Promise<void>;
-}
-
-function maintenanceOf(plan: BackupPlan, reason: string): Maintenance {
-  const request = (p: { host: HostSpec; container: string }, on: boolean) => quick.proxyMaintenance({ host: p.host, container: p.container, app: plan.app, env: plan.env, on, reason, ...plan.maintenance! });
-  const m: Maintenance = {
-    isOn: false,
-    async on(rb) {
-      try {
-        m.isOn = true; // set first: a proxy switched before a sibling failed is switched back
-        await rb.step('maintenance on', () => allSettled(plan.proxies!.map((p) => request(p, true))));
-      } catch (err) {
-        // the restore goes on: requests get 502 while the app is stopped, as before maintenance mode
-        rb.note(`maintenance mode could not be turned on: ${errorMessage(rootFailure(err))}`);
-      }
-    },
-    async off(rb) {
-      if (!m.isOn) return;
-      await rb.step('maintenance off', () => allSettled(plan.proxies!.map((p) => request(p, false))));
-      m.isOn = false;
-    },
-  };
-  return m;
-}
-
-/** Starts every web container that was running, then waits until each is healthy and the app answers. */
 /**
  * A backup older than the running release holds an older schema: the running version's migration
  * brings the restored database to it before the app starts (it failing puts the previous one back).
@@ -247,24 +214,6 @@ async function migrateRestored(rb: Runbook, plan: BackupPlan, fleet: FleetContai
     const ran = await migrating.runOneOff.executeWithOptions({ summary: `migrations of ${versions[0]} on the restored database` }, [{ host, spec: migration.container, timeoutSeconds: migration.timeoutSeconds }]);
     await quick.removeContainers({ host, names: [migration.container.name], timeoutSeconds: 5 });
     return ran;
-  });
-}
-
-async function startFleet(rb: Runbook, plan: BackupPlan, running: RunningWeb[], maintenance?: Maintenance): Promise<void> {
-  await rb.step('start app', () => allSettled(running.map((r) => (r.containers.length ? settling.startContainers({ host: r.host, names: r.containers }) : Promise.resolve({ host: r.host.name, started: [] })))));
-  // A restarted container may get another address: each proxy reloads to resolve the names again.
-  await rb.step('reload proxies', () => allSettled((plan.proxies ?? []).map((p) => quick.reloadProxy(p))));
-  if (maintenance) {
-    // healthy containers first, then the proxies serve the app again, then the check through them
-    await rb.step('health check', () => allSettled(running.flatMap((r) => r.containers.map((container) => waiting.waitHealthy({ host: r.host, container, timeoutSeconds: plan.healthTimeoutSeconds })))));
-    await maintenance.off(rb);
-    const url = plan.healthUrl;
-    if (url) await rb.step('smoke test', () => waiting.smokeTest({ url, expectStatus: 200 }));
-    return;
-  }
-  await rb.step('health check', async () => {
-    await allSettled(running.flatMap((r) => r.containers.map((container) => waiting.waitHealthy({ host: r.host, container, timeoutSeconds: plan.healthTimeoutSeconds }))));
-    if (plan.healthUrl) await waiting.smokeTest({ url: plan.healthUrl, expectStatus: 200 });
   });
 }
 

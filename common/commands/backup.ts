@@ -150,6 +150,27 @@ export function volumeTarArgv(): string[] {
   return ['tar', '--create', '--file=-', '--directory=/data', '--numeric-owner', '.'];
 }
 
+/** Empties the volume mounted at /data (hidden files too; /data itself stays) before an archive is extracted into it. */
+export function volumeClearArgv(): string[] {
+  return ['find', '/data', '-mindepth', '1', '-delete'];
+}
+
+/** Extracts the tar on stdin into /data with the archived numeric owners and modes (the helper's users are not the app's). */
+export function volumeExtractArgv(): string[] {
+  return ['tar', '--extract', '--file=-', '--directory=/data', '--numeric-owner', '--same-owner', '--same-permissions'];
+}
+
+/** The archives of one volume (or the config archives, `volume` undefined): the time a name was taken at, or undefined when it is not one of them. */
+export function archiveTime(name: string, parts: { app: string; env: string }, volume?: string): string | undefined {
+  const series = volume === undefined ? 'config' : `volume-${volume}`;
+  const suffix = volume === undefined ? CONFIG_ARCHIVE_SUFFIX : VOLUME_ARCHIVE_SUFFIX;
+  const prefix = `${parts.app}-${parts.env}-${series}-`;
+  if (!name.startsWith(prefix) || !name.endsWith(suffix)) return undefined;
+  const stamp = name.slice(prefix.length, name.length - suffix.length);
+  // exactly a timestamp: volume "media" must not take volume "media-old"'s archives
+  return /^\d{8}T\d{6}Z$/.test(stamp) ? stamp : undefined;
+}
+
 export interface ArchiveManifest {
   kind: 'volume' | 'config';
   app: string;
@@ -164,6 +185,8 @@ export interface ArchiveManifest {
   entries?: string[];
   /** Written with mode 0600: env files and volume data may hold secrets. */
   containsSecrets: boolean;
+  /** Why it was taken outside a backup night (the copy a restore takes before replacing the volume). */
+  reason?: string;
 }
 
 // ---- zstd ----

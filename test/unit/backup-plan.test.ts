@@ -1,7 +1,9 @@
 // The backup side of the inventory and plan, the SQL/argv of restores, schedules and alerts: pure.
 import { stringify } from 'yaml';
 import { cronProblem } from '../../client/schedule-format';
-import { archiveFileName, archiveManifestName, isArchiveOfNight, volumeTarArgv } from '../../common/commands/backup';
+import { archiveFileName, archiveManifestName, archiveTime, isArchiveOfNight, volumeClearArgv, volumeExtractArgv, volumeTarArgv } from '../../common/commands/backup';
+import { configEntryTarget } from '../../activities/archive-restore';
+import { tarFiles, untarFiles } from '../../common/commands/tar';
 import { redactedUrl, webhookBody } from '../../common/commands/notify';
 import {
   databaseExistsQuery,
@@ -120,6 +122,30 @@ describe('archive names', () => {
     }
     expect(() => archiveFileName({ app: 'shop', env: 'production' }, 'volume', '2027-01-02T02:00:00Z', '../x')).toThrow(/cannot be part of a backup file name/);
     expect(volumeTarArgv()).toEqual(['tar', '--create', '--file=-', '--directory=/data', '--numeric-owner', '.']);
+  });
+
+  it('a restore finds the archives of one volume (not of a volume whose name starts the same) or the config archives, by time', () => {
+    const parts = { app: 'shop', env: 'production' };
+    expect(archiveTime('shop-production-volume-media-20270102T020000Z.tar.zst', parts, 'media')).toBe('20270102T020000Z');
+    expect(archiveTime('shop-production-volume-media-old-20270102T020000Z.tar.zst', parts, 'media')).toBeUndefined();
+    expect(archiveTime('shop-production-volume-media-20270102T020000Z.manifest.json', parts, 'media')).toBeUndefined();
+    expect(archiveTime('shop-staging-volume-media-20270102T020000Z.tar.zst', parts, 'media')).toBeUndefined();
+    expect(archiveTime('shop-production-config-20270102T020000Z.tar', parts)).toBe('20270102T020000Z');
+    expect(archiveTime('shop-production-config-20270102T020000Z.tar', parts, 'config')).toBeUndefined();
+    expect(archiveTime('shop-production-volume-media-20270102T020000Z.tar.zst', parts)).toBeUndefined();
+  });
+
+  it('a volume restore empties /data (hidden files too) and extracts with the archived numeric owners and modes', () => {
+    expect(volumeClearArgv()).toEqual(['find', '/data', '-mindepth', '1', '-delete']);
+    expect(volumeExtractArgv()).toEqual(['tar', '--extract', '--file=-', '--directory=/data', '--numeric-owner', '--same-owner', '--same-permissions']);
+  });
+
+  it("a config restore writes the worker's files back, never a proxy's config or a path with ..", async () => {
+    expect(configEntryTarget('etc/shop/app.env')).toEqual({ path: '/etc/shop/app.env' });
+    expect(configEntryTarget('proxy/one/etc/nginx/conf.d/default.conf')).toEqual({ skip: expect.stringContaining("a proxy's config") });
+    expect(configEntryTarget('etc/../root/.ssh/authorized_keys')).toEqual({ skip: 'a path with ".." is never written' });
+    const files = await untarFiles(await tarFiles([{ name: 'etc/app.env', body: 'K=v\n', mode: 0o600 }, { name: 'etc/secret', body: Buffer.from([0, 1, 2]), mode: 0o640 }]));
+    expect(files).toEqual([{ name: 'etc/app.env', mode: 0o600, body: Buffer.from('K=v\n') }, { name: 'etc/secret', mode: 0o640, body: Buffer.from([0, 1, 2]) }]);
   });
 });
 

@@ -170,4 +170,24 @@ describe('outcomeLines', () => {
       '  drop it sooner: runbook restore demo --env production --release   (releasePreviousDatabase/x)',
     ]);
   });
+
+  it('after an archive restore, says what was stopped and how to go back; for config, where replaced files are kept', () => {
+    const volume = outcomeLines('restoreArchive/demo/production', {
+      ok: true,
+      result: { app: 'demo', env: 'production', restored: 'n.tar.zst', entries: 5, bytes: 2048, volume: { name: 'uploads', host: 'one', previousArchive: 'p.tar.zst', stopped: ['demo-production-web-1'], downSeconds: 3 } },
+    });
+    expect(volume.lines.slice(1)).toEqual([
+      '  restored volume uploads on one from n.tar.zst (5 entries, 2048 bytes); demo-production-web-1 down 3 s',
+      '  its content before the restore is archived as p.tar.zst: runbook restore demo --env production --volume uploads --archive p.tar.zst goes back',
+    ]);
+    const config = outcomeLines('restoreArchive/demo/production', {
+      ok: true,
+      result: { app: 'demo', env: 'production', restored: 'c.tar', entries: 2, bytes: 20, config: { restored: ['/etc/a.env'], unchanged: ['/etc/b'], keptAs: [{ path: '/etc/a.env', keptAs: '/etc/a.env.before-restore-x' }], skipped: [{ name: 'proxy/one/x.conf', reason: 'why' }] } },
+    });
+    expect(config.lines.slice(1)).toEqual([
+      '  restored 1 config file(s) from c.tar, 1 already as archived',
+      '  /etc/a.env: the file it replaced is kept as /etc/a.env.before-restore-x',
+      '  not restored: proxy/one/x.conf (why)',
+    ]);
+  });
 });
