@@ -3,7 +3,7 @@
 // the containers using the volume are stopped; the config archive's worker files are put back in
 // place, each file it replaces kept beside it. Every archive is checked against its manifest
 // (size, sha256) and read through as a tar before anything is changed.
-import { copyFile, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
@@ -25,10 +25,10 @@ import {
 import { untarFiles } from '../common/commands/tar';
 import { labelsFor } from '../common/naming';
 import type { HostSpec, StorageSpec } from '../common/types';
-import type { VolumeArchiveRequest } from './archives';
+import { ARCHIVE_HELPER_LABEL, RESTORE_HELPER_LABEL, type VolumeArchiveRequest } from './archives';
 import type { BackupDeps } from './backup';
 import { HashTap, openBackupStorage, startZstd } from './backup';
-import { heartbeat } from './context';
+import { cancellationSignal, heartbeat } from './context';
 import { engineFailure, execInContainer, imageExists, pullImage, statusCode } from './docker';
 import { lastLines, startInContainer } from './pg-clients';
 import { StorageNotFound, type BackupStorage } from './storage';
@@ -56,6 +56,13 @@ export interface ArchiveRef {
 
 /** The volume (as the night archived it: same host, names and helper image) and the archive to extract into it. */
 export type VolumeRestoreRequest = Omit<VolumeArchiveRequest, 'storage' | 'at' | 'reason'> & ArchiveRef;
+
+export interface ConfigRestoreRequest extends ArchiveRef {
+  /** The restore's start time: the kept files' suffix. */
+  runTag: string;
+  /** The worker files the inventory names as config files now: the only paths written. */
+  configFiles: string[];
+}
 
 export interface ConfigRestoreResult {
   /** Worker files written from the archive. */
@@ -125,21 +132,30 @@ export async function listArchives(deps: BackupDeps, req: { app: string; env: st
 
 /**
  * Reads a volume archive through: its size and sha256 against the manifest, zstd, and every tar
- * entry; a damaged one is a non-retryable ArchiveCorrupt. Nothing is written anywhere.
+ * entry; a damaged one is a non-retryable ArchiveCorrupt, a storage that fails on the way a
+ * retryable error. Nothing is written anywhere.
  */
 export async function verifyVolumeArchive(deps: BackupDeps, req: ArchiveRef): Promise<{ entries: number; bytes: number }> {
   const storage = openBackupStorage(deps, req.storage);
-  const source = await archiveStream(storage, req.file);
   const tap = new HashTap();
-  const zstd = startZstd(zstdDecompressArgv());
   const reader = extract();
   let entries = 0;
   let bytes = 0;
-  let stopped = false;
+  let stoppedByUs = false;
+  let readError: unknown;
   const timer = setInterval(() => heartbeat({ phase: 'verify', file: req.file, bytes: tap.bytes, of: req.sizeBytes }), 1000);
+  let source: Readable | undefined;
+  let zstd: ReturnType<typeof startZstd> | undefined;
   try {
-    const reading = pipeline(source, tap, zstd.proc.stdin);
-    zstd.proc.stdout.pipe(reader);
+    source = await archiveStream(storage, req.file);
+    zstd = startZstd(zstdDecompressArgv());
+    const unzip = zstd;
+    const reading = pipeline(source, tap, unzip.proc.stdin);
+    // a storage failure comes first; the tar error it causes (a cut stream) must not hide it
+    reading.catch((err) => {
+      if (!stoppedByUs) readError ??= err;
+    });
+    unzip.proc.stdout.pipe(reader);
     const listing = (async () => {
       for await (const entry of reader) {
         entries += 1;
@@ -148,69 +164,100 @@ export async function verifyVolumeArchive(deps: BackupDeps, req: ArchiveRef): Pr
     })();
     listing.catch(() => {
       // a tar that cannot be read: stop reading the rest
-      stopped = true;
-      zstd.proc.kill('SIGKILL');
-      source.destroy();
+      stoppedByUs = true;
+      unzip.proc.kill('SIGKILL');
+      source?.destroy();
     });
-    const [read, listed] = await Promise.allSettled([reading, listing]);
-    const unzipped = await zstd.exit;
-    if (read.status === 'rejected' && !stopped) throw read.reason;
+    const [, listed] = await Promise.allSettled([reading, listing]);
+    const unzipped = await unzip.exit;
+    if (readError !== undefined) throw readError;
     if (listed.status === 'rejected') throw corrupt(req.file, `not a tar archive: ${(listed.reason as Error).message}`);
     const diffs = sizeAndHashDiffs({ bytes: tap.bytes, sha256: tap.hash.digest('hex') }, req);
-    if (unzipped !== 0) diffs.unshift(`zstd cannot decompress it (exit code ${unzipped}: ${lastLines(zstd.stderr.text(), 3)})`);
+    if (unzipped !== 0) diffs.unshift(`zstd cannot decompress it (exit code ${unzipped}: ${lastLines(unzip.stderr.text(), 3)})`);
     if (diffs.length) throw corrupt(req.file, diffs.join('; '));
     return { entries, bytes };
   } finally {
     clearInterval(timer);
-    zstd.proc.kill('SIGKILL');
-    source.destroy();
+    zstd?.proc.kill('SIGKILL');
+    source?.destroy();
   }
 }
 
-/** The running containers (on that host) that have the volume mounted: stopped while it is replaced. */
-export async function volumeUsers(deps: BackupDeps, req: { host: HostSpec; volume: string }): Promise<{ host: string; running: string[] }> {
+/**
+ * Whether the volume exists on the host, and the running containers that have it mounted (stopped
+ * while it is replaced). The runbooks' own helpers are not its users: `archiving` says a backup
+ * night's archive is being taken of it right now.
+ */
+export async function volumeUsers(deps: BackupDeps, req: { host: HostSpec; volume: string }): Promise<{ host: string; exists: boolean; running: string[]; archiving: boolean }> {
   try {
     const docker = await deps.engines.engine(req.host);
-    const list = await docker.listContainers({ filters: { volume: [req.volume], status: ['running', 'restarting'] } });
-    return { host: req.host.name, running: list.map((c) => (c.Names[0] ?? c.Id).replace(/^\//, '')).sort() };
+    const exists = await docker
+      .getVolume(req.volume)
+      .inspect()
+      .then(
+        () => true,
+        (err: unknown) => (statusCode(err) === 404 ? false : Promise.reject(err)),
+      );
+    const list = exists ? await docker.listContainers({ filters: { volume: [req.volume], status: ['running', 'restarting'] } }) : [];
+    const helper = (c: Docker.ContainerInfo) => RESTORE_HELPER_LABEL in c.Labels || ARCHIVE_HELPER_LABEL in c.Labels;
+    return {
+      host: req.host.name,
+      exists,
+      running: list.filter((c) => !helper(c)).map((c) => (c.Names[0] ?? c.Id).replace(/^\//, '')).sort(),
+      archiving: list.some((c) => ARCHIVE_HELPER_LABEL in c.Labels),
+    };
   } catch (err) {
     throw engineFailure(req.host, `list the containers using volume ${req.volume}`, err);
   }
 }
 
+/** The codes a stream fails with when the other end quit (its own exit code says why). */
+const BROKEN_PIPE = new Set(['EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'ERR_STREAM_DESTROYED']);
+const brokenPipe = (err: unknown) => BROKEN_PIPE.has((err as NodeJS.ErrnoException)?.code ?? '');
+
 /**
  * Replaces the volume's content with the archive's: a helper container empties it and extracts the
- * tar streamed from storage through zstd. Refused while a container uses the volume. A damaged
- * archive (size, sha256, zstd, tar) fails non-retryably with the volume partly written: the caller
- * puts its previous content back. Idempotent: a retry empties the volume again.
+ * tar streamed from storage through zstd. Refused while a container uses the volume, and (retryably)
+ * while a backup night archives it. The archive is opened before the volume is emptied (a missing
+ * one changes nothing). Once emptied, a failure leaves the volume partly written and says so:
+ * tar's own error (e.g. no space left) and a damaged archive are non-retryable, a storage that
+ * fails on the way is retried; the caller puts the previous content back. A retry (or a leftover
+ * helper of a dead worker) starts again from an emptied volume.
  */
 export async function restoreVolumeArchive(deps: BackupDeps, req: VolumeRestoreRequest): Promise<{ bytes: number }> {
   const what = `restore of ${req.file} into volume ${req.volume} on ${req.host.name}`;
+  const helper = `${req.app}-${req.env}-restore-${req.name}`;
   let docker: Docker;
   try {
     docker = await deps.engines.engine(req.host);
-    await docker.getVolume(req.volume).inspect();
+    await docker.getContainer(helper).remove({ force: true }).catch(() => undefined); // a leftover of an interrupted attempt
   } catch (err) {
-    if (statusCode(err) === 404) throw ApplicationFailure.nonRetryable(`${what}: the volume does not exist (a deploy creates it)`, 'VolumeMissing');
     throw engineFailure(req.host, what, err);
   }
   const users = await volumeUsers(deps, { host: req.host, volume: req.volume });
-  if (users.running.length) throw ApplicationFailure.nonRetryable(`${what}: ${users.running.join(', ')} still use the volume (they are stopped first)`, 'VolumeInUse');
+  if (!users.exists) throw ApplicationFailure.nonRetryable(`${what}: the volume does not exist (a deploy creates it)`, 'VolumeMissing');
+  if (users.running.length) throw ApplicationFailure.nonRetryable(`${what}: ${users.running.join(', ')} use the volume: they must be stopped first (the volume was not changed)`, 'VolumeInUse');
+  if (users.archiving) throw new Error(`${what}: a backup night is archiving the volume right now; retrying when it is done (the volume was not changed)`);
 
   const storage = openBackupStorage(deps, req.storage);
-  const helper = `${req.app}-${req.env}-restore-${req.name}`;
   const container = docker.getContainer(helper);
   const tap = new HashTap();
   const timer = setInterval(() => heartbeat({ phase: 'restore', volume: req.volume, bytes: tap.bytes, of: req.sizeBytes }), 1000);
+  let source: Readable | undefined;
+  let zstd: ReturnType<typeof startZstd> | undefined;
+  let tar: Awaited<ReturnType<typeof startInContainer>> | undefined;
+  const cancelled = cancellationSignal();
+  const onCancel = () => source?.destroy(new Error('the restore was cancelled'));
+  cancelled?.addEventListener('abort', onCancel);
   try {
+    source = await archiveStream(storage, req.file); // before the volume is emptied
     try {
       if (!(await imageExists(docker, req.helperImage))) await pullImage(docker, req.helperImage);
-      await container.remove({ force: true }).catch(() => undefined); // a leftover of an interrupted attempt
       await docker.createContainer({
         name: helper,
         Image: req.helperImage,
-        Cmd: ['sleep', 'infinity'],
-        Labels: labelsFor(req.app, req.env, 'dependency', { 'runbook.archive-restore': req.name }),
+        Cmd: ['sleep', '43200'], // gone by itself after the activity's 12 h, should a dead worker leave it
+        Labels: labelsFor(req.app, req.env, 'dependency', { [RESTORE_HELPER_LABEL]: req.name }),
         HostConfig: { Binds: [`${req.volume}:/data`], NetworkMode: 'none' },
       });
       await container.start();
@@ -219,29 +266,31 @@ export async function restoreVolumeArchive(deps: BackupDeps, req: VolumeRestoreR
     } catch (err) {
       throw err instanceof ApplicationFailure ? err : engineFailure(req.host, what, err);
     }
-    const source = await archiveStream(storage, req.file);
-    const zstd = startZstd(zstdDecompressArgv());
-    const tar = await startInContainer(deps.engines, req.host, helper, volumeExtractArgv(), {}, true);
+    zstd = startZstd(zstdDecompressArgv());
+    tar = await startInContainer(deps.engines, req.host, helper, volumeExtractArgv(), {}, true);
     tar.stdout.resume();
-    try {
-      // the end of the tar half-closes the exec's stream: tar sees EOF
-      const [reading, writing] = await Promise.allSettled([pipeline(source, tap, zstd.proc.stdin), pipeline(zstd.proc.stdout, tar.stdin!)]);
-      const code = await tar.exitCode();
-      const unzipped = await zstd.exit;
-      const diffs = sizeAndHashDiffs({ bytes: tap.bytes, sha256: tap.hash.digest('hex') }, req);
-      if (unzipped !== 0) diffs.unshift(`zstd cannot decompress it (exit code ${unzipped}: ${lastLines(zstd.stderr.text(), 3)})`);
-      if (reading.status === 'rejected') throw reading.reason;
-      if (diffs.length) throw corrupt(req.file, `${diffs.join('; ')} (the volume is partly written)`);
-      if (code !== 0) throw new Error(`${what}: tar exited ${code}: ${lastLines(tar.stderrText(), 5)}`);
-      if (writing.status === 'rejected') throw writing.reason;
-      return { bytes: tap.bytes };
-    } finally {
-      source.destroy();
-      zstd.proc.kill('SIGKILL');
-      tar.abort();
+    const extracting = tar;
+    // the end of the tar half-closes the exec's stream: tar sees EOF
+    const [reading, writing] = await Promise.allSettled([pipeline(source, tap, zstd.proc.stdin), pipeline(zstd.proc.stdout, extracting.stdin!)]);
+    const code = await extracting.exitCode().catch(() => undefined); // the stream to tar broke: its stderr still says why
+    const unzipped = await zstd.exit;
+    const partly = 'the volume is partly written';
+    if (reading.status === 'rejected' && !brokenPipe(reading.reason)) throw new Error(`${what}: reading the archive failed (${partly}): ${(reading.reason as Error).message}`);
+    const zstdBroke = unzipped !== 0 && !/broken pipe/i.test(zstd.stderr.text());
+    if (zstdBroke) throw corrupt(req.file, `zstd cannot decompress it (exit code ${unzipped}: ${lastLines(zstd.stderr.text(), 3)}) (${partly})`);
+    if (code !== 0) {
+      throw ApplicationFailure.nonRetryable(`${what}: tar ${code === undefined ? 'stopped' : `exited ${code}`} (${partly}): ${lastLines(extracting.stderrText(), 5) || 'no message'}`, 'VolumeRestoreFailed');
     }
+    const diffs = sizeAndHashDiffs({ bytes: tap.bytes, sha256: tap.hash.digest('hex') }, req);
+    if (diffs.length) throw corrupt(req.file, `${diffs.join('; ')} (${partly})`);
+    if (writing.status === 'rejected') throw writing.reason;
+    return { bytes: tap.bytes };
   } finally {
+    cancelled?.removeEventListener('abort', onCancel);
     clearInterval(timer);
+    source?.destroy();
+    zstd?.proc.kill('SIGKILL');
+    tar?.abort();
     await container.remove({ force: true }).catch(() => undefined);
   }
 }
@@ -264,11 +313,16 @@ export async function verifyConfigArchive(deps: BackupDeps, req: ArchiveRef): Pr
   return { entries: files.length, bytes: files.reduce((n, f) => n + f.body.length, 0) };
 }
 
-/** What a config archive's entry is restored to: a worker path, or why it is not restored. */
-export function configEntryTarget(name: string): { path: string } | { skip: string } {
+/**
+ * What a config archive's entry is restored to: a worker path the inventory names as a config file
+ * now (its env files, secret files, extra files), or why it is not restored. Never another path: an
+ * archive's names come from storage.
+ */
+export function configEntryTarget(name: string, configFiles: readonly string[]): { path: string } | { skip: string } {
+  const path = `/${name}`;
+  if (configFiles.includes(path) && !name.split('/').includes('..')) return { path };
   if (name.startsWith('proxy/')) return { skip: "a proxy's config: every deploy writes it from the inventory (read it from the archive to compare)" };
-  if (name.split('/').includes('..')) return { skip: 'a path with ".." is never written' };
-  return { path: `/${name}` };
+  return { skip: 'not one of the config files the inventory names now' };
 }
 
 const readIfExists = (path: string) => readFile(path).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
@@ -276,15 +330,17 @@ const readIfExists = (path: string) => readFile(path).catch((err: NodeJS.ErrnoEx
 /**
  * Puts the worker files of a config archive (env files, secret files, extra files) back at their
  * paths. A file whose content differs is kept first as `<path>.before-restore-<time>`, then
- * replaced atomically with its mode kept (0600 when new). Idempotent: a retry finds what it wrote.
+ * replaced atomically (a new file, never through a symlink) with its mode and owner kept (0600
+ * when new). Idempotent: a retry finds what it wrote, and a half-written copy is never taken for
+ * the kept one.
  */
-export async function restoreConfigArchive(deps: BackupDeps, req: ArchiveRef & { runTag: string }): Promise<ConfigRestoreResult> {
+export async function restoreConfigArchive(deps: BackupDeps, req: ConfigRestoreRequest): Promise<ConfigRestoreResult> {
   if (!req.file.endsWith(CONFIG_ARCHIVE_SUFFIX)) throw ApplicationFailure.nonRetryable(`${req.file} is not a config archive`, 'InvalidInput');
   const files = await readConfigArchive(openBackupStorage(deps, req.storage), req);
   const stamp = backupTimestamp(req.runTag);
   const result: ConfigRestoreResult = { restored: [], unchanged: [], keptAs: [], skipped: [] };
   for (const file of files) {
-    const target = configEntryTarget(file.name);
+    const target = configEntryTarget(file.name, req.configFiles);
     if ('skip' in target) {
       result.skipped.push({ name: file.name, reason: target.skip });
       continue;
@@ -301,19 +357,26 @@ export async function restoreConfigArchive(deps: BackupDeps, req: ArchiveRef & {
       } else result.unchanged.push(path);
       continue;
     }
-    let mode = 0o600;
-    if (current !== undefined) {
-      mode = (await stat(path)).mode & 0o7777;
-      if (!keptBefore) await copyFile(path, keptAs);
+    const before = current === undefined ? undefined : await stat(path);
+    if (before) {
+      if (!keptBefore) await writeAtomically(keptAs, current!, before.mode & 0o7777, before, stamp);
       result.keptAs.push({ path, keptAs });
     }
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    const temporary = `${path}.restoring-${stamp}`;
-    await writeFile(temporary, file.body, { mode });
-    await rename(temporary, path);
+    await writeAtomically(path, file.body, before ? before.mode & 0o7777 : 0o600, before, stamp);
     result.restored.push(path);
   }
   return result;
+}
+
+/** Writes a new file beside `path` and renames it over: never half-written, never through a symlink; mode and owner as given. */
+async function writeAtomically(path: string, body: Buffer, mode: number, owner: { uid: number; gid: number } | undefined, stamp: string): Promise<void> {
+  const temporary = `${path}.restoring-${stamp}`;
+  await rm(temporary, { force: true }); // a leftover of an interrupted attempt
+  await writeFile(temporary, body, { mode, flag: 'wx' });
+  await chmod(temporary, mode); // not masked by the umask
+  if (owner) await chown(temporary, owner.uid, owner.gid).catch((err: NodeJS.ErrnoException) => (err.code === 'EPERM' ? undefined : Promise.reject(err)));
+  await rename(temporary, path);
 }
 
 export function createArchiveRestoreActivities(deps: BackupDeps) {
@@ -323,6 +386,6 @@ export function createArchiveRestoreActivities(deps: BackupDeps) {
     verifyConfigArchive: (req: ArchiveRef) => verifyConfigArchive(deps, req),
     volumeUsers: (req: { host: HostSpec; volume: string }) => volumeUsers(deps, req),
     restoreVolumeArchive: (req: VolumeRestoreRequest) => restoreVolumeArchive(deps, req),
-    restoreConfigArchive: (req: ArchiveRef & { runTag: string }) => restoreConfigArchive(deps, req),
+    restoreConfigArchive: (req: ConfigRestoreRequest) => restoreConfigArchive(deps, req),
   };
 }

@@ -29,6 +29,10 @@ import { HashTap, openBackupStorage, startZstd } from './backup';
 import { lastLines } from './pg-clients';
 
 const ARCHIVE_MODE = 0o600;
+/** The label of the helper container that archives a volume (its value: the volume's name in the inventory). */
+export const ARCHIVE_HELPER_LABEL = 'runbook.archive';
+/** The label of the helper container that restores a volume (activities/archive-restore.ts). */
+export const RESTORE_HELPER_LABEL = 'runbook.archive-restore';
 const MANIFEST_MODE = 0o644;
 
 export interface VolumeArchiveRequest {
@@ -96,6 +100,9 @@ export async function archiveVolume(deps: BackupDeps, req: VolumeArchiveRequest)
     if (statusCode(err) === 404) throw ApplicationFailure.nonRetryable(`${what}: the volume does not exist`, 'VolumeMissing');
     throw engineFailure(req.host, what, err);
   }
+  // a volume being restored is emptied and partly written: an archive of it now would look complete
+  const restoring = await docker.listContainers({ filters: { volume: [req.volume], label: [RESTORE_HELPER_LABEL] } }).catch((err: unknown) => Promise.reject(engineFailure(req.host, what, err)));
+  if (restoring.length) throw ApplicationFailure.nonRetryable(`${what}: the volume is being restored right now (restoreArchive); not archived`, 'VolumeBeingRestored');
   const helper = `${req.app}-${req.env}-archive-${req.name}`;
   const container = docker.getContainer(helper);
   const zstd = startZstd(zstdCompressArgv());
@@ -115,7 +122,7 @@ export async function archiveVolume(deps: BackupDeps, req: VolumeArchiveRequest)
       name: helper,
       Image: req.helperImage,
       Cmd: volumeTarArgv(),
-      Labels: labelsFor(req.app, req.env, 'dependency', { 'runbook.archive': req.name }),
+      Labels: labelsFor(req.app, req.env, 'dependency', { [ARCHIVE_HELPER_LABEL]: req.name }),
       AttachStdout: true,
       AttachStderr: true,
       Tty: false,

@@ -418,7 +418,12 @@ export function buildCli(): Command {
       withClient(async (rc, app: string, opts: { env: string; backup: string; database?: string; volume?: string; config?: boolean; archive: string; keepPrevious?: boolean; keepFor?: string; release?: boolean; by: string; approvalTimeout?: string; detach?: boolean }) => {
         checkName('app', app);
         checkName('env', opts.env);
-        if (opts.volume !== undefined || opts.config) {
+        const archiveRestore = opts.volume !== undefined || opts.config === true;
+        const databaseOnly = [opts.release && '--release', opts.database && '--database', opts.keepPrevious && '--keep-previous', opts.keepFor && '--keep-for', opts.backup !== 'latest' && '--backup'].filter(Boolean);
+        if (archiveRestore && databaseOnly.length) throw new Error(`${databaseOnly.join(', ')}: for a database restore, not with --volume or --config (say --archive <file> for an archive)`);
+        if (opts.volume !== undefined && opts.config) throw new Error('--volume and --config: restore one at a time');
+        if (!archiveRestore && opts.archive !== 'latest') throw new Error('--archive: with --volume <name> or --config (a database backup is --backup <file>)');
+        if (archiveRestore) {
           const input = {
             app,
             env: opts.env,

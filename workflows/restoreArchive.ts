@@ -55,11 +55,15 @@ export async function restoreArchive(input: RestoreArchiveInput): Promise<Restor
       return chooseArchive(archives, input.archive ?? 'latest', `${volume ? `volume ${volume.name}` : 'config'} of ${app}/${env} in ${storage}`);
     });
     const ref = { storage: plan.storage, file: chosen.file, sizeBytes: chosen.sizeBytes, sha256: chosen.sha256 };
-    // read through before anyone approves: a damaged archive is refused with nothing changed
+    // read through before anyone approves: a damaged archive or a missing volume is refused with nothing changed
     const contents = await rb.step('verify archive', () => (volume ? streaming.verifyVolumeArchive(ref) : streaming.verifyConfigArchive(ref)));
+    if (volume) {
+      const found = await rb.step('check volume', () => quick.volumeUsers({ host: volume.host, volume: volume.volume }));
+      if (!found.exists) throw ApplicationFailure.nonRetryable(`volume ${volume.volume} does not exist on ${volume.host.name}: deploy ${app}/${env} first (it creates its volumes), then restore`, 'VolumeMissing');
+    }
 
     const what = volume
-      ? `Restore volume ${volume.name} (${volume.volume} on ${volume.host.name}) of ${app}/${env} from ${chosen.file} (taken ${chosen.createdAt}; ${contents.entries} entries, ${contents.bytes} bytes). ` +
+      ? `Restore volume ${volume.name} (${volume.volume} on ${volume.host.name}) of ${app}/${env} from ${chosen.file} (taken ${chosen.createdAt}${chosen.reason ? `: ${chosen.reason}` : ''}; ${contents.entries} entries, ${contents.bytes} bytes). ` +
         'The containers that use it are stopped meanwhile; its current content is archived first and put back if anything fails.'
       : `Restore the config files of ${app}/${env} from ${chosen.file} (taken ${chosen.createdAt}; ${contents.entries} files) on the worker. Each file it replaces is kept beside it.`;
     const gate = await rb.gate('restore', what, plan.approval, input.approvalTimeout);
@@ -70,7 +74,7 @@ export async function restoreArchive(input: RestoreArchiveInput): Promise<Restor
       const base = { app, env, restored: chosen.file, entries: contents.entries, bytes: contents.bytes };
       if (!volume) {
         const runTag = workflowInfo().startTime.toISOString();
-        const config = await rb.step('restore config files', () => quick.restoreConfigArchive({ ...ref, runTag }));
+        const config = await rb.step('restore config files', () => quick.restoreConfigArchive({ ...ref, runTag, configFiles: plan.archives.config?.files ?? [] }));
         if (config.restored.length) rb.note('containers read env and secret files when they are created: the next deploy or update uses the restored ones');
         return { ...base, config };
       }
@@ -98,10 +102,11 @@ function chooseVolume(plan: BackupPlan, name: string): ArchivedVolume {
 }
 
 function chooseArchive(archives: StoredArchive[], wanted: string, where: string): StoredArchive {
-  const complete = archives.filter((a) => a.complete);
+  // "latest" is the newest night's: a copy an earlier restore took of what it replaced is only taken by name
+  const complete = archives.filter((a) => a.complete && !a.reason);
   if (wanted === 'latest') {
     const newest = complete[complete.length - 1];
-    if (!newest) throw ApplicationFailure.nonRetryable(`no complete archive of the ${where} (${archives.length - complete.length} incomplete)`, 'ArchiveMissing');
+    if (!newest) throw ApplicationFailure.nonRetryable(`no complete archive of the ${where} (${archives.filter((a) => !a.complete).length} incomplete)`, 'ArchiveMissing');
     return newest;
   }
   const found = archives.find((a) => a.file === wanted);
@@ -115,34 +120,47 @@ async function restoreVolume(rb: Runbook, plan: BackupPlan, volume: ArchivedVolu
   // recorded before anything stops: what is started again, whichever attempt stopped what
   const users = await rb.step('containers using the volume', () => settling.volumeUsers({ host: volume.host, volume: volume.volume }));
   const running: RunningWeb[] = [{ host: volume.host, containers: users.running }];
+  const stop = (step: string) => rb.step(step, () => settling.stopContainers({ host: volume.host, names: users.running, timeoutSeconds: plan.stopTimeoutSeconds }));
   const maintenance = users.running.length && plan.maintenance && plan.proxies?.length ? maintenanceOf(plan, `restore of volume ${volume.name} by ${workflowInfo().workflowId}`) : undefined;
   const stoppedAt = Date.now();
   let previous: { file: string; sizeBytes: number; sha256: string } | undefined;
+  let changing = false;
   try {
     if (maintenance) await maintenance.on(rb);
-    await rb.step('stop containers', () => settling.stopContainers({ host: volume.host, names: users.running, timeoutSeconds: plan.stopTimeoutSeconds }));
+    await stop('stop containers');
     previous = await rb.step('archive current content', () =>
       settling.archiveVolume({ ...target, storage: plan.storage, at: new Date().toISOString(), reason: `content before the restore of ${ref.file} by ${workflowInfo().workflowId}` }),
     );
+    changing = true;
     await rb.step('restore volume', () => settling.restoreVolumeArchive({ ...target, ...ref }));
     await startFleet(rb, plan, running, maintenance);
   } catch (err) {
     await CancellationScope.nonCancellable(async () => {
       const undo: string[] = [];
-      if (previous) {
+      let safeToStart = true;
+      if (changing && previous) {
         const copy = previous;
         try {
+          // they may have been started again (a failed health check): the volume changes only under stopped containers
+          await stop('stop containers again');
           await rb.step('put previous content back', () => settling.restoreVolumeArchive({ ...target, storage: plan.storage, file: copy.file, sizeBytes: copy.sizeBytes, sha256: copy.sha256 }));
           undo.push(`the volume's previous content is back (from ${copy.file})`);
         } catch (e) {
-          undo.push(`COULD NOT put the previous content back: ${errorMessage(rootFailure(e))} (it is archived as ${copy.file})`);
+          // never start the app on an emptied or partly written volume: it would write to it
+          safeToStart = false;
+          undo.push(
+            `COULD NOT put the previous content back: ${errorMessage(rootFailure(e))}. The volume may be empty or partly written: ${users.running.join(', ') || 'its containers'} stay stopped` +
+              `${maintenance?.isOn ? ' and maintenance mode stays on' : ''}; its content before the restore is archived as ${copy.file} (runbook restore ${plan.app} --env ${plan.env} --volume ${volume.name} --archive ${copy.file})`,
+          );
         }
       } else undo.push('the volume was not changed');
-      try {
-        await startFleet(rb, plan, running, maintenance);
-        undo.push(users.running.length ? 'its containers were started again and are healthy' : 'no container was using it');
-      } catch (e) {
-        undo.push(`its containers DID NOT come back: ${errorMessage(rootFailure(e))}${maintenance?.isOn ? `; maintenance mode stays on (\`runbook maintenance off ${plan.app} --env ${plan.env}\` once it is back)` : ''}`);
+      if (safeToStart) {
+        try {
+          await startFleet(rb, plan, running, maintenance);
+          undo.push(users.running.length ? 'its containers were started again and are healthy' : 'no container was using it');
+        } catch (e) {
+          undo.push(`its containers DID NOT come back: ${errorMessage(rootFailure(e))}${maintenance?.isOn ? `; maintenance mode stays on (\`runbook maintenance off ${plan.app} --env ${plan.env}\` once it is back)` : ''}`);
+        }
       }
       throw ApplicationFailure.nonRetryable(`restore of ${ref.file} into volume ${volume.volume} failed: ${errorMessage(rootFailure(err))}; ${undo.join('; ')}`, 'RestoreFailed');
     });

@@ -100,9 +100,35 @@ describe('volume archive restore', () => {
     expect((await restores.volumeUsers({ host: localHost, volume })).running).toEqual([user]);
     const err = (await rejectionOf(restores.restoreVolumeArchive({ ...target, ...ref }))) as ApplicationFailure;
     expect(err).toMatchObject({ type: 'VolumeInUse', nonRetryable: true });
-    expect(err.message).toContain(`${user} still use the volume`);
+    expect(err.message).toContain(`${user} use the volume: they must be stopped first (the volume was not changed)`);
     await c.stop({ t: 0 });
+    expect(await restores.volumeUsers({ host: localHost, volume })).toEqual({ host: 'local', exists: true, running: [], archiving: false });
+    expect(await restores.volumeUsers({ host: localHost, volume: `${volume}-none` })).toEqual({ host: 'local', exists: false, running: [], archiving: false });
+  });
+
+  it("a dead worker's leftover helper does not block the retry; a backup night does not archive a volume being restored", async () => {
+    const leftover = await docker.createContainer({
+      name: `${app}-prod-restore-media`,
+      Image: image,
+      Cmd: ['sleep', '600'],
+      Labels: { 'runbook.archive-restore': 'media' },
+      HostConfig: { Binds: [`${volume}:/data`] },
+    });
+    await leftover.start();
+    // not one of the volume's users (nothing to stop and start again)
     expect((await restores.volumeUsers({ host: localHost, volume })).running).toEqual([]);
+    const night = (await rejectionOf(archives.archiveVolume({ ...target, storage, at: '2025-05-01T03:00:00Z' }))) as ApplicationFailure;
+    expect(night).toMatchObject({ type: 'VolumeBeingRestored', nonRetryable: true });
+    expect(readdirSync(dir).filter((f) => f.includes('20250501T030000Z'))).toEqual([]);
+    await restores.restoreVolumeArchive({ ...target, ...ref });
+    expect(await inVolume(LISTING)).toBe(archived);
+    expect((await docker.listContainers({ all: true, filters: { name: [`${app}-prod-restore-media`] } })).length).toBe(0);
+  });
+
+  it('an archive gone from storage is refused before the volume is emptied', async () => {
+    const err = (await rejectionOf(restores.restoreVolumeArchive({ ...target, ...ref, file: `${app}-prod-volume-media-20250509T020000Z.tar.zst` }))) as ApplicationFailure;
+    expect(err).toMatchObject({ type: 'ArchiveMissing', nonRetryable: true });
+    expect(await inVolume(LISTING)).toBe(archived);
   });
 
   it('puts the archived content back exactly: later files gone, removed ones back, owners and modes as archived', async () => {
@@ -169,7 +195,8 @@ describe('config archive restore', () => {
     writeFileSync(envFile, 'EMAIL_ENABLED=false\n');
     rmSync(path.dirname(secret), { recursive: true });
     const runTag = '2025-05-04T10:00:00.000Z';
-    const r = await restores.restoreConfigArchive({ ...ref, runTag });
+    const configFiles = [envFile, secret, same];
+    const r = await restores.restoreConfigArchive({ ...ref, runTag, configFiles });
     expect(r.restored.sort()).toEqual([envFile, secret].sort());
     expect(r.unchanged).toEqual([same]);
     expect(r.keptAs).toEqual([{ path: envFile, keptAs: `${envFile}.before-restore-20250504T100000Z` }]);
@@ -182,7 +209,7 @@ describe('config archive restore', () => {
     expect(readdirSync(etc).filter((n) => n.includes('.restoring-'))).toEqual([]);
 
     // a retry of the same restore: the same answer, nothing written again
-    const again = await restores.restoreConfigArchive({ ...ref, runTag });
+    const again = await restores.restoreConfigArchive({ ...ref, runTag, configFiles });
     expect(again.restored.sort()).toEqual([envFile].sort());
     expect(again.unchanged.sort()).toEqual([same, secret].sort());
     expect(readFileSync(`${envFile}.before-restore-20250504T100000Z`, 'utf8')).toBe('EMAIL_ENABLED=false\n');
@@ -192,7 +219,7 @@ describe('config archive restore', () => {
     bytes[10] ^= 0xff;
     writeFileSync(path.join(dir, m.file), bytes);
     writeFileSync(envFile, 'EMAIL_ENABLED=false\n');
-    const err = (await rejectionOf(restores.restoreConfigArchive({ ...ref, runTag: '2025-05-05T10:00:00.000Z' }))) as ApplicationFailure;
+    const err = (await rejectionOf(restores.restoreConfigArchive({ ...ref, runTag: '2025-05-05T10:00:00.000Z', configFiles }))) as ApplicationFailure;
     expect(err).toMatchObject({ type: 'ArchiveCorrupt', nonRetryable: true });
     expect(readFileSync(envFile, 'utf8')).toBe('EMAIL_ENABLED=false\n');
     expect(createHash('sha256').update(bytes).digest('hex')).not.toBe(m.sha256);

@@ -140,10 +140,14 @@ describe('archive names', () => {
     expect(volumeExtractArgv()).toEqual(['tar', '--extract', '--file=-', '--directory=/data', '--numeric-owner', '--same-owner', '--same-permissions']);
   });
 
-  it("a config restore writes the worker's files back, never a proxy's config or a path with ..", async () => {
-    expect(configEntryTarget('etc/shop/app.env')).toEqual({ path: '/etc/shop/app.env' });
-    expect(configEntryTarget('proxy/one/etc/nginx/conf.d/default.conf')).toEqual({ skip: expect.stringContaining("a proxy's config") });
-    expect(configEntryTarget('etc/../root/.ssh/authorized_keys')).toEqual({ skip: 'a path with ".." is never written' });
+  it("a config restore writes back only the files the inventory names, never a proxy's config or a path with ..", async () => {
+    const named = ['/etc/shop/app.env', '/proxy/odd/but/named.env'];
+    expect(configEntryTarget('etc/shop/app.env', named)).toEqual({ path: '/etc/shop/app.env' });
+    expect(configEntryTarget('proxy/odd/but/named.env', named)).toEqual({ path: '/proxy/odd/but/named.env' });
+    expect(configEntryTarget('proxy/one/etc/nginx/conf.d/default.conf', named)).toEqual({ skip: expect.stringContaining("a proxy's config") });
+    // an archive's names come from storage: only the files the inventory names now are written
+    expect(configEntryTarget('root/.ssh/authorized_keys', named)).toEqual({ skip: 'not one of the config files the inventory names now' });
+    expect(configEntryTarget('etc/../root/.ssh/authorized_keys', [...named, '/etc/../root/.ssh/authorized_keys'])).toEqual({ skip: 'not one of the config files the inventory names now' });
     const files = await untarFiles(await tarFiles([{ name: 'etc/app.env', body: 'K=v\n', mode: 0o600 }, { name: 'etc/secret', body: Buffer.from([0, 1, 2]), mode: 0o640 }]));
     expect(files).toEqual([{ name: 'etc/app.env', mode: 0o600, body: Buffer.from('K=v\n') }, { name: 'etc/secret', mode: 0o640, body: Buffer.from([0, 1, 2]) }]);
   });

@@ -49,7 +49,7 @@ function archiveMocks(over: Record<string, (...args: any[]) => Promise<unknown>>
     listArchives: async (req: { volume?: string }) => ({ storage: '/srv/backups on the worker', archives: req.volume ? [archive(OLDER), archive(NIGHT), archive(HALF, false)] : [archive(CONFIG)] }),
     verifyVolumeArchive: async () => ({ entries: 12, bytes: 4096 }),
     verifyConfigArchive: async () => ({ entries: 2, bytes: 80 }),
-    volumeUsers: async (req: { host: { name: string } }) => ({ host: req.host.name, running: [DB] }),
+    volumeUsers: async (req: { host: { name: string } }) => ({ host: req.host.name, exists: true, running: [DB], archiving: false }),
     stopContainers: async (req: { host: { name: string }; names: string[] }) => ({ host: req.host.name, stopped: req.names }),
     startContainers: async (req: { host: { name: string }; names: string[] }) => ({ host: req.host.name, started: req.names }),
     archiveVolume: async (req: { at: string; name: string }) => ({ kind: 'volume', ...parts, volume: req.name, file: archiveFileName(parts, 'volume', req.at, req.name), createdAt: req.at, sizeBytes: 90, sha256: 'b'.repeat(64), containsSecrets: true }),
@@ -81,11 +81,11 @@ describe('restoreArchive of a volume', () => {
       const st = await waitForGate(h, 'restore');
       expect(st.pendingGates[0].description).toContain(`from ${NIGHT}`);
       expect(st.pendingGates[0].description).toContain('12 entries, 4096 bytes');
-      expect(mocks.names()).toEqual(['resolveBackupPlan', 'listArchives', 'verifyVolumeArchive']);
+      expect(mocks.names()).toEqual(['resolveBackupPlan', 'listArchives', 'verifyVolumeArchive', 'volumeUsers']);
       await approve(h);
       return { result: (await settled(h)) as RestoreArchiveResult, history: await h.fetchHistory() };
     });
-    expect(mocks.names().slice(3)).toEqual([
+    expect(mocks.names().slice(4)).toEqual([
       'acquireLock', 'volumeUsers', 'proxyMaintenance', 'proxyMaintenance', 'stopContainers', 'archiveVolume', 'restoreVolumeArchive',
       'startContainers', 'reloadProxy', 'reloadProxy', 'waitHealthy', 'proxyMaintenance', 'proxyMaintenance', 'smokeTest', 'releaseLock',
     ]);
@@ -109,6 +109,30 @@ describe('restoreArchive of a volume', () => {
     const failure = await run(refused, { volume: 'pgdata', archive: HALF }, (h) => workflowFailure(settled(h)));
     expect(failure).toMatchObject({ type: 'ArchiveIncomplete', message: expect.stringContaining('it has no manifest') });
     expect(refused.names()).toEqual(['resolveBackupPlan', 'listArchives']);
+  });
+
+  it('"latest" is the newest night\'s archive, never a copy an earlier restore took (shown with its reason when named)', async () => {
+    const COPY = archiveFileName(parts, 'volume', '2027-01-04T10:00:00Z', 'pgdata');
+    const listed = async () => ({ storage: 'here', archives: [archive(NIGHT), { ...archive(COPY), reason: 'content before the restore of x by restoreArchive/shop/production' }] });
+    const mocks = archiveMocks({ listArchives: listed });
+    await run(mocks, { volume: 'pgdata' }, async (h) => {
+      expect((await waitForGate(h, 'restore')).pendingGates[0].description).toContain(`from ${NIGHT}`);
+      await h.signal(rejectSignal, { gate: 'restore', by: 'alice' });
+      await workflowFailure(settled(h));
+    });
+    const named = archiveMocks({ listArchives: listed });
+    await run(named, { volume: 'pgdata', archive: COPY }, async (h) => {
+      expect((await waitForGate(h, 'restore')).pendingGates[0].description).toContain(`from ${COPY} (taken 2027-01-02T02:00:00Z: content before the restore of x`);
+      await h.signal(rejectSignal, { gate: 'restore', by: 'alice' });
+      await workflowFailure(settled(h));
+    });
+  });
+
+  it('a volume that does not exist is refused before the gate', async () => {
+    const mocks = archiveMocks({ volumeUsers: async () => ({ host: 'one', exists: false, running: [], archiving: false }) });
+    const failure = await run(mocks, { volume: 'pgdata' }, (h) => workflowFailure(settled(h)));
+    expect(failure).toMatchObject({ type: 'VolumeMissing', message: expect.stringContaining('deploy shop/production first') });
+    expect(mocks.called('acquireLock')).toBe(0);
   });
 
   it('a volume the app does not archive is refused, naming the ones it does', async () => {
@@ -156,6 +180,8 @@ describe('restoreArchive of a volume', () => {
     const copy = argsOf<{ at: string }>(mocks, 'archiveVolume')[0];
     const previous = archiveFileName(parts, 'volume', copy.at, 'pgdata');
     expect(restores).toEqual([NIGHT, previous]);
+    // stopped (again: idempotent) before the copy goes back, then started
+    expect(mocks.names().filter((n) => ['stopContainers', 'restoreVolumeArchive', 'startContainers'].includes(n))).toEqual(['stopContainers', 'restoreVolumeArchive', 'stopContainers', 'restoreVolumeArchive', 'startContainers']);
     expect(argsOf<{ names: string[] }>(mocks, 'startContainers')[0].names).toEqual([DB]);
     expect(failure).toMatchObject({ type: 'RestoreFailed' });
     expect(failure.message).toContain('No space left on device');
@@ -163,6 +189,42 @@ describe('restoreArchive of a volume', () => {
     expect(failure.message).toContain('its containers were started again and are healthy');
     // maintenance mode was turned off once they were healthy
     expect(argsOf<{ on: boolean }>(mocks, 'proxyMaintenance').map((a) => a.on)).toEqual([true, true, false, false]);
+    expect(mocks.names().at(-1)).toBe('releaseLock');
+  });
+
+  it('an unhealthy container after the restore: stopped again, the previous content put back, started again', async () => {
+    let checks = 0;
+    const mocks = archiveMocks({
+      waitHealthy: async (req: { container: string }) => {
+        if (++checks === 1) throw ApplicationFailure.nonRetryable(`${req.container} is unhealthy after 60s`, 'Unhealthy');
+        return { container: req.container, health: 'healthy', seconds: 1 };
+      },
+    });
+    const failure = await run(mocks, { volume: 'pgdata' }, async (h) => {
+      await approve(h);
+      return workflowFailure(settled(h));
+    });
+    const steps = mocks.names().filter((n) => ['stopContainers', 'restoreVolumeArchive', 'startContainers', 'waitHealthy'].includes(n));
+    expect(steps).toEqual(['stopContainers', 'restoreVolumeArchive', 'startContainers', 'waitHealthy', 'stopContainers', 'restoreVolumeArchive', 'startContainers', 'waitHealthy']);
+    expect(failure.message).toMatch(/is unhealthy after 60s; the volume's previous content is back .*; its containers were started again and are healthy/);
+  });
+
+  it('a copy that cannot be put back: the containers stay stopped and maintenance mode stays on; the error names the copy', async () => {
+    const mocks = archiveMocks({
+      restoreVolumeArchive: async () => {
+        throw ApplicationFailure.nonRetryable('tar: Cannot write: No space left on device', 'VolumeRestoreFailed');
+      },
+    });
+    const failure = await run(mocks, { volume: 'pgdata' }, async (h) => {
+      await approve(h);
+      return workflowFailure(settled(h));
+    });
+    expect(mocks.called('restoreVolumeArchive')).toBe(2);
+    expect(mocks.called('startContainers')).toBe(0);
+    expect(argsOf<{ on: boolean }>(mocks, 'proxyMaintenance').map((a) => a.on)).toEqual([true, true]);
+    const copy = archiveFileName(parts, 'volume', argsOf<{ at: string }>(mocks, 'archiveVolume')[0].at, 'pgdata');
+    expect(failure.message).toContain(`COULD NOT put the previous content back`);
+    expect(failure.message).toContain(`${DB} stay stopped and maintenance mode stays on; its content before the restore is archived as ${copy} (runbook restore shop --env production --volume pgdata --archive ${copy})`);
     expect(mocks.names().at(-1)).toBe('releaseLock');
   });
 
@@ -193,6 +255,8 @@ describe('restoreArchive of the config files', () => {
     });
     expect(mocks.names()).toEqual(['resolveBackupPlan', 'listArchives', 'verifyConfigArchive', 'acquireLock', 'restoreConfigArchive', 'releaseLock']);
     expect(argsOf<{ volume?: string }>(mocks, 'listArchives')[0].volume).toBeUndefined();
+    // only the files the inventory names as config files are written
+    expect(argsOf<{ configFiles: string[] }>(mocks, 'restoreConfigArchive')[0].configFiles).toEqual(['/etc/shop.env']);
     expect(result.config).toMatchObject({ restored: ['/etc/shop.env'], keptAs: [{ path: '/etc/shop.env' }] });
   });
 });
