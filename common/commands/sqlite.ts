@@ -12,11 +12,17 @@ function checkPath(path: string): string {
   return path;
 }
 
+/**
+ * Waits up to 10 s for the app's write lock instead of failing at once with "database is locked"
+ * (sqlite3's default busy timeout is 0; the online backup's steps call the same busy handler).
+ */
+const BUSY_TIMEOUT = ['-cmd', '.timeout 10000'];
+
 /** One query, its rows one per line, fields separated by "|". */
-export const sqliteQueryArgv = (db: string, sql: string): string[] => ['sqlite3', '-bail', '-batch', '-noheader', '-list', checkPath(db), sql];
+export const sqliteQueryArgv = (db: string, sql: string): string[] => ['sqlite3', '-bail', '-batch', '-noheader', '-list', ...BUSY_TIMEOUT, checkPath(db), sql];
 
 /** The online backup of `db` into `copy` (consistent while the app writes: the backup API restarts on a concurrent change, or copies under its lock). */
-export const sqliteSnapshotArgv = (db: string, copy: string): string[] => ['sqlite3', '-bail', checkPath(db), `.backup '${checkPath(copy)}'`];
+export const sqliteSnapshotArgv = (db: string, copy: string): string[] => ['sqlite3', '-bail', ...BUSY_TIMEOUT, checkPath(db), `.backup '${checkPath(copy)}'`];
 
 /** The snapshot as SQL (BEGIN; CREATE ...; INSERT ...; COMMIT). */
 export const sqliteDumpArgv = (copy: string): string[] => ['sqlite3', '-bail', checkPath(copy), '.dump'];

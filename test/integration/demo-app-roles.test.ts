@@ -172,9 +172,26 @@ describe('worker', () => {
   it('without a heartbeat the health check fails', async () => {
     // the same image serving HTTP, told it is a worker: no heartbeat file, so not healthy
     const { name } = await start('not-a-worker', { env: ['ROLE=worker'], publish: false });
-    const r = await execInContainer(docker, name, [APP, 'healthcheck']);
-    expect(r.exitCode).toBe(1);
-    expect(r.stdout).toMatch(/no heartbeat/);
+    // the image's cheap check (no Python) and the app's own give the same answer
+    for (const argv of [[APP, 'healthcheck'], [`${APP}-health`]]) {
+      const r = await execInContainer(docker, name, argv);
+      expect(r.exitCode).toBe(1);
+      expect(r.stdout).toMatch(/no heartbeat/);
+    }
+  });
+
+  it("the image's cheap health check answers as the app's own: 200 from /health, or what refused it", async () => {
+    const { name } = await start('health', {});
+    await waitContainerHealthy(docker, name, 30_000);
+    const cheap = await execInContainer(docker, name, [`${APP}-health`]);
+    expect(cheap).toMatchObject({ exitCode: 0, stdout: expect.stringMatching(/^HTTP\/1\.[01] 200 /) });
+    expect((await execInContainer(docker, name, [APP, 'healthcheck'])).exitCode).toBe(0);
+    // nothing on that port: both fail
+    for (const argv of [[APP, 'healthcheck'], [`${APP}-health`]]) {
+      const r = await execInContainer(docker, name, ['env', 'PORT=9', ...argv]);
+      expect(r.exitCode).toBe(1);
+    }
+    expect((await execInContainer(docker, name, ['env', 'PORT=9', `${APP}-health`])).stdout).toMatch(/health check failed: nothing answers on port 9/);
   });
 });
 

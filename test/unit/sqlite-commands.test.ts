@@ -20,10 +20,10 @@ import {
 
 describe('sqlite3 argv', () => {
   it('runs the online backup, the dump, a query and a restore, paths checked', () => {
-    expect(sqliteSnapshotArgv('/data/app.db', '/tmp/copy.db')).toEqual(['sqlite3', '-bail', '/data/app.db', ".backup '/tmp/copy.db'"]);
+    expect(sqliteSnapshotArgv('/data/app.db', '/tmp/copy.db')).toEqual(['sqlite3', '-bail', '-cmd', '.timeout 10000', '/data/app.db', ".backup '/tmp/copy.db'"]);
     expect(sqliteDumpArgv('/tmp/copy.db')).toEqual(['sqlite3', '-bail', '/tmp/copy.db', '.dump']);
     expect(sqliteApplyArgv('/data/.x')).toEqual(['sqlite3', '-bail', '-batch', '/data/.x']);
-    expect(sqliteQueryArgv('/data/app.db', 'SELECT 1;')).toEqual(['sqlite3', '-bail', '-batch', '-noheader', '-list', '/data/app.db', 'SELECT 1;']);
+    expect(sqliteQueryArgv('/data/app.db', 'SELECT 1;')).toEqual(['sqlite3', '-bail', '-batch', '-noheader', '-list', '-cmd', '.timeout 10000', '/data/app.db', 'SELECT 1;']);
     expect(sqliteRemoveArgv('/tmp/a.db')).toEqual(['rm', '-f', '--', '/tmp/a.db', '/tmp/a.db-wal', '/tmp/a.db-shm', '/tmp/a.db-journal']);
     for (const bad of ["/data/it's.db", 'data/app.db', '/data/../etc/passwd', '/data/a b.db']) expect(() => sqliteSnapshotArgv(bad, '/tmp/c.db')).toThrow(/not a database path/);
   });
