@@ -76,8 +76,9 @@ let file: string;
 let rowsInBackup: number;
 
 it('backs up with the online backup while the app writes: the manifest counts exactly what the dump holds; a retry finds it done', async () => {
-  // a writer in the app's container, one transaction per row, during the backup
-  const writer = execInContainer(docker, container, ['sh', '-c', `i=0; while [ $i -lt 200 ]; do sqlite3 /data/app.db "INSERT INTO items (body) VALUES ('during-$i')" || exit 1; i=$((i+1)); done`]);
+  // a writer in the app's container, one transaction per row, during the backup; it waits for a
+  // lock as the app does (busy timeout 5 s): the last connection's checkpoint locks the file briefly
+  const writer = execInContainer(docker, container, ['sh', '-c', `i=0; while [ $i -lt 200 ]; do sqlite3 -cmd '.timeout 5000' /data/app.db "INSERT INTO items (body) VALUES ('during-$i')" || exit 1; i=$((i+1)); done`]);
   const manifest = await acts.backupDatabase({ ...req, at: '2026-11-27T02:00:00Z' });
   expect((await writer).exitCode).toBe(0);
   file = manifest.file;
